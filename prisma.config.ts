@@ -1,0 +1,18 @@
+// Config for the Prisma 6.19 CLI (generate, migrate diff, migrate deploy).
+// `engine: 'js'` runs the WebAssembly schema engine: no native binary is downloaded. Its
+// `migrate deploy` only works with the 7.x pg adapter (the 6.19 one fails on the `name` column
+// type, prisma/orm#27403), hence the `adapter-pg7` alias. See README, "Development".
+import path from 'node:path';
+import { defineConfig } from 'prisma/config';
+import { PrismaPg } from 'adapter-pg7';
+
+const url = process.env.DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker';
+
+export default defineConfig({
+  experimental: { adapter: true },
+  engine: 'js',
+  schema: path.join('prisma', 'schema.prisma'),
+  migrations: { path: path.join('prisma', 'migrations') },
+  // eslint-disable-next-line @typescript-eslint/require-await
+  adapter: async () => new PrismaPg({ connectionString: url, allowExitOnIdle: true, idleTimeoutMillis: 100 }) as never,
+});

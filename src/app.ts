@@ -1,0 +1,61 @@
+import express, { type Express } from 'express';
+import type { Redis } from 'ioredis';
+import { pinoHttp } from 'pino-http';
+import { callbacksRouter } from './callbacks/callbacks.routes';
+import type { Db } from './db/client';
+import { AppError, errorHandler, notFoundRoute } from './errors';
+import { healthRouter } from './http/health.routes';
+import { requestId } from './http/request-id';
+import type { Logger } from './logger';
+import type { Queues } from './queues/queues';
+import { tasksRouter } from './tasks/tasks.routes';
+import { authenticate } from './tenants/auth.middleware';
+
+export interface AppDeps {
+  db: Db;
+  redis: Redis;
+  queues: Queues;
+  log: Logger;
+  models: readonly string[];
+  klingWebhookSecret?: string;
+}
+
+/** Kling's 10 MB image as base64 (4/3 of it) plus the rest of the body. */
+export const MAX_BODY = '15mb';
+
+/** Builds the HTTP app. Never listens: the caller (server or test) decides where. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(requestId);
+  app.use(
+    pinoHttp({
+      logger: deps.log,
+      genReqId: (_req, res) => (res as express.Response).locals.requestId,
+      customProps: (_req, res) => ({ request_id: (res as express.Response).locals.requestId }),
+      // One line per request is enough; bodies (prompts, images) never go to the log.
+      serializers: { req: (r: { method: string; url: string }) => ({ method: r.method, url: r.url }), res: (r: { statusCode: number }) => ({ status: r.statusCode }) },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+    }),
+  );
+  app.use(healthRouter(deps));
+  app.use('/callbacks', callbacksRouter({ db: deps.db, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
+  app.use(
+    '/v1/images/generations',
+    express.json({ limit: MAX_BODY, strict: false }),
+    requireJsonBody,
+    authenticate(deps.db),
+    tasksRouter({ db: deps.db, queues: deps.queues, log: deps.log, models: deps.models }),
+  );
+  app.use(notFoundRoute);
+  app.use(errorHandler(deps.log));
+  return app;
+}
+
+/** A POST must be a JSON object; anything else is refused before authentication touches the DB. */
+const requireJsonBody: express.RequestHandler = (req, _res, next) => {
+  if (req.method !== 'POST' || req.path !== '/') return next();
+  if (!req.is('application/json')) return next(new AppError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)'));
+  next();
+};

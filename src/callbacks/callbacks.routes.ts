@@ -1,0 +1,62 @@
+import express, { Router } from 'express';
+import { Webhook } from 'standardwebhooks';
+import type { Db } from '../db/client';
+import { AppError, envelope, invalidParameter } from '../errors';
+import { UpstreamTask } from '../kling/kling-types';
+import type { Logger } from '../logger';
+import { applyUpstreamUpdate } from '../tasks/task-transitions';
+import { safeEqual } from '../tenants/tenants.service';
+
+export interface CallbackDeps {
+  db: Db;
+  log: Logger;
+  /** `whsec_...`: when set, every callback must carry a valid Standard Webhooks signature. */
+  webhookSecret?: string;
+}
+
+/** Path of a task's upstream callback; the token makes the URL unguessable even if the id leaks. */
+export const callbackPath = (taskId: string, token: string) => `/callbacks/kling/${encodeURIComponent(taskId)}/${token}`;
+
+/**
+ * Receives the upstream's callbacks. They are a hint, applied through the same status machine as
+ * polls: duplicates, reordering and stale updates are harmless. Answers 5xx only when we could not
+ * record the update (so a retrying upstream retries) and 2xx for anything recorded or ignorable.
+ */
+export function callbacksRouter(deps: CallbackDeps): Router {
+  const r = Router();
+  const verifier = deps.webhookSecret ? new Webhook(deps.webhookSecret) : null;
+  // The raw bytes are kept for the signature check: it covers the body exactly as sent.
+  r.use(express.json({ limit: '1mb', verify: (req, _res, buf) => ((req as unknown as { rawBody: Buffer }).rawBody = buf) }));
+
+  r.post('/kling/:taskId/:token', async (req, res) => {
+    const { taskId, token } = req.params;
+    const task = await deps.db.task.findUnique({ where: { id: taskId }, select: { id: true, callbackToken: true } });
+    // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
+    if (!task || !safeEqual(task.callbackToken, token)) throw new AppError('auth_invalid', 'invalid callback token');
+    if (verifier) verifySignature(verifier, req);
+    const body = UpstreamTask.safeParse(req.body);
+    if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
+    const outcome = await applyUpstreamUpdate(deps.db, task.id, body.data, 'callback');
+    const log = deps.log.child({ task_id: task.id, upstream_status: body.data.task_status, request_id: res.locals.requestId });
+    if (outcome.applied) log.info({ state: outcome.task.state }, 'callback applied');
+    else if (outcome.reason === 'unknown_status') log.warn('ALERT: callback with an undocumented task_status; task left as it is');
+    else if (outcome.reason === 'task_mismatch') throw invalidParameter('task_id: does not match the upstream task of this callback URL');
+    else log.info({ reason: outcome.reason }, 'callback ignored');
+    res.json(envelope(res.locals.requestId, { applied: outcome.applied }));
+  });
+
+  return r;
+}
+
+function verifySignature(verifier: Webhook, req: express.Request): void {
+  const raw = (req as unknown as { rawBody?: Buffer }).rawBody?.toString('utf8') ?? '';
+  try {
+    verifier.verify(raw, {
+      'webhook-id': req.get('webhook-id') ?? '',
+      'webhook-timestamp': req.get('webhook-timestamp') ?? '',
+      'webhook-signature': req.get('webhook-signature') ?? '',
+    });
+  } catch {
+    throw new AppError('auth_invalid', 'invalid or missing webhook signature');
+  }
+}

@@ -1,0 +1,57 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config';
+import { createDb } from '../db/client';
+import { prepareDatabase } from '../db/migrate';
+import { createTenant, listTenants, revokeTenant } from '../tenants/tenants.service';
+
+const USAGE = `usage:
+  npm run cli -- keys create --name NAME   create a tenant key (prints its credentials once, as JSON)
+  npm run cli -- keys list                 list keys (no secrets)
+  npm run cli -- keys revoke ID            revoke a key`;
+
+/** Prints results as JSON on stdout (for scripts); everything else goes to stderr. */
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { name: { type: 'string' } } });
+  const [group, command, arg] = positionals;
+  if (group !== 'keys' || !command) return usage();
+  const config = loadConfig();
+  await prepareDatabase(config.DATABASE_URL);
+  const db = createDb(config.DATABASE_URL, 1);
+  try {
+    if (command === 'create') {
+      const name = values.name?.trim();
+      if (!name || name.length > 200) return usage('--name is required (1 to 200 characters)');
+      console.log(JSON.stringify(await createTenant(db, name)));
+      console.error('Store these credentials now: the api_key and secret_key cannot be shown again.');
+      return 0;
+    }
+    if (command === 'list') {
+      console.log(JSON.stringify(await listTenants(db), null, 2));
+      return 0;
+    }
+    if (command === 'revoke') {
+      if (!arg) return usage('revoke needs the key id');
+      const revoked = await revokeTenant(db, arg);
+      console.log(JSON.stringify({ id: arg, revoked }));
+      if (!revoked) console.error(`no active key with id ${arg}`);
+      return revoked ? 0 : 1;
+    }
+    return usage();
+  } finally {
+    await db.$disconnect();
+  }
+}
+
+function usage(problem?: string): number {
+  if (problem) console.error(problem);
+  console.error(USAGE);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,103 @@
+import { z } from 'zod';
+
+/** Env var booleans: only the words people actually write. */
+const Bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const Ms = z.coerce.number().int().min(0);
+
+const MsList = z
+  .string()
+  .regex(/^\d+(,\d+)*$/, 'must be comma-separated milliseconds, e.g. 0,5000,300000')
+  .transform((s) => s.split(',').map(Number));
+
+const HttpUrl = z
+  .string()
+  .url()
+  .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL')
+  .transform((u) => u.replace(/\/+$/, ''));
+
+/**
+ * The whole configuration, parsed once at start. Nothing else reads process.env.
+ * `.env.example` mirrors this schema.
+ */
+export const ConfigSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    DATABASE_URL: z.string().min(1).default('postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker'),
+    REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
+    /** Prefix of every BullMQ key; lets several deployments (or test files) share one Redis. */
+    QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('kt'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    PUBLIC_BASE_URL: HttpUrl.optional(),
+    ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+    KLING_BASE_URL: HttpUrl.optional(),
+    KLING_API_KEY: z.string().min(1).optional(),
+    KLING_ACCESS_KEY: z.string().min(1).optional(),
+    KLING_SECRET_KEY: z.string().min(1).optional(),
+    KLING_MODELS: z
+      .string()
+      .default('kling-v3')
+      .transform((s) => s.split(',').map((m) => m.trim()).filter(Boolean))
+      .refine((l) => l.length > 0, 'must name at least one model'),
+    KLING_WEBHOOK_SECRET: z.string().startsWith('whsec_').optional(),
+    /** Timeout of every HTTP call to the upstream. */
+    KLING_TIMEOUT_MS: Ms.default(30_000),
+    /** Port of the built-in simulator when it runs (0: any free port). */
+    SIMULATOR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: Bool.default(false),
+    WEBHOOK_RETRY_SCHEDULE_MS: MsList.default([0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]),
+    UPSTREAM_POLL_AFTER_MS: Ms.default(30_000),
+    UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).default(10),
+    /** Attempts of one submission before the task is failed (retryable upstream errors only). */
+    SUBMIT_ATTEMPTS: z.coerce.number().int().min(1).default(8),
+    /** First retry delay of a submission; doubles each attempt. */
+    SUBMIT_BACKOFF_MS: Ms.default(2000),
+    /** How often queued tasks without a live job are re-enqueued (lost enqueue, Redis outage). */
+    SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+    /** A queued task is swept once it is older than this. */
+    SWEEP_MIN_AGE_MS: Ms.default(5_000),
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(20),
+
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (Boolean(c.KLING_ACCESS_KEY) !== Boolean(c.KLING_SECRET_KEY)) {
+      ctx.addIssue({ code: 'custom', path: ['KLING_SECRET_KEY'], message: 'KLING_ACCESS_KEY and KLING_SECRET_KEY go together' });
+    }
+  });
+
+export const KLING_GLOBAL_BASE_URL = 'https://api-singapore.klingai.com';
+
+export type Config = z.infer<typeof ConfigSchema> & {
+  PUBLIC_BASE_URL: string;
+  /** True when no upstream is configured: the built-in simulator stands in for Kling. */
+  useSimulator: boolean;
+};
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = ConfigSchema.safeParse(stripEmpty(env));
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new Error(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  const useSimulator = !c.KLING_BASE_URL && !c.KLING_API_KEY && !c.KLING_ACCESS_KEY;
+  return {
+    ...c,
+    // A credential without a base URL means Kling itself (the global endpoint).
+    KLING_BASE_URL: c.KLING_BASE_URL ?? (useSimulator ? undefined : KLING_GLOBAL_BASE_URL),
+    PUBLIC_BASE_URL: c.PUBLIC_BASE_URL ?? `http://127.0.0.1:${c.PORT}`,
+    useSimulator,
+  };
+}
+
+/** `FOO=` in a .env file means "not set", not "set to the empty string". */
+function stripEmpty(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+}

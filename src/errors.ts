@@ -1,0 +1,90 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Logger } from './logger';
+
+/** Every error this service answers with, mapped once to Kling's HTTP status and business code. */
+export const ERRORS = {
+  invalid_request: { http: 400, code: 1200 },
+  invalid_parameter: { http: 400, code: 1201 },
+  auth_failed: { http: 401, code: 1000 },
+  auth_missing: { http: 401, code: 1001 },
+  auth_invalid: { http: 401, code: 1002 },
+  token_not_yet_valid: { http: 401, code: 1003 },
+  token_expired: { http: 401, code: 1004 },
+  route_not_found: { http: 404, code: 1202 },
+  not_found: { http: 404, code: 1203 },
+  payload_too_large: { http: 413, code: 1200 },
+  unsupported_media_type: { http: 415, code: 1200 },
+  rate_limited: { http: 429, code: 1302 },
+  internal: { http: 500, code: 5000 },
+  unavailable: { http: 503, code: 5001 },
+} as const;
+
+export type ErrorName = keyof typeof ERRORS;
+
+export class AppError extends Error {
+  constructor(
+    readonly kind: ErrorName,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+export const invalidParameter = (message: string) => new AppError('invalid_parameter', message);
+
+export interface KlingEnvelope<T = unknown> {
+  code: number;
+  message: string;
+  request_id: string;
+  data?: T;
+}
+
+export function envelope<T>(requestId: string, data: T): KlingEnvelope<T> {
+  return { code: 0, message: 'SUCCEED', request_id: requestId, data };
+}
+
+export const notFoundRoute: RequestHandler = (req, _res, next) => {
+  next(new AppError('route_not_found', `no route for ${req.method} ${req.path}`));
+};
+
+/**
+ * The one error middleware. Known errors answer with their own message; body-parser errors are
+ * translated; anything else is logged with its stack and answered without internals.
+ */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const requestId = String(res.locals.requestId ?? '');
+    const known = toAppError(err);
+    if (!known) {
+      log.error({ err, request_id: requestId, method: req.method, path: req.path }, 'unhandled error');
+    }
+    const e = known ?? new AppError('internal', 'internal error');
+    const { http, code } = ERRORS[e.kind];
+    if (res.headersSent) return;
+    res.status(http).set(e.headers).json({ code, message: e.message, request_id: requestId });
+  };
+}
+
+function toAppError(err: unknown): AppError | null {
+  if (err instanceof AppError) return err;
+  const type = (err as { type?: string } | null)?.type;
+  if (type === 'entity.too.large') return new AppError('payload_too_large', 'request body is too large');
+  if (type === 'entity.parse.failed') return new AppError('invalid_request', 'request body is not valid JSON');
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported') {
+    return new AppError('invalid_request', 'request body encoding is not supported');
+  }
+  if (isDatabaseUnavailable(err)) return new AppError('unavailable', 'service temporarily unavailable, retry later');
+  return null;
+}
+
+/** Connection-level failures of Postgres (down, restarting, pool exhausted) mean "retry later", not a bug. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; cause?: unknown; message?: string } | null;
+  if (!e) return false;
+  const codes = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '57P01', '57P03', '08006', '08001', 'P1001', 'P1017'];
+  if (e.code && codes.includes(e.code)) return true;
+  if (/Can't reach database|connection terminated|Connection terminated|ECONNREFUSED|the database system is/i.test(e.message ?? '')) return true;
+  return e.cause ? isDatabaseUnavailable(e.cause) : false;
+}

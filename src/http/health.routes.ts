@@ -1,0 +1,40 @@
+import { Router } from 'express';
+import type { Redis } from 'ioredis';
+import type { Db } from '../db/client';
+
+export interface HealthDeps {
+  db: Db;
+  redis: Redis;
+}
+
+const CHECK_TIMEOUT_MS = 2000;
+
+async function check(fn: () => Promise<unknown>): Promise<'ok' | 'down'> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([fn(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), CHECK_TIMEOUT_MS)))]);
+    return 'ok';
+  } catch {
+    return 'down';
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function healthRouter(deps: HealthDeps): Router {
+  const r = Router();
+  r.get('/healthz', (_req, res) => {
+    res.json({ code: 0, message: 'SUCCEED', request_id: res.locals.requestId, data: { status: 'alive' } });
+  });
+  r.get('/readyz', async (_req, res) => {
+    const [postgres, redis] = await Promise.all([check(() => deps.db.$queryRaw`SELECT 1`), check(() => deps.redis.ping())]);
+    const ready = postgres === 'ok' && redis === 'ok';
+    res.status(ready ? 200 : 503).json({
+      code: ready ? 0 : 5001,
+      message: ready ? 'SUCCEED' : 'not ready',
+      request_id: res.locals.requestId,
+      data: { postgres, redis },
+    });
+  });
+  return r;
+}

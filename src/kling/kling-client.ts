@@ -1,0 +1,134 @@
+import jwt from 'jsonwebtoken';
+import { UpstreamTask } from './kling-types';
+import { classifyUpstreamAnswer, UpstreamError } from './upstream-errors';
+
+export interface KlingCredentials {
+  apiKey?: string;
+  accessKey?: string;
+  secretKey?: string;
+}
+
+export interface KlingClientOptions extends KlingCredentials {
+  /** May carry a path prefix (e.g. https://api.powertokens.ai/kling). */
+  baseUrl: string;
+  timeoutMs: number;
+}
+
+const PATH = '/v1/images/generations';
+/** Kling's JWT lifetime; we renew well before it ends so a request never carries a dying token. */
+const TOKEN_TTL_SEC = 1800;
+const RENEW_BEFORE_SEC = 300;
+
+export class KlingClient {
+  private token: { value: string; exp: number } | null = null;
+
+  constructor(private readonly opts: KlingClientOptions) {}
+
+  /** Creates the upstream task. Throws UpstreamError, classified. */
+  async createTask(body: Record<string, unknown>): Promise<UpstreamTask> {
+    const data = await this.request('POST', PATH, body);
+    return parseTask(data);
+  }
+
+  /** The upstream task by its task_id, or null when the upstream does not know it. */
+  async getTask(upstreamTaskId: string): Promise<UpstreamTask | null> {
+    return this.queryOrNull(`${PATH}/${encodeURIComponent(upstreamTaskId)}`);
+  }
+
+  /**
+   * The upstream task created with this external_task_id, or null. Kling documents the id in the
+   * path; some deployments only answer the query form, so that is tried when the path form finds
+   * nothing.
+   */
+  async findByExternalId(externalTaskId: string): Promise<UpstreamTask | null> {
+    try {
+      const byPath = await this.queryOrNull(`${PATH}/${encodeURIComponent(externalTaskId)}`);
+      if (byPath) return byPath;
+    } catch (err) {
+      // An upstream that only takes task ids in the path may call ours an invalid parameter.
+      if (!(err instanceof UpstreamError && err.kind === 'rejected')) throw err;
+    }
+    return this.queryOrNull(`${PATH}?external_task_id=${encodeURIComponent(externalTaskId)}`);
+  }
+
+  private async queryOrNull(path: string): Promise<UpstreamTask | null> {
+    try {
+      const data = await this.request('GET', path);
+      const task = Array.isArray(data) ? data[0] : data;
+      return task == null ? null : parseTask(task);
+    } catch (err) {
+      if (err instanceof UpstreamError && err.kind === 'not_found') return null;
+      throw err;
+    }
+  }
+
+  private async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    const auth = this.authorization();
+    if (auth) headers.authorization = auth;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await fetch(this.opts.baseUrl + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        redirect: 'error',
+      });
+    } catch (err) {
+      const e = err as Error;
+      if (e.name === 'TimeoutError' || e.name === 'AbortError') {
+        throw new UpstreamError('timeout', `upstream did not answer within ${this.opts.timeoutMs} ms`);
+      }
+      throw new UpstreamError('network', `upstream unreachable: ${(e.cause as Error | undefined)?.message ?? e.message}`);
+    }
+    const text = await res.text().catch(() => '');
+    const parsed = safeJson(text) as { code?: unknown; message?: unknown; data?: unknown } | undefined;
+    const code = typeof parsed?.code === 'number' ? parsed.code : undefined;
+    if (res.ok && code === 0) return parsed?.data;
+    const message = typeof parsed?.message === 'string' ? parsed.message.slice(0, 500) : `HTTP ${res.status}`;
+    const kind = res.ok && code === undefined ? 'server' : classifyUpstreamAnswer(res.status, code, message);
+    if (kind === 'auth_expired') this.token = null;
+    throw new UpstreamError(kind, message, res.status, code, retryAfter(res.headers.get('retry-after')));
+  }
+
+  private authorization(): string | undefined {
+    const { apiKey, accessKey, secretKey } = this.opts;
+    if (accessKey && secretKey) return `Bearer ${this.jwt(accessKey, secretKey)}`;
+    if (apiKey) return `Bearer ${apiKey}`;
+    return undefined;
+  }
+
+  private jwt(accessKey: string, secretKey: string): string {
+    const now = Math.floor(Date.now() / 1000);
+    if (this.token && this.token.exp - now > RENEW_BEFORE_SEC) return this.token.value;
+    const exp = now + TOKEN_TTL_SEC;
+    // Exactly Kling's claims: iss = access key, exp = now + 30 min, nbf = now - 5 s (clock skew).
+    const value = jwt.sign({ iss: accessKey, exp, nbf: now - 5 }, secretKey, { algorithm: 'HS256', header: { alg: 'HS256', typ: 'JWT' } });
+    this.token = { value, exp };
+    return value;
+  }
+}
+
+function parseTask(data: unknown): UpstreamTask {
+  const parsed = UpstreamTask.safeParse(data);
+  if (!parsed.success) throw new UpstreamError('server', 'upstream answered without a valid task object');
+  return parsed.data;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function retryAfter(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const sec = Number(header);
+  if (Number.isFinite(sec) && sec >= 0) return sec;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, (at - Date.now()) / 1000);
+}

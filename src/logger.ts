@@ -1,0 +1,28 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+/**
+ * JSON lines by default; fields that could carry secrets or whole images are redacted wherever
+ * they appear, so a careless `log.info({ req })` cannot leak them.
+ */
+export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
+  return pino({
+    level,
+    base: { service: 'kling-tracker', ...base },
+    redact: {
+      paths: [
+        'req.headers.authorization',
+        'headers.authorization',
+        'authorization',
+        '*.api_key',
+        '*.secret_key',
+        '*.webhook_secret',
+        '*.image',
+        'body.image',
+        'request.image',
+      ],
+      censor: '[redacted]',
+    },
+  });
+}

@@ -1,0 +1,49 @@
+import { loadConfig } from './config';
+import { prepareDatabase } from './db/migrate';
+import { createLogger } from './logger';
+import { startService } from './service';
+import { createKlingSimulator } from './simulator/kling-simulator';
+
+/** `npm start`: migrate, then run the API and/or workers (ROLE), with the simulator if no upstream is set. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.LOG_LEVEL, { role: config.ROLE });
+  await prepareDatabase(config.DATABASE_URL);
+  log.info('database ready (migrations applied)');
+
+  let klingBaseUrl = config.KLING_BASE_URL ?? '';
+  let simulator: ReturnType<typeof createKlingSimulator> | undefined;
+  if (config.useSimulator && config.ROLE !== 'api') {
+    simulator = createKlingSimulator({ models: config.KLING_MODELS, callbackSecret: config.KLING_WEBHOOK_SECRET });
+    klingBaseUrl = await simulator.listen(config.SIMULATOR_PORT, '127.0.0.1');
+    log.warn(
+      { simulator: klingBaseUrl },
+      '*** NO UPSTREAM CONFIGURED: using the BUILT-IN KLING SIMULATOR. Images are fake. Set KLING_BASE_URL and KLING_API_KEY (or KLING_ACCESS_KEY/KLING_SECRET_KEY) to use Kling. ***',
+    );
+  }
+  const service = await startService(config, log, klingBaseUrl);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    await service.close();
+    await simulator?.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  // Configuration errors are meant for a person: print them plainly.
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

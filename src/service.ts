@@ -1,0 +1,71 @@
+import { Redis } from 'ioredis';
+import { startWorkers, type RunningWorkers } from '../workers/index';
+import type { Config } from './config';
+import { createDb, type Db } from './db/client';
+import { KlingClient } from './kling/kling-client';
+import type { Logger } from './logger';
+import { createProducerConnection, createQueues, type Queues } from './queues/queues';
+import { startServer, type RunningServer } from './server';
+
+export interface Service {
+  db: Db;
+  redis: Redis;
+  queues: Queues;
+  server?: RunningServer;
+  workers?: RunningWorkers;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires one process: the API, the workers, or both (ROLE). `klingBaseUrl` is where the workers
+ * send upstream calls (the configured one, or the built-in simulator's).
+ */
+export async function startService(config: Config, log: Logger, klingBaseUrl: string): Promise<Service> {
+  const db = createDb(config.DATABASE_URL);
+  const redis = createProducerConnection(config.REDIS_URL);
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+  const queues = createQueues(redis, {
+    prefix: config.QUEUE_PREFIX,
+    submitAttempts: config.SUBMIT_ATTEMPTS,
+    submitBackoffMs: config.SUBMIT_BACKOFF_MS,
+  });
+  const service: Service = { db, redis, queues, close: async () => undefined };
+  if (config.ROLE !== 'worker') {
+    service.server = await startServer(
+      { db, redis, queues, log, models: config.KLING_MODELS, klingWebhookSecret: config.KLING_WEBHOOK_SECRET },
+      config.PORT,
+      config.HOST,
+    );
+    log.info({ url: service.server.url }, 'API listening');
+  }
+  if (config.ROLE !== 'api') {
+    const kling = new KlingClient({
+      baseUrl: klingBaseUrl,
+      apiKey: config.KLING_API_KEY,
+      accessKey: config.KLING_ACCESS_KEY,
+      secretKey: config.KLING_SECRET_KEY,
+      timeoutMs: config.KLING_TIMEOUT_MS,
+    });
+    service.workers = startWorkers({
+      db,
+      queues,
+      kling,
+      log,
+      redisUrl: config.REDIS_URL,
+      publicBaseUrl: config.PUBLIC_BASE_URL,
+      concurrency: config.WORKER_CONCURRENCY,
+      sweepIntervalMs: config.SWEEP_INTERVAL_MS,
+      sweepMinAgeMs: config.SWEEP_MIN_AGE_MS,
+    });
+    log.info({ upstream: klingBaseUrl }, 'workers started');
+  }
+  // Order matters: stop taking requests, let workers finish their jobs, then drop connections.
+  service.close = async () => {
+    await service.server?.close();
+    await service.workers?.close();
+    await queues.close();
+    await redis.quit().catch(() => redis.disconnect());
+    await db.$disconnect();
+  };
+  return service;
+}

@@ -1,0 +1,151 @@
+import type { Db, Prisma, Task, TaskState } from '../db/client';
+import { isRecordNotFound } from '../db/client';
+import { imagesOf, type UpstreamTask } from '../kling/kling-types';
+import { canTransition, fromUpstreamStatus, isTerminal } from './task-state';
+
+/**
+ * The task status machine. Every write to a task row goes through this module, and every applied
+ * state change is recorded as a TaskEvent in the same transaction.
+ *
+ * Concurrency: a change is a conditional update (`where id and state = the state we read`). Two
+ * writers racing on one task serialise on the row lock; the loser's guard no longer matches, it
+ * re-reads and decides again, so no change is ever applied from a stale read.
+ */
+
+export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep';
+
+export type ApplyOutcome =
+  | { applied: true; task: Task }
+  | { applied: false; reason: 'missing' | 'unknown_status' | 'stale' | 'duplicate' | 'not_forward' | 'task_mismatch'; task?: Task };
+
+interface Change {
+  to: TaskState;
+  data: Prisma.TaskUpdateInput;
+  source: EventSource;
+  payload?: unknown;
+}
+
+/** Applies a change if the task is still in `from`; returns null when another writer got there first. */
+async function transition(db: Db, task: Task, change: Change): Promise<Task | null> {
+  try {
+    return await db.$transaction(async (tx) => {
+      const updated = await tx.task.update({
+        where: { id: task.id, state: task.state },
+        data: { ...change.data, state: change.to, eventSeq: { increment: 1 } },
+      });
+      await tx.taskEvent.create({
+        data: {
+          taskId: task.id,
+          seq: updated.eventSeq,
+          fromState: task.state,
+          toState: change.to,
+          source: change.source,
+          payload: change.payload === undefined ? undefined : (change.payload as Prisma.InputJsonValue),
+        },
+      });
+      return updated;
+    });
+  } catch (err) {
+    if (isRecordNotFound(err)) return null;
+    throw err;
+  }
+}
+
+const MAX_RACES = 5;
+
+/**
+ * Applies what the upstream says about a task (callback, poll or submit answer). Never moves a task
+ * backwards, never leaves a terminal state, ignores updates older than the newest one applied, and
+ * treats repeats as harmless no-ops.
+ */
+export async function applyUpstreamUpdate(db: Db, taskId: string, update: UpstreamTask, source: EventSource): Promise<ApplyOutcome> {
+  const target = fromUpstreamStatus(update.task_status);
+  for (let race = 0; race < MAX_RACES; race++) {
+    const task = await db.task.findUnique({ where: { id: taskId } });
+    if (!task) return { applied: false, reason: 'missing' };
+    if (task.upstreamTaskId && task.upstreamTaskId !== update.task_id) return { applied: false, reason: 'task_mismatch', task };
+    if (!target) return { applied: false, reason: 'unknown_status', task };
+    const at = update.updated_at ?? null;
+    if (at !== null && task.upstreamUpdatedAt !== null && BigInt(Math.trunc(at)) < task.upstreamUpdatedAt) {
+      return { applied: false, reason: 'stale', task };
+    }
+    if (!canTransition(task.state, target)) {
+      // The upstream id may still be news (a callback can beat the submit answer to us).
+      if (!task.upstreamTaskId) await adoptUpstreamId(db, task, update);
+      return { applied: false, reason: task.state === target ? 'duplicate' : 'not_forward', task };
+    }
+    const updated = await transition(db, task, { to: target, data: upstreamFields(task, update, target), source, payload: update });
+    if (updated) return { applied: true, task: updated };
+  }
+  throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
+}
+
+function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): Prisma.TaskUpdateInput {
+  const now = new Date();
+  const images = imagesOf(u);
+  return {
+    upstreamTaskId: task.upstreamTaskId ?? u.task_id,
+    statusMsg: u.task_status_msg ?? task.statusMsg,
+    upstreamCreatedAt: u.created_at != null ? BigInt(Math.trunc(u.created_at)) : task.upstreamCreatedAt,
+    upstreamUpdatedAt: u.updated_at != null ? BigInt(Math.trunc(u.updated_at)) : task.upstreamUpdatedAt,
+    submittedAt: task.submittedAt ?? now,
+    ...(images.length ? { images: images as unknown as Prisma.InputJsonValue } : {}),
+    ...(target === 'failed' ? { failureReason: 'upstream_failed' } : {}),
+    ...(isTerminal(target) ? { finishedAt: now } : {}),
+  };
+}
+
+async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<void> {
+  await db.task.updateMany({ where: { id: task.id, upstreamTaskId: null }, data: { upstreamTaskId: u.task_id } });
+}
+
+/** Counts a submission attempt BEFORE the HTTP call, so a crash mid-call is visible to the retry. */
+export async function recordSubmitAttempt(db: Db, taskId: string): Promise<void> {
+  await db.task.update({ where: { id: taskId }, data: { submitAttempts: { increment: 1 } } });
+}
+
+/** Ends a task that has not ended yet as failed, with our own reason. Returns null if it had already ended. */
+export async function failTask(db: Db, taskId: string, reason: string, message: string, source: EventSource): Promise<Task | null> {
+  for (let race = 0; race < MAX_RACES; race++) {
+    const task = await db.task.findUnique({ where: { id: taskId } });
+    if (!task || isTerminal(task.state)) return null;
+    const updated = await transition(db, task, {
+      to: 'failed',
+      data: { statusMsg: message, failureReason: reason, finishedAt: new Date() },
+      source,
+      payload: { reason, message },
+    });
+    if (updated) return updated;
+  }
+  throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
+}
+
+export interface NewTask {
+  id: string;
+  tenantId: string;
+  externalTaskId?: string;
+  request: Record<string, unknown>;
+  modelName: string;
+  n: number;
+  callbackUrl?: string;
+  callbackToken: string;
+}
+
+/** Records an accepted task and its first event together; a duplicate external_task_id raises P2002. */
+export async function insertTask(db: Db, t: NewTask): Promise<Task> {
+  return db.task.create({
+    data: {
+      id: t.id,
+      tenantId: t.tenantId,
+      externalTaskId: t.externalTaskId ?? null,
+      request: t.request as Prisma.InputJsonValue,
+      modelName: t.modelName,
+      n: t.n,
+      callbackUrl: t.callbackUrl ?? null,
+      callbackToken: t.callbackToken,
+      state: 'queued',
+      eventSeq: 1,
+      events: { create: { seq: 1, fromState: null, toState: 'queued', source: 'api' } },
+    },
+  });
+}

@@ -1,0 +1,60 @@
+import type { Task } from '../db/client';
+import type { ResultImage } from '../kling/kling-types';
+import { toClientStatus, type ClientStatus } from './task-state';
+
+/** The single extension key on Kling's task object; everything not Kling's lives under it. */
+export const EXTENSION_KEY = 'tracker';
+
+export interface TaskObject {
+  task_id: string;
+  task_status: ClientStatus;
+  task_status_msg: string;
+  task_info: { external_task_id?: string };
+  task_result: { images: ResultImage[] };
+  created_at: number;
+  updated_at: number;
+  [EXTENSION_KEY]: {
+    state: Task['state'];
+    failure_reason: string | null;
+    upstream_task_id: string | null;
+    model_name: string;
+    n: number;
+    submit_attempts: number;
+    submitted_at: number | null;
+    finished_at: number | null;
+  };
+}
+
+/** A task exactly as Kling shows one (GET data, callback body), plus our extension. */
+export function toTaskObject(t: Task): TaskObject {
+  return {
+    task_id: t.id,
+    task_status: toClientStatus(t.state),
+    task_status_msg: t.statusMsg ?? '',
+    task_info: t.externalTaskId ? { external_task_id: t.externalTaskId } : {},
+    task_result: { images: (t.images as ResultImage[] | null) ?? [] },
+    created_at: t.createdAt.getTime(),
+    updated_at: t.updatedAt.getTime(),
+    [EXTENSION_KEY]: {
+      state: t.state,
+      failure_reason: t.failureReason,
+      upstream_task_id: t.upstreamTaskId,
+      model_name: t.modelName,
+      n: t.n,
+      submit_attempts: t.submitAttempts,
+      submitted_at: t.submittedAt?.getTime() ?? null,
+      finished_at: t.finishedAt?.getTime() ?? null,
+    },
+  };
+}
+
+/** The create answer: Kling's shape, `task_status` always "submitted". */
+export function toCreatedObject(t: Task) {
+  return {
+    task_id: t.id,
+    task_status: 'submitted' as const,
+    task_info: t.externalTaskId ? { external_task_id: t.externalTaskId } : {},
+    created_at: t.createdAt.getTime(),
+    updated_at: t.updatedAt.getTime(),
+  };
+}

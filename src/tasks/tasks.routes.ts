@@ -1,0 +1,47 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { envelope, invalidParameter } from '../errors';
+import { createTask, findTask, listTasks, type TasksDeps } from './tasks.service';
+import { toCreatedObject, toTaskObject } from './task-view';
+
+/** Kling's paging limits. */
+export const ListQuery = z.object({
+  pageNum: z.coerce.number().int().min(1).max(1000).default(1),
+  pageSize: z.coerce.number().int().min(1).max(500).default(30),
+});
+
+export const TaskIdParam = z.string().min(1).max(256);
+
+export function tasksRouter(deps: TasksDeps): Router {
+  const r = Router();
+
+  r.post('/', async (req, res) => {
+    const task = await createTask(deps, res.locals.tenant, req.body);
+    res.json(envelope(res.locals.requestId, toCreatedObject(task)));
+  });
+
+  r.get('/', async (req, res) => {
+    // Some Kling clients look a single task up as `?external_task_id=`; answer them like the path form.
+    if (typeof req.query.external_task_id === 'string') {
+      const task = await findTask(deps.db, res.locals.tenant.id, req.query.external_task_id);
+      res.json(envelope(res.locals.requestId, toTaskObject(task)));
+      return;
+    }
+    const q = ListQuery.safeParse(req.query);
+    if (!q.success) {
+      const issue = q.error.issues[0];
+      throw invalidParameter(`${String(issue.path[0])}: ${issue.message}`);
+    }
+    const tasks = await listTasks(deps.db, res.locals.tenant.id, q.data.pageNum, q.data.pageSize);
+    res.json(envelope(res.locals.requestId, tasks.map(toTaskObject)));
+  });
+
+  r.get('/:id', async (req, res) => {
+    const id = TaskIdParam.safeParse(req.params.id);
+    if (!id.success) throw invalidParameter('id: must be 1 to 256 characters');
+    const task = await findTask(deps.db, res.locals.tenant.id, id.data);
+    res.json(envelope(res.locals.requestId, toTaskObject(task)));
+  });
+
+  return r;
+}

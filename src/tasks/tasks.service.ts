@@ -1,0 +1,64 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Db, Task, Tenant } from '../db/client';
+import { isUniqueViolation } from '../db/client';
+import { AppError, invalidParameter } from '../errors';
+import type { Logger } from '../logger';
+import { enqueueSubmit, type Queues } from '../queues/queues';
+import { validateCreateTaskRequest } from './create-task.schema';
+import { insertTask } from './task-transitions';
+
+export interface TasksDeps {
+  db: Db;
+  queues: Queues;
+  log: Logger;
+  models: readonly string[];
+}
+
+/**
+ * Validates and records a task, then asks for its submission. The row is committed before this
+ * returns; enqueueing is best effort because the sweep picks up any queued task without a job.
+ */
+export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown): Promise<Task> {
+  const result = validateCreateTaskRequest(body, deps.models);
+  if (!result.ok) throw invalidParameter(result.message);
+  // The client's callback_url and external_task_id are ours to honour, never the upstream's.
+  const { callback_url, external_task_id, ...request } = result.value;
+  let task: Task;
+  try {
+    task = await insertTask(deps.db, {
+      id: randomUUID(),
+      tenantId: tenant.id,
+      externalTaskId: external_task_id,
+      request,
+      modelName: request.model_name,
+      n: request.n ?? 1,
+      callbackUrl: callback_url,
+      callbackToken: randomBytes(24).toString('base64url'),
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw invalidParameter('external_task_id: is already used by another task of yours');
+    throw err;
+  }
+  const queued = await enqueueSubmit(deps.queues, task.id);
+  if (!queued) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
+  return task;
+}
+
+/** A tenant's task by this service's task_id, or else by the tenant's own external_task_id. */
+export async function findTask(db: Db, tenantId: string, id: string): Promise<Task> {
+  const task =
+    (await db.task.findFirst({ where: { id, tenantId } })) ??
+    (await db.task.findFirst({ where: { tenantId, externalTaskId: id } }));
+  // Another tenant's task is indistinguishable from a missing one.
+  if (!task) throw new AppError('not_found', `task not found: ${id.slice(0, 100)}`);
+  return task;
+}
+
+export async function listTasks(db: Db, tenantId: string, pageNum: number, pageSize: number): Promise<Task[]> {
+  return db.task.findMany({
+    where: { tenantId },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    skip: (pageNum - 1) * pageSize,
+    take: pageSize,
+  });
+}

@@ -1,0 +1,83 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Db, Tenant } from '../db/client';
+
+export interface NewTenantCredentials {
+  id: string;
+  name: string;
+  api_key: string;
+  access_key: string;
+  secret_key: string;
+  webhook_secret: string;
+}
+
+export interface TenantListing {
+  id: string;
+  name: string;
+  api_key_prefix: string;
+  access_key: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export const hashApiKey = (apiKey: string) => createHash('sha256').update(apiKey).digest('hex');
+
+/** Constant-time equality of two secrets of any length (compares their digests). */
+export function safeEqual(a: string, b: string): boolean {
+  const da = createHash('sha256').update(a).digest();
+  const db = createHash('sha256').update(b).digest();
+  return timingSafeEqual(da, db);
+}
+
+/** Creates a tenant; the credentials are returned once and only the api_key's hash is kept. */
+export async function createTenant(db: Db, name: string): Promise<NewTenantCredentials> {
+  const apiKey = `kt_${randomBytes(24).toString('base64url')}`;
+  const creds = {
+    id: randomUUID(),
+    name,
+    api_key: apiKey,
+    access_key: `ak_${randomBytes(12).toString('hex')}`,
+    secret_key: randomBytes(32).toString('base64url'),
+    // Standard Webhooks secrets are `whsec_` + base64 of 24 to 64 random bytes.
+    webhook_secret: `whsec_${randomBytes(32).toString('base64')}`,
+  };
+  await db.tenant.create({
+    data: {
+      id: creds.id,
+      name,
+      apiKeyHash: hashApiKey(apiKey),
+      apiKeyPrefix: apiKey.slice(0, 7),
+      accessKey: creds.access_key,
+      secretKey: creds.secret_key,
+      webhookSecret: creds.webhook_secret,
+    },
+  });
+  return creds;
+}
+
+export async function listTenants(db: Db): Promise<TenantListing[]> {
+  const rows = await db.tenant.findMany({ orderBy: { createdAt: 'asc' } });
+  return rows.map((t) => ({
+    id: t.id,
+    name: t.name,
+    api_key_prefix: t.apiKeyPrefix,
+    access_key: t.accessKey,
+    created_at: t.createdAt.toISOString(),
+    revoked_at: t.revokedAt?.toISOString() ?? null,
+  }));
+}
+
+/** Revokes a key; true if it existed and was active. */
+export async function revokeTenant(db: Db, id: string): Promise<boolean> {
+  const r = await db.tenant.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+  return r.count === 1;
+}
+
+export async function findTenantByApiKey(db: Db, apiKey: string): Promise<Tenant | null> {
+  const t = await db.tenant.findUnique({ where: { apiKeyHash: hashApiKey(apiKey) } });
+  return t && !t.revokedAt ? t : null;
+}
+
+export async function findTenantByAccessKey(db: Db, accessKey: string): Promise<Tenant | null> {
+  const t = await db.tenant.findUnique({ where: { accessKey } });
+  return t && !t.revokedAt ? t : null;
+}

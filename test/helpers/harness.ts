@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto';
+import { loadConfig, type Config } from '../../src/config';
+import type { Task } from '../../src/db/client';
+import { createLogger } from '../../src/logger';
+import { startService, type Service } from '../../src/service';
+import { createKlingSimulator, type KlingSimulator, type SimulatorOptions } from '../../src/simulator/kling-simulator';
+import { createTenant, type NewTenantCredentials } from '../../src/tenants/tenants.service';
+
+export const UPSTREAM_KEY = 'sim-upstream-key';
+
+export interface HarnessOptions {
+  env?: Record<string, string>;
+  simulator?: SimulatorOptions;
+  /** Start queue workers (default true). Without them, tasks stay queued: handy for API-only tests. */
+  workers?: boolean;
+}
+
+export interface Harness {
+  sim: KlingSimulator;
+  api: Service;
+  worker?: Service;
+  /** Base URL of the API under test. */
+  url: string;
+  config: Config;
+  newTenant(name?: string): Promise<NewTenantCredentials>;
+  /** Polls Postgres until the task satisfies `done` (bounded; throws with the last state seen). */
+  waitForTask(taskId: string, done: (t: Task) => boolean, timeoutMs?: number): Promise<Task>;
+  reset(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The real service (API and workers as in production, against the real Postgres and Redis) in
+ * front of the real simulator on port 0. Each harness has its own BullMQ prefix; each jest worker
+ * its own database (test/setup-env.ts).
+ */
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const sim = createKlingSimulator({ apiKey: UPSTREAM_KEY, processingAfterMs: 20, finishAfterMs: 30, ...opts.simulator });
+  const simUrl = await sim.listen();
+  const config = loadConfig({
+    DATABASE_URL: process.env.DATABASE_URL,
+    QUEUE_PREFIX: `kt-test-${randomUUID().slice(0, 8)}`,
+    PORT: '0',
+    KLING_BASE_URL: simUrl,
+    KLING_API_KEY: UPSTREAM_KEY,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    SUBMIT_BACKOFF_MS: '20',
+    SWEEP_INTERVAL_MS: '200',
+    SWEEP_MIN_AGE_MS: '100',
+    ...opts.env,
+  });
+  const log = createLogger(config.LOG_LEVEL);
+  // The callback URL needs the API's address, known only once it listens: API first, then workers.
+  const api = await startService({ ...config, ROLE: 'api' }, log, simUrl);
+  const url = api.server!.url;
+  const fullConfig = { ...config, PUBLIC_BASE_URL: url };
+  const worker = opts.workers === false ? undefined : await startService({ ...fullConfig, ROLE: 'worker' }, log, simUrl);
+
+  return {
+    sim,
+    api,
+    worker,
+    url,
+    config: fullConfig,
+    newTenant: (name = 'test') => createTenant(api.db, name),
+    async waitForTask(taskId, done, timeoutMs = 15_000) {
+      const until = Date.now() + timeoutMs;
+      let last: Task | null = null;
+      while (Date.now() < until) {
+        last = await api.db.task.findUnique({ where: { id: taskId } });
+        if (last && done(last)) return last;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`task ${taskId} did not reach the expected state; last seen: ${last?.state ?? 'missing'}`);
+    },
+    async reset() {
+      await sim.settle();
+      await api.db.$executeRawUnsafe('TRUNCATE tenants, tasks, task_events RESTART IDENTITY CASCADE');
+      sim.reset();
+    },
+    async close() {
+      await worker?.close();
+      // The prefix is this harness's own: leave nothing of it behind in Redis.
+      for (const q of [api.queues.submit, api.queues.maintenance]) await q.obliterate({ force: true }).catch(() => undefined);
+      await api.close();
+      await sim.close();
+    },
+  };
+}

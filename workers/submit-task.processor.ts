@@ -1,0 +1,77 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import { callbackPath } from '../src/callbacks/callbacks.routes';
+import type { Db, Task } from '../src/db/client';
+import type { KlingClient } from '../src/kling/kling-client';
+import { UpstreamError } from '../src/kling/upstream-errors';
+import type { Logger } from '../src/logger';
+import { SubmitJob } from '../src/queues/queues';
+import { applyUpstreamUpdate, failTask, recordSubmitAttempt } from '../src/tasks/task-transitions';
+
+export interface SubmitDeps {
+  db: Db;
+  kling: KlingClient;
+  log: Logger;
+  publicBaseUrl: string;
+}
+
+/**
+ * Submits one task upstream. Guarded step: load, skip if past `queued`, side effect, conditional
+ * advance. Exactly one upstream task per local task: our task id is the upstream external_task_id,
+ * and any attempt after the first looks the task up before creating it again.
+ */
+export function submitTaskProcessor(deps: SubmitDeps) {
+  return async (job: Job): Promise<string> => {
+    const { taskId } = SubmitJob.parse(job.data);
+    const log = deps.log.child({ task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 });
+    const task = await deps.db.task.findUnique({ where: { id: taskId } });
+    if (!task) {
+      log.warn('submit job for a task that does not exist; dropped');
+      return 'missing';
+    }
+    if (task.state !== 'queued') return 'already-submitted';
+    try {
+      // A previous attempt may have reached the upstream and died before recording the answer.
+      if (task.submitAttempts > 0 && (await adoptExisting(deps, task))) return 'adopted';
+      await recordSubmitAttempt(deps.db, task.id);
+      const created = await deps.kling.createTask(upstreamBody(deps, task));
+      await applyUpstreamUpdate(deps.db, task.id, created, 'submit');
+      log.info({ upstream_task_id: created.task_id }, 'submitted upstream');
+      return 'submitted';
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      if (err.kind === 'already_exists' && (await adoptExisting(deps, task))) return 'adopted';
+      const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (err.retryable && !lastAttempt) {
+        log.warn({ kind: err.kind, code: err.code, http: err.httpStatus }, `upstream not available, will retry: ${err.message}`);
+        throw err;
+      }
+      // The upstream may still have created it (e.g. a timeout on the last try): check before failing.
+      if (err.retryable && (await adoptExisting(deps, task).catch(() => false))) return 'adopted';
+      const reason = err.retryable ? 'upstream_unavailable' : 'upstream_rejected';
+      const detail = err.code !== undefined ? ` (code ${err.code})` : '';
+      const message = err.retryable
+        ? `upstream unavailable after ${job.attemptsMade + 1} attempts: ${err.message}${detail}`
+        : `upstream refused the task: ${err.message}${detail}`;
+      await failTask(deps.db, task.id, reason, message, 'submit');
+      log.warn({ reason, code: err.code }, message);
+      throw new UnrecoverableError(message);
+    }
+  };
+}
+
+async function adoptExisting(deps: SubmitDeps, task: Task): Promise<boolean> {
+  const existing = await deps.kling.findByExternalId(task.id);
+  if (!existing) return false;
+  await applyUpstreamUpdate(deps.db, task.id, existing, 'submit');
+  deps.log.info({ task_id: task.id, upstream_task_id: existing.task_id }, 'found the upstream task of an earlier attempt');
+  return true;
+}
+
+/** The stored request, with OUR callback URL and OUR id: the client's own never go upstream. */
+function upstreamBody(deps: SubmitDeps, task: Task): Record<string, unknown> {
+  return {
+    ...(task.request as Record<string, unknown>),
+    callback_url: deps.publicBaseUrl + callbackPath(task.id, task.callbackToken),
+    external_task_id: task.id,
+  };
+}
