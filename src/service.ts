@@ -63,8 +63,14 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   service.close = async () => {
     await service.server?.close();
     await service.workers?.close();
-    await queues.close();
-    await redis.quit().catch(() => redis.disconnect());
+    // With Redis unreachable a graceful close would wait for a connection that never comes.
+    if (redis.status === 'ready') {
+      await queues.close();
+      await redis.quit().catch(() => redis.disconnect());
+    } else {
+      queues.disconnect();
+      redis.disconnect();
+    }
     await db.$disconnect();
   };
   return service;

@@ -48,7 +48,11 @@ export interface Queues {
   submit: Queue;
   maintenance: Queue;
   settings: QueueSettings;
+  /** False while Redis is unreachable: producers then skip enqueueing instead of waiting. */
+  connected(): boolean;
   close(): Promise<void>;
+  /** Drops the connections at once (when Redis is unreachable and close would wait forever). */
+  disconnect(): void;
 }
 
 export function createQueues(connection: Redis, settings: QueueSettings): Queues {
@@ -61,8 +65,13 @@ export function createQueues(connection: Redis, settings: QueueSettings): Queues
     submit,
     maintenance,
     settings,
+    connected: () => connection.status === 'ready',
     async close() {
       await Promise.allSettled([submit.close(), maintenance.close()]);
+    },
+    disconnect() {
+      void submit.disconnect();
+      void maintenance.disconnect();
     },
   };
 }
@@ -72,6 +81,7 @@ export function createQueues(connection: Redis, settings: QueueSettings): Queues
  * enqueues it later if Redis is slow or down, so the caller never waits long for Redis.
  */
 export async function enqueueSubmit(queues: Queues, taskId: string, timeoutMs = 2000): Promise<boolean> {
+  if (!queues.connected()) return false;
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

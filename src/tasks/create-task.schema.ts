@@ -26,7 +26,7 @@ export type ValidationResult =
 
 const MAX_PROMPT_CHARS = 2500;
 const MAX_REFERENCES = 10;
-const MAX_CALLBACK_URL_CHARS = 2048;
+const MAX_URL_CHARS = 2048;
 const MAX_EXTERNAL_TASK_ID_CHARS = 256;
 const ECHO_LIMIT = 50;
 
@@ -64,15 +64,15 @@ function checkImage(value: string): string | null {
   if (/^\s*data:/i.test(value)) return 'must be bare base64 without a "data:" prefix';
   if (value === '') return 'must not be empty';
   // ':' is outside the base64 alphabet, so anything containing it can only be meant as a URL.
-  if (value.includes(':')) return checkHttpUrl(value);
+  if (value.includes(':')) return checkUrl(value);
   if (!isStrictBase64(value)) {
     return 'must be an http(s) URL or valid bare base64 (A-Z, a-z, 0-9, + and / with = padding, no whitespace)';
   }
   return checkBase64Image(value);
 }
 
-function checkCallbackUrl(value: string): string | null {
-  if (value.length > MAX_CALLBACK_URL_CHARS) return `must be at most ${MAX_CALLBACK_URL_CHARS} characters`;
+function checkUrl(value: string): string | null {
+  if (value.length > MAX_URL_CHARS) return `must be at most ${MAX_URL_CHARS} characters`;
   return checkHttpUrl(value);
 }
 
@@ -167,7 +167,7 @@ function buildShape(models: readonly string[]) {
       .describe('Watermark options'),
     callback_url: z
       .string({ error: expecting('a string') })
-      .superRefine(rule(checkCallbackUrl))
+      .superRefine(rule(checkUrl))
       .optional()
       .describe('Absolute http(s) URL notified when the task status changes (at most 2048 characters)'),
     external_task_id: z

@@ -11,6 +11,8 @@ export const UPSTREAM_KEY = 'sim-upstream-key';
 export interface HarnessOptions {
   env?: Record<string, string>;
   simulator?: SimulatorOptions;
+  /** Overrides for the API process only (e.g. a Redis it cannot reach). */
+  apiEnv?: Record<string, string>;
   /** Start queue workers (default true). Without them, tasks stay queued: handy for API-only tests. */
   workers?: boolean;
 }
@@ -37,7 +39,7 @@ export interface Harness {
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const sim = createKlingSimulator({ apiKey: UPSTREAM_KEY, processingAfterMs: 20, finishAfterMs: 30, ...opts.simulator });
   const simUrl = await sim.listen();
-  const config = loadConfig({
+  const env = {
     DATABASE_URL: process.env.DATABASE_URL,
     QUEUE_PREFIX: `kt-test-${randomUUID().slice(0, 8)}`,
     PORT: '0',
@@ -48,10 +50,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     SWEEP_INTERVAL_MS: '200',
     SWEEP_MIN_AGE_MS: '100',
     ...opts.env,
-  });
+  };
+  const config = loadConfig(env);
   const log = createLogger(config.LOG_LEVEL);
   // The callback URL needs the API's address, known only once it listens: API first, then workers.
-  const api = await startService({ ...config, ROLE: 'api' }, log, simUrl);
+  const api = await startService({ ...loadConfig({ ...env, ...opts.apiEnv }), ROLE: 'api' }, log, simUrl);
   const url = api.server!.url;
   const fullConfig = { ...config, PUBLIC_BASE_URL: url };
   const worker = opts.workers === false ? undefined : await startService({ ...fullConfig, ROLE: 'worker' }, log, simUrl);
@@ -79,9 +82,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       sim.reset();
     },
     async close() {
+      await worker?.workers?.close();
+      // The prefix is this harness's own: leave nothing of it behind in Redis (through whichever
+      // process can reach it; a test may give the API a dead Redis).
+      const live = [worker, api].find((s) => s?.redis.status === 'ready');
+      for (const q of live ? [live.queues.submit, live.queues.maintenance] : []) await q.obliterate({ force: true }).catch(() => undefined);
       await worker?.close();
-      // The prefix is this harness's own: leave nothing of it behind in Redis.
-      for (const q of [api.queues.submit, api.queues.maintenance]) await q.obliterate({ force: true }).catch(() => undefined);
       await api.close();
       await sim.close();
     },
