@@ -23,5 +23,6 @@ if (!env.DATABASE_URL) env.DATABASE_URL = 'postgresql://postgres:postgres@127.0.
 const studio = args[0] === 'studio';
 const cli = path.join(root, 'node_modules', studio ? 'prisma7' : 'prisma', 'build', 'index.js');
 const cliArgs = studio ? ['studio', '--config', path.join(root, 'prisma', 'studio.config.ts'), ...args.slice(1)] : args;
-const r = spawnSync(process.execPath, [cli, ...cliArgs], { cwd: root, env, stdio: 'inherit' });
+const preload = studio ? [] : ['--require', path.join(__dirname, 'unref-long-timers.cjs')];
+const r = spawnSync(process.execPath, [...preload, cli, ...cliArgs], { cwd: root, env, stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -5,6 +5,7 @@ import { callbacksRouter } from './callbacks/callbacks.routes';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
 import { healthRouter } from './http/health.routes';
+import { redactUrl } from './http/redact';
 import { requestId } from './http/request-id';
 import type { Logger } from './logger';
 import type { Queues } from './queues/queues';
@@ -35,7 +36,7 @@ export function createApp(deps: AppDeps): Express {
       genReqId: (_req, res) => (res as express.Response).locals.requestId,
       customProps: (_req, res) => ({ request_id: (res as express.Response).locals.requestId }),
       // One line per request is enough; bodies (prompts, images) never go to the log.
-      serializers: { req: (r: { method: string; url: string }) => ({ method: r.method, url: r.url }), res: (r: { statusCode: number }) => ({ status: r.statusCode }) },
+      serializers: { req: (r: { method: string; url: string }) => ({ method: r.method, url: redactUrl(r.url) }), res: (r: { statusCode: number }) => ({ status: r.statusCode }) },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
     }),
   );

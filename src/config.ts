@@ -49,6 +49,11 @@ export const ConfigSchema = z
     KLING_TIMEOUT_MS: Ms.default(30_000),
     /** Port of the built-in simulator when it runs (0: any free port). */
     SIMULATOR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+    /** Simulator: delay from submission to "processing", and from there to the end. */
+    SIMULATOR_PROCESSING_MS: Ms.default(1000),
+    SIMULATOR_FINISH_MS: Ms.default(3000),
+    /** Simulator: share of tasks that end "failed" (0..1), to see failures without a real upstream. */
+    SIMULATOR_FAIL_RATE: z.coerce.number().min(0).max(1).default(0),
 
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: Bool.default(false),
     WEBHOOK_RETRY_SCHEDULE_MS: MsList.default([0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]),

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { redactUrl } from './http/redact';
 import type { Logger } from './logger';
 
 /** Every error this service answers with, mapped once to Kling's HTTP status and business code. */
@@ -58,7 +59,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     const requestId = String(res.locals.requestId ?? '');
     const known = toAppError(err);
     if (!known) {
-      log.error({ err, request_id: requestId, method: req.method, path: req.path }, 'unhandled error');
+      log.error({ err, request_id: requestId, method: req.method, path: redactUrl(req.path) }, 'unhandled error');
     }
     const e = known ?? new AppError('internal', 'internal error');
     const { http, code } = ERRORS[e.kind];

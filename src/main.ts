@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { loadConfig } from './config';
 import { prepareDatabase } from './db/migrate';
 import { createLogger } from './logger';
@@ -14,7 +15,16 @@ async function main(): Promise<void> {
   let klingBaseUrl = config.KLING_BASE_URL ?? '';
   let simulator: ReturnType<typeof createKlingSimulator> | undefined;
   if (config.useSimulator && config.ROLE !== 'api') {
-    simulator = createKlingSimulator({ models: config.KLING_MODELS, callbackSecret: config.KLING_WEBHOOK_SECRET });
+    // The simulator checks auth like Kling does; this process is its only client.
+    config.KLING_API_KEY = `sim_${randomBytes(16).toString('hex')}`;
+    simulator = createKlingSimulator({
+      apiKey: config.KLING_API_KEY,
+      models: config.KLING_MODELS,
+      callbackSecret: config.KLING_WEBHOOK_SECRET,
+      processingAfterMs: config.SIMULATOR_PROCESSING_MS,
+      finishAfterMs: config.SIMULATOR_FINISH_MS,
+    });
+    simulator.faults.failRate = config.SIMULATOR_FAIL_RATE;
     klingBaseUrl = await simulator.listen(config.SIMULATOR_PORT, '127.0.0.1');
     log.warn(
       { simulator: klingBaseUrl },

@@ -5,6 +5,7 @@ export function defaultFaults(): SimulatorFaults {
     createErrors: [],
     queryErrors: [],
     outcome: 'succeed',
+    failRate: 0,
     failMessage: 'Content safety check failed',
     loseCallbacks: false,
     duplicateCallbacks: false,

@@ -56,12 +56,16 @@ export class TaskEngine {
       images: [],
     };
     const { n, aspectRatio, resolution } = params;
-    this.meta.set(task.task_id, { n, aspectRatio, resolution, outcome: this.deps.faults.outcome, requestBase });
+    this.meta.set(task.task_id, { n, aspectRatio, resolution, outcome: this.pickOutcome(), requestBase });
     this.tasks.set(task.task_id, task);
     this.created++;
     this.deps.log('simulator task created', { task_id: task.task_id, external_task_id: task.external_task_id, n });
     this.scheduleNext(task);
     return task;
+  }
+
+  private pickOutcome(): 'succeed' | 'failed' {
+    return Math.random() < this.deps.faults.failRate ? 'failed' : this.deps.faults.outcome;
   }
 
   /** Looks up by task_id first, then by external_task_id (Kling accepts either in the path). */

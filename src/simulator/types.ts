@@ -63,6 +63,8 @@ export interface SimulatorFaults {
   queryErrors: InjectedError[];
   /** Terminal status for tasks created from now on. */
   outcome: 'succeed' | 'failed';
+  /** Share (0..1) of new tasks that end 'failed' whatever `outcome` says; 0 by default. */
+  failRate: number;
   failMessage: string;
   loseCallbacks: boolean;
   duplicateCallbacks: boolean;
