@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 
 /** Env var booleans: only the words people actually write. */
@@ -49,6 +50,8 @@ export const ConfigSchema = z
     KLING_TIMEOUT_MS: Ms.default(30_000),
     /** Port of the built-in simulator when it runs (0: any free port). */
     SIMULATOR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+    /** Standalone simulator (`npm run simulator`): base URL its result images are served under. */
+    SIMULATOR_PUBLIC_URL: HttpUrl.optional(),
     /** Simulator: delay from submission to "processing", and from there to the end. */
     SIMULATOR_PROCESSING_MS: Ms.default(1000),
     SIMULATOR_FINISH_MS: Ms.default(3000),
@@ -100,6 +103,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     PUBLIC_BASE_URL: c.PUBLIC_BASE_URL ?? `http://127.0.0.1:${c.PORT}`,
     useSimulator,
   };
+}
+
+/** Reads ./.env into process.env when it exists (variables already set win), as Node's --env-file does. */
+export function loadDotEnv(file = '.env'): void {
+  if (fs.existsSync(file)) process.loadEnvFile(file);
 }
 
 /** `FOO=` in a .env file means "not set", not "set to the empty string". */

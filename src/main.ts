@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { loadConfig } from './config';
+import { loadConfig, loadDotEnv } from './config';
 import { prepareDatabase } from './db/migrate';
 import { createLogger } from './logger';
 import { startService } from './service';
@@ -7,6 +7,7 @@ import { createKlingSimulator } from './simulator/kling-simulator';
 
 /** `npm start`: migrate, then run the API and/or workers (ROLE), with the simulator if no upstream is set. */
 async function main(): Promise<void> {
+  loadDotEnv();
   const config = loadConfig();
   const log = createLogger(config.LOG_LEVEL, { role: config.ROLE });
   await prepareDatabase(config.DATABASE_URL);

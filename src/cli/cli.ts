@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config';
+import { loadConfig, loadDotEnv } from '../config';
 import { createDb } from '../db/client';
 import { prepareDatabase } from '../db/migrate';
 import { createTenant, listTenants, revokeTenant } from '../tenants/tenants.service';
@@ -14,6 +14,7 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { name: { type: 'string' } } });
   const [group, command, arg] = positionals;
   if (group !== 'keys' || !command) return usage();
+  loadDotEnv();
   const config = loadConfig();
   await prepareDatabase(config.DATABASE_URL);
   const db = createDb(config.DATABASE_URL, 1);

@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigSchema, KLING_GLOBAL_BASE_URL, loadConfig } from '../../src/config';
+
+describe('configuration', () => {
+  it('documents every variable of the schema in .env.example, and nothing else', () => {
+    const example = fs.readFileSync(path.join(__dirname, '..', '..', '.env.example'), 'utf8');
+    const documented = [...example.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]).sort();
+    const schemaKeys = Object.keys(ConfigSchema.shape).sort();
+    expect(documented).toEqual(schemaKeys);
+  });
+
+  it('gives the defaults of CONTRACT.md and uses the simulator when no upstream is configured', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      DATABASE_URL: 'postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      PORT: 3000,
+      HOST: '127.0.0.1',
+      PUBLIC_BASE_URL: 'http://127.0.0.1:3000',
+      KLING_MODELS: ['kling-v3'],
+      ROLE: 'all',
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: false,
+      UPSTREAM_POLL_AFTER_MS: 30000,
+      UPSTREAM_CONCURRENCY: 10,
+      WEBHOOK_RETRY_SCHEDULE_MS: [0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000],
+      useSimulator: true,
+    });
+    expect(c.KLING_BASE_URL).toBeUndefined();
+  });
+
+  it('points a bare credential at Kling itself, and keeps a base URL with a path prefix', () => {
+    expect(loadConfig({ KLING_API_KEY: 'k' })).toMatchObject({ KLING_BASE_URL: KLING_GLOBAL_BASE_URL, useSimulator: false });
+    expect(loadConfig({ KLING_BASE_URL: 'https://api.powertokens.ai/kling/', KLING_API_KEY: 'k' }).KLING_BASE_URL).toBe('https://api.powertokens.ai/kling');
+  });
+
+  it('treats an empty variable as unset and parses lists', () => {
+    const c = loadConfig({ KLING_API_KEY: '', KLING_MODELS: 'kling-v3, kling-v2-1', PUBLIC_BASE_URL: 'https://tracker.example.com/' });
+    expect(c.useSimulator).toBe(true);
+    expect(c.KLING_MODELS).toEqual(['kling-v3', 'kling-v2-1']);
+    expect(c.PUBLIC_BASE_URL).toBe('https://tracker.example.com');
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ ROLE: 'both' }, 'ROLE'],
+    [{ KLING_ACCESS_KEY: 'ak' }, 'KLING_SECRET_KEY'],
+    [{ KLING_WEBHOOK_SECRET: 'secret' }, 'KLING_WEBHOOK_SECRET'],
+    [{ WEBHOOK_RETRY_SCHEDULE_MS: '0,5s' }, 'WEBHOOK_RETRY_SCHEDULE_MS'],
+    [{ KLING_BASE_URL: 'ftp://x' }, 'KLING_BASE_URL'],
+    [{ WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'maybe' }, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS'],
+  ])('fails fast on %j, naming %s', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(new RegExp(`${name}:`));
+  });
+});
