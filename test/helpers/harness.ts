@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Client } from 'pg';
 import { loadConfig, type Config } from '../../src/config';
 import type { Task } from '../../src/db/client';
 import { createLogger } from '../../src/logger';
@@ -54,6 +55,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const config = loadConfig(env);
   const log = createLogger(config.LOG_LEVEL);
   // The callback URL needs the API's address, known only once it listens: API first, then workers.
+  // Test files that ran earlier in this jest worker used the same database: start from empty.
+  await truncateAll(config.DATABASE_URL);
   const api = await startService({ ...loadConfig({ ...env, ...opts.apiEnv }), ROLE: 'api' }, log, simUrl);
   const url = api.server!.url;
   const fullConfig = { ...config, PUBLIC_BASE_URL: url };
@@ -78,7 +81,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     },
     async reset() {
       await sim.settle();
-      await api.db.$executeRawUnsafe('TRUNCATE tenants, tasks, task_events RESTART IDENTITY CASCADE');
+      await truncateAll(config.DATABASE_URL);
       sim.reset();
     },
     async close() {
@@ -92,4 +95,18 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       await sim.close();
     },
   };
+}
+
+/** Empties every application table (all of `public` but Prisma's migration record). */
+async function truncateAll(databaseUrl: string): Promise<void> {
+  const c = new Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ t: string }>(
+      `SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_prisma_migrations'`,
+    );
+    if (rows.length) await c.query(`TRUNCATE ${rows.map((r) => r.t).join(', ')} RESTART IDENTITY CASCADE`);
+  } finally {
+    await c.end();
+  }
 }
