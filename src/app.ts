@@ -9,11 +9,15 @@ import { redactUrl } from './http/redact';
 import { requestId } from './http/request-id';
 import type { Logger } from './logger';
 import type { Queues } from './queues/queues';
+import type { TaskStore } from './tasks/task-transitions';
 import { tasksRouter } from './tasks/tasks.routes';
 import { authenticate } from './tenants/auth.middleware';
 
 export interface AppDeps {
   db: Db;
+  store: TaskStore;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: client webhook URLs may point at private addresses. */
+  allowPrivateWebhooks: boolean;
   redis: Redis;
   queues: Queues;
   log: Logger;
@@ -36,18 +40,21 @@ export function createApp(deps: AppDeps): Express {
       genReqId: (_req, res) => (res as express.Response).locals.requestId,
       customProps: (_req, res) => ({ request_id: (res as express.Response).locals.requestId }),
       // One line per request is enough; bodies (prompts, images) never go to the log.
-      serializers: { req: (r: { method: string; url: string }) => ({ method: r.method, url: redactUrl(r.url) }), res: (r: { statusCode: number }) => ({ status: r.statusCode }) },
+      serializers: {
+        req: (r: { method: string; url: string }) => ({ method: r.method, url: redactUrl(r.url) }),
+        res: (r: { statusCode: number }) => ({ status: r.statusCode }),
+      },
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
     }),
   );
   app.use(healthRouter(deps));
-  app.use('/callbacks', callbacksRouter({ db: deps.db, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
+  app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
   app.use(
     '/v1/images/generations',
     express.json({ limit: MAX_BODY, strict: false }),
     requireJsonBody,
     authenticate(deps.db),
-    tasksRouter({ db: deps.db, queues: deps.queues, log: deps.log, models: deps.models }),
+    tasksRouter(deps),
   );
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));
@@ -57,6 +64,7 @@ export function createApp(deps: AppDeps): Express {
 /** A POST must be a JSON object; anything else is refused before authentication touches the DB. */
 const requireJsonBody: express.RequestHandler = (req, _res, next) => {
   if (req.method !== 'POST' || req.path !== '/') return next();
-  if (!req.is('application/json')) return next(new AppError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)'));
+  if (!req.is('application/json'))
+    return next(new AppError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)'));
   next();
 };

@@ -2,9 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 
 /** Env var booleans: only the words people actually write. */
-const Bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const Bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const Ms = z.coerce.number().int().min(0);
 
@@ -29,7 +27,10 @@ export const ConfigSchema = z
     DATABASE_URL: z.string().min(1).default('postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker'),
     REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
     /** Prefix of every BullMQ key; lets several deployments (or test files) share one Redis. */
-    QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('kt'),
+    QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/)
+      .default('kt'),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     HOST: z.string().min(1).default('127.0.0.1'),
     PUBLIC_BASE_URL: HttpUrl.optional(),
@@ -43,7 +44,12 @@ export const ConfigSchema = z
     KLING_MODELS: z
       .string()
       .default('kling-v3')
-      .transform((s) => s.split(',').map((m) => m.trim()).filter(Boolean))
+      .transform((s) =>
+        s
+          .split(',')
+          .map((m) => m.trim())
+          .filter(Boolean),
+      )
       .refine((l) => l.length > 0, 'must name at least one model'),
     KLING_WEBHOOK_SECRET: z.string().startsWith('whsec_').optional(),
     /** Timeout of every HTTP call to the upstream. */
@@ -59,6 +65,8 @@ export const ConfigSchema = z
     SIMULATOR_FAIL_RATE: z.coerce.number().min(0).max(1).default(0),
 
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: Bool.default(false),
+    /** Deadline of one webhook attempt (connect, send, first KB of the answer). */
+    WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
     WEBHOOK_RETRY_SCHEDULE_MS: MsList.default([0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]),
     UPSTREAM_POLL_AFTER_MS: Ms.default(30_000),
     UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).default(10),

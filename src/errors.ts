@@ -86,6 +86,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (!e) return false;
   const codes = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '57P01', '57P03', '08006', '08001', 'P1001', 'P1017'];
   if (e.code && codes.includes(e.code)) return true;
-  if (/Can't reach database|connection terminated|Connection terminated|ECONNREFUSED|the database system is/i.test(e.message ?? '')) return true;
+  if (/Can't reach database|connection terminated|Connection terminated|ECONNREFUSED|the database system is/i.test(e.message ?? ''))
+    return true;
   return e.cause ? isDatabaseUnavailable(e.cause) : false;
 }

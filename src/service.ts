@@ -4,11 +4,13 @@ import type { Config } from './config';
 import { createDb, type Db } from './db/client';
 import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
-import { createProducerConnection, createQueues, type Queues } from './queues/queues';
+import { createProducerConnection, createQueues, enqueueDeliveries, type Queues } from './queues/queues';
+import type { TaskStore } from './tasks/task-transitions';
 import { startServer, type RunningServer } from './server';
 
 export interface Service {
   db: Db;
+  store: TaskStore;
   redis: Redis;
   queues: Queues;
   server?: RunningServer;
@@ -29,10 +31,26 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     submitAttempts: config.SUBMIT_ATTEMPTS,
     submitBackoffMs: config.SUBMIT_BACKOFF_MS,
   });
-  const service: Service = { db, redis, queues, close: async () => undefined };
+  const store: TaskStore = {
+    db,
+    afterCommit: async (ids) => {
+      if (!(await enqueueDeliveries(queues, ids)))
+        log.warn({ delivery_ids: ids }, 'could not enqueue webhook deliveries now; the sweep will');
+    },
+  };
+  const service: Service = { db, redis, queues, store, close: async () => undefined };
   if (config.ROLE !== 'worker') {
     service.server = await startServer(
-      { db, redis, queues, log, models: config.KLING_MODELS, klingWebhookSecret: config.KLING_WEBHOOK_SECRET },
+      {
+        db,
+        store,
+        redis,
+        queues,
+        log,
+        models: config.KLING_MODELS,
+        klingWebhookSecret: config.KLING_WEBHOOK_SECRET,
+        allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+      },
       config.PORT,
       config.HOST,
     );
@@ -48,6 +66,12 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     });
     service.workers = startWorkers({
       db,
+      store,
+      webhooks: {
+        schedule: config.WEBHOOK_RETRY_SCHEDULE_MS,
+        timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+        allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+      },
       queues,
       kling,
       log,

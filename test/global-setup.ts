@@ -15,10 +15,9 @@ export default async function globalSetup(): Promise<void> {
   try {
     const template = `${dbName(TEST_DB_BASE)}_template`;
     const hash = migrationsHash();
-    const existing = await admin.query(
-      `SELECT shobj_description(oid, 'pg_database') AS hash FROM pg_database WHERE datname = $1`,
-      [template],
-    );
+    const existing = await admin.query(`SELECT shobj_description(oid, 'pg_database') AS hash FROM pg_database WHERE datname = $1`, [
+      template,
+    ]);
     if (existing.rows[0]?.hash !== hash) {
       await admin.query(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
       await admin.query(`CREATE DATABASE "${template}"`);

@@ -5,10 +5,11 @@ import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
-import { applyUpstreamUpdate, failTask, recordSubmitAttempt } from '../src/tasks/task-transitions';
+import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
   db: Db;
+  store: TaskStore;
   kling: KlingClient;
   log: Logger;
   publicBaseUrl: string;
@@ -34,7 +35,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       if (task.submitAttempts > 0 && (await adoptExisting(deps, task))) return 'adopted';
       await recordSubmitAttempt(deps.db, task.id);
       const created = await deps.kling.createTask(upstreamBody(deps, task));
-      await applyUpstreamUpdate(deps.db, task.id, created, 'submit');
+      await applyUpstreamUpdate(deps.store, task.id, created, 'submit');
       log.info({ upstream_task_id: created.task_id }, 'submitted upstream');
       return 'submitted';
     } catch (err) {
@@ -52,7 +53,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       const message = err.retryable
         ? `upstream unavailable after ${job.attemptsMade + 1} attempts: ${err.message}${detail}`
         : `upstream refused the task: ${err.message}${detail}`;
-      await failTask(deps.db, task.id, reason, message, 'submit');
+      await failTask(deps.store, task.id, reason, message, 'submit');
       log.warn({ reason, code: err.code }, message);
       throw new UnrecoverableError(message);
     }
@@ -62,7 +63,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
 async function adoptExisting(deps: SubmitDeps, task: Task): Promise<boolean> {
   const existing = await deps.kling.findByExternalId(task.id);
   if (!existing) return false;
-  await applyUpstreamUpdate(deps.db, task.id, existing, 'submit');
+  await applyUpstreamUpdate(deps.store, task.id, existing, 'submit');
   deps.log.info({ task_id: task.id, upstream_task_id: existing.task_id }, 'found the upstream task of an earlier attempt');
   return true;
 }

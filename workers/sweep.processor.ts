@@ -1,6 +1,7 @@
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
-import { submitJobId, submitJobOptions, type Queues } from '../src/queues/queues';
+import type { Queue } from 'bullmq';
+import { deliverJobOptions, submitJobOptions, type IdentifiedJobOptions, type Queues } from '../src/queues/queues';
 
 export interface SweepDeps {
   db: Db;
@@ -10,6 +11,21 @@ export interface SweepDeps {
 }
 
 const BATCH = 500;
+
+/**
+ * Adds the job unless one with its id is waiting, delayed or running. A finished job keeps its id
+ * and would silently swallow the add, so it is removed first. True when a job was added.
+ */
+async function ensureJob(queue: Queue, name: string, data: object, opts: IdentifiedJobOptions): Promise<boolean> {
+  const job = await queue.getJob(opts.jobId);
+  if (job) {
+    const state = await job.getState();
+    if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return false;
+    await job.remove();
+  }
+  await queue.add(name, data, opts);
+  return true;
+}
 
 /**
  * Re-enqueues queued tasks that have no live submit job: the enqueue after commit was skipped
@@ -26,16 +42,29 @@ export async function sweepQueuedTasks(deps: SweepDeps): Promise<number> {
   });
   let requeued = 0;
   for (const { id } of tasks) {
-    const job = await deps.queues.submit.getJob(submitJobId(id));
-    if (job) {
-      const state = await job.getState();
-      if (state !== 'completed' && state !== 'failed' && state !== 'unknown') continue;
-      // A finished job keeps its id and would swallow a new add with the same id.
-      await job.remove();
-    }
-    await deps.queues.submit.add('submit', { taskId: id }, submitJobOptions(deps.queues.settings, id));
-    requeued++;
+    if (await ensureJob(deps.queues.submit, 'submit', { taskId: id }, submitJobOptions(deps.queues.settings, id))) requeued++;
   }
   if (requeued) deps.log.info({ requeued }, 'sweep re-enqueued queued tasks without a live job');
+  return requeued;
+}
+
+/**
+ * Re-enqueues pending deliveries whose attempt is overdue and has no live job: the enqueue after
+ * the commit was lost, or the process died mid-attempt. The deterministic job id makes a re-add of
+ * a live job a no-op; the processor itself keeps order and skips stale jobs.
+ */
+export async function sweepDueDeliveries(deps: SweepDeps): Promise<number> {
+  const cutoff = new Date(Date.now() - deps.minAgeMs);
+  const due = await deps.db.webhookDelivery.findMany({
+    where: { status: 'pending', nextAttemptAt: { lt: cutoff } },
+    select: { id: true, chain: true, attemptCount: true },
+    orderBy: { nextAttemptAt: 'asc' },
+    take: BATCH,
+  });
+  let requeued = 0;
+  for (const d of due) {
+    if (await ensureJob(deps.queues.deliver, 'deliver', { deliveryId: d.id }, deliverJobOptions(d))) requeued++;
+  }
+  if (requeued) deps.log.info({ requeued }, 'sweep re-enqueued webhook deliveries without a live job');
   return requeued;
 }

@@ -4,11 +4,12 @@ import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
 import { UpstreamTask } from '../kling/kling-types';
 import type { Logger } from '../logger';
-import { applyUpstreamUpdate } from '../tasks/task-transitions';
+import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
 import { safeEqual } from '../tenants/tenants.service';
 
 export interface CallbackDeps {
   db: Db;
+  store: TaskStore;
   log: Logger;
   /** `whsec_...`: when set, every callback must carry a valid Standard Webhooks signature. */
   webhookSecret?: string;
@@ -36,7 +37,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     if (verifier) verifySignature(verifier, req);
     const body = UpstreamTask.safeParse(req.body);
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
-    const outcome = await applyUpstreamUpdate(deps.db, task.id, body.data, 'callback');
+    const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback');
     const log = deps.log.child({ task_id: task.id, upstream_status: body.data.task_status, request_id: res.locals.requestId });
     if (outcome.applied) log.info({ state: outcome.task.state }, 'callback applied');
     else if (outcome.reason === 'unknown_status') log.warn('ALERT: callback with an undocumented task_status; task left as it is');

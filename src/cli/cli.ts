@@ -2,12 +2,14 @@ import { parseArgs } from 'node:util';
 import { loadConfig, loadDotEnv } from '../config';
 import { createDb } from '../db/client';
 import { prepareDatabase } from '../db/migrate';
-import { createTenant, listTenants, revokeTenant } from '../tenants/tenants.service';
+import { createTenant, finishWebhookRotation, listTenants, revokeTenant, rotateWebhookSecret } from '../tenants/tenants.service';
 
 const USAGE = `usage:
   npm run cli -- keys create --name NAME   create a tenant key (prints its credentials once, as JSON)
   npm run cli -- keys list                 list keys (no secrets)
-  npm run cli -- keys revoke ID            revoke a key`;
+  npm run cli -- keys revoke ID            revoke a key
+  npm run cli -- keys rotate-webhook-secret ID    new webhook secret; the old one keeps signing too
+  npm run cli -- keys finish-webhook-rotation ID  stop signing with the old webhook secret`;
 
 /** Prints results as JSON on stdout (for scripts); everything else goes to stderr. */
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +38,20 @@ async function main(argv: string[]): Promise<number> {
       console.log(JSON.stringify({ id: arg, revoked }));
       if (!revoked) console.error(`no active key with id ${arg}`);
       return revoked ? 0 : 1;
+    }
+    if (command === 'rotate-webhook-secret') {
+      if (!arg) return usage('rotate-webhook-secret needs the key id');
+      const rotated = await rotateWebhookSecret(db, arg);
+      if (!rotated) return usage(`no active key with id ${arg}`);
+      console.log(JSON.stringify(rotated));
+      console.error('Webhooks are now signed with both secrets; run finish-webhook-rotation once receivers use the new one.');
+      return 0;
+    }
+    if (command === 'finish-webhook-rotation') {
+      if (!arg) return usage('finish-webhook-rotation needs the key id');
+      const finished = await finishWebhookRotation(db, arg);
+      console.log(JSON.stringify({ id: arg, finished }));
+      return finished ? 0 : 1;
     }
     return usage();
   } finally {

@@ -27,10 +27,13 @@ export function healthRouter(deps: HealthDeps): Router {
     res.json({ code: 0, message: 'SUCCEED', request_id: res.locals.requestId, data: { status: 'alive' } });
   });
   r.get('/readyz', async (_req, res) => {
-    const [postgres, redis] = await Promise.all([check(() => deps.db.$queryRaw`SELECT 1`), check(async () => {
+    const [postgres, redis] = await Promise.all([
+      check(() => deps.db.$queryRaw`SELECT 1`),
+      check(async () => {
         if (deps.redis.status !== 'ready') throw new Error('not connected');
         return deps.redis.ping();
-      })]);
+      }),
+    ]);
     const ready = postgres === 'ok' && redis === 'ok';
     res.status(ready ? 200 : 503).json({
       code: ready ? 0 : 5001,

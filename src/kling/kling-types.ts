@@ -13,11 +13,7 @@ export const UpstreamTask = z
     task_result: z
       .object({
         images: z
-          .array(
-            z
-              .object({ index: z.number().int().optional(), url: z.string(), watermark_url: z.string().optional() })
-              .passthrough(),
-          )
+          .array(z.object({ index: z.number().int().optional(), url: z.string(), watermark_url: z.string().optional() }).passthrough())
           .max(100)
           .nullish(),
       })

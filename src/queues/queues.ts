@@ -8,11 +8,22 @@ import { z } from 'zod';
  */
 export const QUEUE = {
   submit: 'task.submit',
+  deliver: 'webhook.deliver',
   maintenance: 'task.maintenance',
 } as const;
 
 export const SubmitJob = z.object({ taskId: z.string().min(1) });
 export type SubmitJob = z.infer<typeof SubmitJob>;
+
+export const DeliverJob = z.object({ deliveryId: z.string().min(1) });
+export type DeliverJob = z.infer<typeof DeliverJob>;
+
+/**
+ * One job per attempt of a delivery: the id names the chain (redeliveries) and the attempts made,
+ * so a sweep re-adding the due attempt is a no-op while that attempt's job exists, and a leftover
+ * job of an earlier attempt recognises itself as stale.
+ */
+export const deliverJobId = (d: { id: string; chain: number; attemptCount: number }) => `deliver-${d.id}-${d.chain}-${d.attemptCount}`;
 
 /** BullMQ job ids may not contain ':' nor be all digits; task ids are UUIDs, so a prefix suffices. */
 export const submitJobId = (taskId: string) => `submit-${taskId}`;
@@ -23,7 +34,10 @@ export interface QueueSettings {
   submitBackoffMs: number;
 }
 
-export function submitJobOptions(s: QueueSettings, taskId: string): JobsOptions {
+/** Options with the deterministic job id every enqueue of this project sets. */
+export type IdentifiedJobOptions = JobsOptions & { jobId: string };
+
+export function submitJobOptions(s: QueueSettings, taskId: string): IdentifiedJobOptions {
   return {
     jobId: submitJobId(taskId),
     attempts: s.submitAttempts,
@@ -46,6 +60,7 @@ export function workerConnection(redisUrl: string): ConnectionOptions {
 
 export interface Queues {
   submit: Queue;
+  deliver: Queue;
   maintenance: Queue;
   settings: QueueSettings;
   /** False while Redis is unreachable: producers then skip enqueueing instead of waiting. */
@@ -58,22 +73,69 @@ export interface Queues {
 export function createQueues(connection: Redis, settings: QueueSettings): Queues {
   const opts = { connection, prefix: settings.prefix };
   const submit = new Queue(QUEUE.submit, opts);
+  const deliver = new Queue(QUEUE.deliver, opts);
   const maintenance = new Queue(QUEUE.maintenance, opts);
+  const all = [submit, deliver, maintenance];
   // Without a listener an unreachable Redis would surface as an unhandled 'error' event.
-  for (const q of [submit, maintenance]) q.on('error', () => undefined);
+  for (const q of all) q.on('error', () => undefined);
   return {
     submit,
+    deliver,
     maintenance,
     settings,
     connected: () => connection.status === 'ready',
     async close() {
-      await Promise.allSettled([submit.close(), maintenance.close()]);
+      await Promise.allSettled(all.map((q) => q.close()));
     },
     disconnect() {
-      void submit.disconnect();
-      void maintenance.disconnect();
+      for (const q of all) void q.disconnect();
     },
   };
+}
+
+/** Retry and ordering live in Postgres (the delivery row), so a delivery job itself never retries. */
+export function deliverJobOptions(d: { id: string; chain: number; attemptCount: number }, delayMs = 0): IdentifiedJobOptions {
+  return {
+    jobId: deliverJobId(d),
+    delay: Math.max(0, delayMs),
+    attempts: 1,
+    removeOnComplete: { age: 3600, count: 1000 },
+    removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
+  };
+}
+
+/** Bounded in time like every enqueue after a commit: the sweep covers what does not get through. */
+async function bounded(work: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), timeoutMs)))]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asks for the first attempt of new deliveries (their rows are committed; the sweep is the safety net). */
+export async function enqueueDeliveries(queues: Queues, deliveryIds: string[], timeoutMs = 2000): Promise<boolean> {
+  if (!queues.connected() || deliveryIds.length === 0) return false;
+  const jobs = deliveryIds.map((id) => ({
+    name: 'deliver',
+    data: { deliveryId: id } satisfies DeliverJob,
+    opts: deliverJobOptions({ id, chain: 1, attemptCount: 0 }),
+  }));
+  return bounded(() => queues.deliver.addBulk(jobs), timeoutMs);
+}
+
+/** Asks for the due attempt of one delivery (e.g. after a redelivery). */
+export async function enqueueDeliveryAttempt(
+  queues: Queues,
+  d: { id: string; chain: number; attemptCount: number },
+  timeoutMs = 2000,
+): Promise<boolean> {
+  if (!queues.connected()) return false;
+  return bounded(() => queues.deliver.add('deliver', { deliveryId: d.id } satisfies DeliverJob, deliverJobOptions(d)), timeoutMs);
 }
 
 /**
@@ -82,18 +144,5 @@ export function createQueues(connection: Redis, settings: QueueSettings): Queues
  */
 export async function enqueueSubmit(queues: Queues, taskId: string, timeoutMs = 2000): Promise<boolean> {
   if (!queues.connected()) return false;
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      queues.submit.add('submit', { taskId } satisfies SubmitJob, submitJobOptions(queues.settings, taskId)),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('enqueue timed out')), timeoutMs);
-      }),
-    ]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
+  return bounded(() => queues.submit.add('submit', { taskId } satisfies SubmitJob, submitJobOptions(queues.settings, taskId)), timeoutMs);
 }

@@ -8,10 +8,7 @@ export interface AuthConfig {
 }
 
 /** Returns the error Kling would answer for this Authorization header, or undefined if accepted. */
-export function checkAuthorization(
-  header: string | undefined,
-  config: AuthConfig,
-): KlingApiError | undefined {
+export function checkAuthorization(header: string | undefined, config: AuthConfig): KlingApiError | undefined {
   if (!header || header.trim() === '') return klingErrors.authEmpty();
   const match = /^Bearer\s+(\S.*)$/i.exec(header.trim());
   if (!match) return header.trim().toLowerCase() === 'bearer' ? klingErrors.authEmpty() : klingErrors.authInvalid();

@@ -78,13 +78,7 @@ export function parsePaging(query: Record<string, unknown>): Paging {
   };
 }
 
-function intParam(
-  query: Record<string, unknown>,
-  name: string,
-  min: number,
-  max: number,
-  fallback: number,
-): number {
+function intParam(query: Record<string, unknown>, name: string, min: number, max: number, fallback: number): number {
   const value = query[name];
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || !/^\d+$/.test(value)) {

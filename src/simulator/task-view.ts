@@ -12,9 +12,7 @@ export function toWireTask(task: SimTask): Record<string, unknown> {
     ...taskInfo(task),
     created_at: task.created_at,
     updated_at: task.updated_at,
-    ...(task.status === 'succeed'
-      ? { task_result: { images: task.images.map(({ index, url }) => ({ index, url })) } }
-      : {}),
+    ...(task.status === 'succeed' ? { task_result: { images: task.images.map(({ index, url }) => ({ index, url })) } } : {}),
   };
 }
 

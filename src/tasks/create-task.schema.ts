@@ -20,9 +20,7 @@ export type CreateTaskRequest = {
   external_task_id?: string;
 };
 
-export type ValidationResult =
-  | { ok: true; value: CreateTaskRequest }
-  | { ok: false; field: string; message: string };
+export type ValidationResult = { ok: true; value: CreateTaskRequest } | { ok: false; field: string; message: string };
 
 const MAX_PROMPT_CHARS = 2500;
 const MAX_REFERENCES = 10;
@@ -133,7 +131,9 @@ function buildShape(models: readonly string[]) {
     image_reference: z
       .enum(['subject', 'face'], { error: expecting('"subject" or "face"') })
       .optional()
-      .describe('Image reference type: subject (character features) or face (facial appearance; the image must contain exactly one face). Requires image'),
+      .describe(
+        'Image reference type: subject (character features) or face (facial appearance; the image must contain exactly one face). Requires image',
+      ),
     image_fidelity: fidelity('Reference strength of the uploaded image, 0 to 1 (upstream default 0.8)').optional(),
     human_fidelity: fidelity('Facial reference strength (similarity to the reference face), 0 to 1 (upstream default 0.8)').optional(),
     element_list: z

@@ -1,7 +1,8 @@
 import type { Db, Prisma, Task, TaskState } from '../db/client';
 import { isRecordNotFound } from '../db/client';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
-import { canTransition, fromUpstreamStatus, isTerminal } from './task-state';
+import { recordDeliveryInTx } from '../webhooks/outbox';
+import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
 
 /**
  * The task status machine. Every write to a task row goes through this module, and every applied
@@ -10,7 +11,17 @@ import { canTransition, fromUpstreamStatus, isTerminal } from './task-state';
  * Concurrency: a change is a conditional update (`where id and state = the state we read`). Two
  * writers racing on one task serialise on the row lock; the loser's guard no longer matches, it
  * re-reads and decides again, so no change is ever applied from a stale read.
+ *
+ * Outbox: a change of the status a client sees, on a task with a callback_url, writes its webhook
+ * delivery in the same transaction; `afterCommit` then asks for its sending. If that request is lost
+ * (crash, Redis down) the sweep sends it: nothing between commit and enqueue can lose a webhook.
  */
+
+export interface TaskStore {
+  db: Db;
+  /** Called with the ids of the webhook deliveries a committed change created (best effort). */
+  afterCommit?: (deliveryIds: string[]) => Promise<void>;
+}
 
 export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep';
 
@@ -26,9 +37,10 @@ interface Change {
 }
 
 /** Applies a change if the task is still in `from`; returns null when another writer got there first. */
-async function transition(db: Db, task: Task, change: Change): Promise<Task | null> {
+async function transition(store: TaskStore, task: Task, change: Change): Promise<Task | null> {
+  let deliveryId: string | null = null;
   try {
-    return await db.$transaction(async (tx) => {
+    const updated = await store.db.$transaction(async (tx) => {
       const updated = await tx.task.update({
         where: { id: task.id, state: task.state },
         data: { ...change.data, state: change.to, eventSeq: { increment: 1 } },
@@ -43,8 +55,13 @@ async function transition(db: Db, task: Task, change: Change): Promise<Task | nu
           payload: change.payload === undefined ? undefined : (change.payload as Prisma.InputJsonValue),
         },
       });
+      if (updated.callbackUrl && toClientStatus(task.state) !== toClientStatus(change.to)) {
+        deliveryId = await recordDeliveryInTx(tx, updated);
+      }
       return updated;
     });
+    if (deliveryId) await store.afterCommit?.([deliveryId]);
+    return updated;
   } catch (err) {
     if (isRecordNotFound(err)) return null;
     throw err;
@@ -58,7 +75,13 @@ const MAX_RACES = 5;
  * backwards, never leaves a terminal state, ignores updates older than the newest one applied, and
  * treats repeats as harmless no-ops.
  */
-export async function applyUpstreamUpdate(db: Db, taskId: string, update: UpstreamTask, source: EventSource): Promise<ApplyOutcome> {
+export async function applyUpstreamUpdate(
+  store: TaskStore,
+  taskId: string,
+  update: UpstreamTask,
+  source: EventSource,
+): Promise<ApplyOutcome> {
+  const { db } = store;
   const target = fromUpstreamStatus(update.task_status);
   for (let race = 0; race < MAX_RACES; race++) {
     const task = await db.task.findUnique({ where: { id: taskId } });
@@ -74,7 +97,7 @@ export async function applyUpstreamUpdate(db: Db, taskId: string, update: Upstre
       if (!task.upstreamTaskId) await adoptUpstreamId(db, task, update);
       return { applied: false, reason: task.state === target ? 'duplicate' : 'not_forward', task };
     }
-    const updated = await transition(db, task, { to: target, data: upstreamFields(task, update, target), source, payload: update });
+    const updated = await transition(store, task, { to: target, data: upstreamFields(task, update, target), source, payload: update });
     if (updated) return { applied: true, task: updated };
   }
   throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
@@ -105,11 +128,17 @@ export async function recordSubmitAttempt(db: Db, taskId: string): Promise<void>
 }
 
 /** Ends a task that has not ended yet as failed, with our own reason. Returns null if it had already ended. */
-export async function failTask(db: Db, taskId: string, reason: string, message: string, source: EventSource): Promise<Task | null> {
+export async function failTask(
+  store: TaskStore,
+  taskId: string,
+  reason: string,
+  message: string,
+  source: EventSource,
+): Promise<Task | null> {
   for (let race = 0; race < MAX_RACES; race++) {
-    const task = await db.task.findUnique({ where: { id: taskId } });
+    const task = await store.db.task.findUnique({ where: { id: taskId } });
     if (!task || isTerminal(task.state)) return null;
-    const updated = await transition(db, task, {
+    const updated = await transition(store, task, {
       to: 'failed',
       data: { statusMsg: message, failureReason: reason, finishedAt: new Date() },
       source,

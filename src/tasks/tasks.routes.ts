@@ -1,6 +1,8 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { envelope, invalidParameter } from '../errors';
+import { enqueueDeliveryAttempt } from '../queues/queues';
+import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
 import { createTask, findTask, listTasks, type TasksDeps } from './tasks.service';
 import { toCreatedObject, toTaskObject } from './task-view';
 
@@ -41,6 +43,20 @@ export function tasksRouter(deps: TasksDeps): Router {
     if (!id.success) throw invalidParameter('id: must be 1 to 256 characters');
     const task = await findTask(deps.db, res.locals.tenant.id, id.data);
     res.json(envelope(res.locals.requestId, toTaskObject(task)));
+  });
+
+  r.get('/:id/deliveries', async (req, res) => {
+    const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
+    res.json(envelope(res.locals.requestId, await listDeliveries(deps.db, task.id)));
+  });
+
+  r.post('/:id/deliveries/:deliveryId/redeliver', async (req, res) => {
+    const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
+    const d = await redeliver(deps.db, task.id, String(req.params.deliveryId));
+    const queued = await enqueueDeliveryAttempt(deps.queues, d);
+    if (!queued) deps.log.warn({ webhook_id: d.id }, 'could not enqueue the redelivery now; the sweep will');
+    const view = (await listDeliveries(deps.db, task.id)).find((v) => v.webhook_id === d.id);
+    res.json(envelope(res.locals.requestId, view));
   });
 
   return r;

@@ -4,6 +4,7 @@ import { isUniqueViolation } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
 import type { Logger } from '../logger';
 import { enqueueSubmit, type Queues } from '../queues/queues';
+import { checkPublicUrl } from '../webhooks/ssrf';
 import { validateCreateTaskRequest } from './create-task.schema';
 import { insertTask } from './task-transitions';
 
@@ -12,6 +13,7 @@ export interface TasksDeps {
   queues: Queues;
   log: Logger;
   models: readonly string[];
+  allowPrivateWebhooks: boolean;
 }
 
 /**
@@ -23,6 +25,10 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown)
   if (!result.ok) throw invalidParameter(result.message);
   // The client's callback_url and external_task_id are ours to honour, never the upstream's.
   const { callback_url, external_task_id, ...request } = result.value;
+  if (callback_url && !deps.allowPrivateWebhooks) {
+    const problem = await checkPublicUrl(callback_url);
+    if (problem) throw invalidParameter(`callback_url: ${problem}`);
+  }
   let task: Task;
   try {
     task = await insertTask(deps.db, {
@@ -47,8 +53,7 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown)
 /** A tenant's task by this service's task_id, or else by the tenant's own external_task_id. */
 export async function findTask(db: Db, tenantId: string, id: string): Promise<Task> {
   const task =
-    (await db.task.findFirst({ where: { id, tenantId } })) ??
-    (await db.task.findFirst({ where: { tenantId, externalTaskId: id } }));
+    (await db.task.findFirst({ where: { id, tenantId } })) ?? (await db.task.findFirst({ where: { tenantId, externalTaskId: id } }));
   // Another tenant's task is indistinguishable from a missing one.
   if (!task) throw new AppError('not_found', `task not found: ${id.slice(0, 100)}`);
   return task;

@@ -28,6 +28,9 @@ export function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(da, db);
 }
 
+/** Standard Webhooks secrets are `whsec_` + base64 of 24 to 64 random bytes. */
+const newWebhookSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
+
 /** Creates a tenant; the credentials are returned once and only the api_key's hash is kept. */
 export async function createTenant(db: Db, name: string): Promise<NewTenantCredentials> {
   const apiKey = `kt_${randomBytes(24).toString('base64url')}`;
@@ -37,8 +40,7 @@ export async function createTenant(db: Db, name: string): Promise<NewTenantCrede
     api_key: apiKey,
     access_key: `ak_${randomBytes(12).toString('hex')}`,
     secret_key: randomBytes(32).toString('base64url'),
-    // Standard Webhooks secrets are `whsec_` + base64 of 24 to 64 random bytes.
-    webhook_secret: `whsec_${randomBytes(32).toString('base64')}`,
+    webhook_secret: newWebhookSecret(),
   };
   await db.tenant.create({
     data: {
@@ -80,4 +82,22 @@ export async function findTenantByApiKey(db: Db, apiKey: string): Promise<Tenant
 export async function findTenantByAccessKey(db: Db, accessKey: string): Promise<Tenant | null> {
   const t = await db.tenant.findUnique({ where: { accessKey } });
   return t && !t.revokedAt ? t : null;
+}
+
+/**
+ * Starts a webhook secret rotation: a new secret signs from now on, and the current one keeps
+ * signing too (two signatures per webhook) until `finishWebhookRotation`. Null for an unknown key.
+ */
+export async function rotateWebhookSecret(db: Db, id: string): Promise<{ id: string; webhook_secret: string } | null> {
+  const tenant = await db.tenant.findUnique({ where: { id } });
+  if (!tenant || tenant.revokedAt) return null;
+  const next = newWebhookSecret();
+  await db.tenant.update({ where: { id }, data: { webhookSecret: next, webhookSecretPrevious: tenant.webhookSecret } });
+  return { id, webhook_secret: next };
+}
+
+/** Ends a rotation: only the current secret signs. True if a previous secret was dropped. */
+export async function finishWebhookRotation(db: Db, id: string): Promise<boolean> {
+  const r = await db.tenant.updateMany({ where: { id, webhookSecretPrevious: { not: null } }, data: { webhookSecretPrevious: null } });
+  return r.count === 1;
 }

@@ -47,7 +47,15 @@ beforeAll(async () => {
   await admin.end();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  env = cleanEnv({ SIMULATOR_PROCESSING_MS: '50', SIMULATOR_FINISH_MS: '100', DATABASE_URL: databaseUrl, PORT: String(port), QUEUE_PREFIX: `kt-start-${port}`, LOG_LEVEL: 'info', NODE_ENV: 'production' });
+  env = cleanEnv({
+    SIMULATOR_PROCESSING_MS: '50',
+    SIMULATOR_FINISH_MS: '100',
+    DATABASE_URL: databaseUrl,
+    PORT: String(port),
+    QUEUE_PREFIX: `kt-start-${port}`,
+    LOG_LEVEL: 'info',
+    NODE_ENV: 'production',
+  });
   server = spawn('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   server.stdout!.on('data', (d) => (output += d));
   server.stderr!.on('data', (d) => (output += d));
@@ -78,12 +86,18 @@ describe('npm start, then the CLI and the API', () => {
     expect(key.webhook_secret).toMatch(/^whsec_/);
     const auth = { authorization: `Bearer ${key.api_key}`, 'content-type': 'application/json' };
 
-    const created = await fetch(`${base}/v1/images/generations`, { method: 'POST', headers: auth, body: JSON.stringify({ prompt: 'a lighthouse', n: 2 }) }).then((r) => r.json() as Promise<{ data: { task_id: string } }>);
+    const created = await fetch(`${base}/v1/images/generations`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ prompt: 'a lighthouse', n: 2 }),
+    }).then((r) => r.json() as Promise<{ data: { task_id: string } }>);
     expect(created).toMatchObject({ code: 0, data: { task_status: 'submitted' } });
     let task: { task_status: string; task_result: { images: unknown[] } } | undefined;
     for (let i = 0; i < 200 && task?.task_status !== 'succeed'; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      const res = (await fetch(`${base}/v1/images/generations/${created.data.task_id}`, { headers: auth }).then((r) => r.json())) as { data: typeof task };
+      const res = (await fetch(`${base}/v1/images/generations/${created.data.task_id}`, { headers: auth }).then((r) => r.json())) as {
+        data: typeof task;
+      };
       task = res.data;
     }
     expect(task?.task_status).toBe('succeed');
@@ -101,7 +115,7 @@ describe('npm start, then the CLI and the API', () => {
     expect(token).toBe('[redacted]');
   });
 
-  it("stops cleanly on SIGTERM", async () => {
+  it('stops cleanly on SIGTERM', async () => {
     // 'close' waits for every process holding the output (npm, tsx and node) to be gone.
     const exited = new Promise<void>((r) => server.once('close', () => r()));
     // The whole group, as a terminal or a container runtime would (npm relays nothing reliably).

@@ -50,6 +50,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     SUBMIT_BACKOFF_MS: '20',
     SWEEP_INTERVAL_MS: '200',
     SWEEP_MIN_AGE_MS: '100',
+    // Receivers in tests listen on 127.0.0.1; the SSRF tests turn this off.
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+    WEBHOOK_RETRY_SCHEDULE_MS: '0,50,100,150',
     ...opts.env,
   };
   const config = loadConfig(env);

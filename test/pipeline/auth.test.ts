@@ -16,7 +16,8 @@ describe('tenant auth, Kling style', () => {
   afterAll(async () => h.close());
 
   const list = (token: string) => request(h.url).get('/v1/images/generations').set(bearer(token));
-  const sign = (claims: object, secret = creds.secret_key, opts: jwt.SignOptions = { algorithm: 'HS256' }) => jwt.sign(claims, secret, opts);
+  const sign = (claims: object, secret = creds.secret_key, opts: jwt.SignOptions = { algorithm: 'HS256' }) =>
+    jwt.sign(claims, secret, opts);
 
   it('accepts an HS256 JWT {iss: access_key, exp, nbf} signed with the secret_key', async () => {
     const res = await list(sign({ iss: creds.access_key, exp: now() + 1800, nbf: now() - 5 }));

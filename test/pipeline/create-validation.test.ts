@@ -14,7 +14,11 @@ afterAll(async () => {
   await h.close();
 });
 
-const post = (body: unknown) => request(h.url).post('/v1/images/generations').set(bearer(key)).send(body as object);
+const post = (body: unknown) =>
+  request(h.url)
+    .post('/v1/images/generations')
+    .set(bearer(key))
+    .send(body as object);
 
 /** Waits out anything that might still reach the upstream, then proves nothing did and nothing was written. */
 async function expectNothingStoredOrSent() {
@@ -46,7 +50,11 @@ const refused: [string, unknown, string][] = [
   ['element_list entry not an integer', { prompt: 'x', element_list: [{ element_id: 1.5 }] }, 'element_list'],
   ['element_list entry with extra keys', { prompt: 'x', element_list: [{ element_id: 1, name: 'a' }] }, 'element_list'],
   ['11 elements', { prompt: 'x', element_list: Array.from({ length: 11 }, (_, i) => ({ element_id: i + 1 })) }, 'element_list'],
-  ['10 elements plus an image', { prompt: 'x', image: 'https://e.com/a.png', element_list: Array.from({ length: 10 }, (_, i) => ({ element_id: i + 1 })) }, 'element_list'],
+  [
+    '10 elements plus an image',
+    { prompt: 'x', image: 'https://e.com/a.png', element_list: Array.from({ length: 10 }, (_, i) => ({ element_id: i + 1 })) },
+    'element_list',
+  ],
   ['resolution 4k', { prompt: 'x', resolution: '4k' }, 'resolution'],
   ['n = 0', { prompt: 'x', n: 0 }, 'n'],
   ['n = 10', { prompt: 'x', n: 10 }, 'n'],
@@ -72,7 +80,11 @@ describe('POST /v1/images/generations refuses invalid input', () => {
   });
 
   it('refuses a body that is not JSON with a Kling error', async () => {
-    const res = await request(h.url).post('/v1/images/generations').set(bearer(key)).set('content-type', 'application/json').send('{"prompt":');
+    const res = await request(h.url)
+      .post('/v1/images/generations')
+      .set(bearer(key))
+      .set('content-type', 'application/json')
+      .send('{"prompt":');
     expect([res.status, res.body.code]).toEqual([400, 1200]);
     const text = await request(h.url).post('/v1/images/generations').set(bearer(key)).set('content-type', 'text/plain').send('prompt=x');
     expect([text.status, text.body.code]).toEqual([415, 1200]);

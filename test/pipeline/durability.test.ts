@@ -30,7 +30,14 @@ describe('durable before async', () => {
     const tenant = await h.newTenant();
     // A crash between commit and enqueue: the row exactly as createTask commits it, and no job.
     const id = randomUUID();
-    await insertTask(h.api.db, { id, tenantId: tenant.id, request: { model_name: 'kling-v3', prompt: 'x' }, modelName: 'kling-v3', n: 1, callbackToken: 'tok-'.repeat(8) });
+    await insertTask(h.api.db, {
+      id,
+      tenantId: tenant.id,
+      request: { model_name: 'kling-v3', prompt: 'x' },
+      modelName: 'kling-v3',
+      n: 1,
+      callbackToken: 'tok-'.repeat(8),
+    });
     expect(await h.api.queues.submit.getJob(submitJobId(id))).toBeUndefined();
     await h.waitForTask(id, (t) => t.state === 'succeed');
     expect(h.sim.createdCount()).toBe(1);

@@ -19,7 +19,10 @@ beforeEach(async () => {
 });
 
 const create = (body: object, token = key) => request(h.url).post('/v1/images/generations').set(bearer(token)).send(body);
-const get = (id: string, token = key) => request(h.url).get(`/v1/images/generations/${encodeURIComponent(id)}`).set(bearer(token));
+const get = (id: string, token = key) =>
+  request(h.url)
+    .get(`/v1/images/generations/${encodeURIComponent(id)}`)
+    .set(bearer(token));
 
 describe('the pipeline, end to end', () => {
   it('takes a task from create to succeed with n real images, and records every step', async () => {
@@ -37,7 +40,11 @@ describe('the pipeline, end to end', () => {
     expect(status.body.data).toMatchObject({ task_id: id, task_status: 'succeed', tracker: { state: 'succeed' } });
     const images = status.body.data.task_result.images as { index: number; url: string }[];
     expect(images.map((i) => i.index)).toEqual([0, 1, 2]);
-    const png = PNG.sync.read((await fetch(images[0].url).then((r) => r.arrayBuffer()).then(Buffer.from)) as Buffer);
+    const png = PNG.sync.read(
+      (await fetch(images[0].url)
+        .then((r) => r.arrayBuffer())
+        .then(Buffer.from)) as Buffer,
+    );
     expect(png.width / png.height).toBeCloseTo(16 / 9, 1);
 
     const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
@@ -50,8 +57,13 @@ describe('the pipeline, end to end', () => {
     expect(events.slice(1).every((e) => e.payload !== null)).toBe(true);
   });
 
-  it('sends the stored request upstream with our callback URL and task id, never the client\'s', async () => {
-    const res = await create({ prompt: 'a cat', external_task_id: 'client-7', callback_url: 'https://client.example/hook', resolution: '2k' });
+  it("sends the stored request upstream with our callback URL and task id, never the client's", async () => {
+    const res = await create({
+      prompt: 'a cat',
+      external_task_id: 'client-7',
+      callback_url: 'https://client.example/hook',
+      resolution: '2k',
+    });
     const id = res.body.data.task_id;
     await h.waitForTask(id, (t) => t.state === 'succeed');
     const posts = h.sim.received.filter((r) => r.method === 'POST');
@@ -72,7 +84,7 @@ describe('the pipeline, end to end', () => {
     expect(status.body.data.tracker.failure_reason).toBe('upstream_failed');
   });
 
-  it('finds a task by the client\'s external_task_id, in the path and as a query', async () => {
+  it("finds a task by the client's external_task_id, in the path and as a query", async () => {
     const id = (await create({ prompt: 'x', external_task_id: 'my-own-id' })).body.data.task_id;
     const byPath = await get('my-own-id');
     expect(byPath.body.data).toMatchObject({ task_id: id, task_info: { external_task_id: 'my-own-id' } });
@@ -90,7 +102,7 @@ describe('the pipeline, end to end', () => {
     expect(await h.api.db.task.count()).toBe(2);
   });
 
-  it('lists the tenant\'s tasks newest first with Kling paging', async () => {
+  it("lists the tenant's tasks newest first with Kling paging", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push((await create({ prompt: `p${i}` })).body.data.task_id);
     const page1 = await request(h.url).get('/v1/images/generations?pageNum=1&pageSize=2').set(bearer(key));
@@ -104,7 +116,7 @@ describe('the pipeline, end to end', () => {
 });
 
 describe('tenant isolation', () => {
-  it('answers 404/1203 for another tenant\'s task, by task_id and by external_task_id, and hides it from lists', async () => {
+  it("answers 404/1203 for another tenant's task, by task_id and by external_task_id, and hides it from lists", async () => {
     const id = (await create({ prompt: 'secret', external_task_id: 'alice-1' })).body.data.task_id;
     const bob = (await h.newTenant('bob')).api_key;
     for (const ref of [id, 'alice-1']) {
@@ -179,10 +191,14 @@ describe('upstream callbacks', () => {
     const task = await h.waitForTask(id, (t) => t.state === 'submitted');
     const url = callbackPath(id, task.callbackToken);
     const t0 = Number(task.upstreamUpdatedAt);
-    const stale = await request(h.url).post(url).send({ task_id: task.upstreamTaskId, task_status: 'processing', updated_at: t0 - 1000 });
+    const stale = await request(h.url)
+      .post(url)
+      .send({ task_id: task.upstreamTaskId, task_status: 'processing', updated_at: t0 - 1000 });
     expect(stale.body.data.applied).toBe(false);
     expect((await h.api.db.task.findUniqueOrThrow({ where: { id } })).state).toBe('submitted');
-    const fresh = await request(h.url).post(url).send({ task_id: task.upstreamTaskId, task_status: 'processing', updated_at: t0 + 1000 });
+    const fresh = await request(h.url)
+      .post(url)
+      .send({ task_id: task.upstreamTaskId, task_status: 'processing', updated_at: t0 + 1000 });
     expect(fresh.body.data.applied).toBe(true);
   });
 

@@ -93,7 +93,11 @@ describe('Kling simulator over HTTP', () => {
   it('creates a task, calls back processing then succeed, and serves n PNGs in the aspect ratio', async () => {
     const created = await create({ n: 3, aspect_ratio: '16:9', external_task_id: 'ext-1' });
     expect(created.status).toBe(200);
-    expect(created.body).toMatchObject({ code: 0, message: 'SUCCEED', data: { task_status: 'submitted', task_info: { external_task_id: 'ext-1' } } });
+    expect(created.body).toMatchObject({
+      code: 0,
+      message: 'SUCCEED',
+      data: { task_status: 'submitted', task_info: { external_task_id: 'ext-1' } },
+    });
     expect(typeof created.body.request_id).toBe('string');
     const taskId: string = created.body.data.task_id;
     expect(taskId).toMatch(/^\d+$/);
@@ -213,7 +217,10 @@ describe('Kling simulator over HTTP', () => {
       await create({ callback_url: 'http://127.0.0.1:1/unreachable' });
       await sim.settle();
       const byUrl = (url: string) => sim.callbacks.filter((c) => c.url === url);
-      expect(byUrl(failing.url).map((c) => [c.ok, c.httpStatus])).toEqual([[false, 500], [false, 500]]);
+      expect(byUrl(failing.url).map((c) => [c.ok, c.httpStatus])).toEqual([
+        [false, 500],
+        [false, 500],
+      ]);
       expect(byUrl('http://127.0.0.1:1/unreachable').every((c) => !c.ok && c.error)).toBe(true);
     } finally {
       await failing.close();
@@ -251,7 +258,10 @@ describe('Kling simulator over HTTP', () => {
     expect(byPath.body.data.task_id).toBe(created.body.data.task_id);
     expect(byQuery.body.data).toEqual(byPath.body.data);
     expect(await call(base, 'GET', '/v1/images/generations?external_task_id=nope')).toMatchObject({ status: 404, body: { code: 1203 } });
-    expect(await call(base, 'GET', '/v1/images/generations/nope')).toMatchObject({ status: 404, body: { code: 1203, message: 'task not found' } });
+    expect(await call(base, 'GET', '/v1/images/generations/nope')).toMatchObject({
+      status: 404,
+      body: { code: 1203, message: 'task not found' },
+    });
   });
 
   it('lists tasks newest first with Kling paging and rejects out-of-range pages', async () => {
@@ -367,7 +377,12 @@ describe('Kling simulator request validation', () => {
     expect(task.request).toEqual({ prompt: 'x', model_name: 'kling-v2' });
     expect(res.body.data.task_info).toBeUndefined();
     const last = sim.received[sim.received.length - 1];
-    expect(last).toMatchObject({ method: 'POST', path: '/v1/images/generations', body: { prompt: 'x' }, authorization: AUTH.authorization });
+    expect(last).toMatchObject({
+      method: 'POST',
+      path: '/v1/images/generations',
+      body: { prompt: 'x' },
+      authorization: AUTH.authorization,
+    });
   });
 
   it('answers 1202 for unknown API paths', async () => {
@@ -409,7 +424,12 @@ describe('Kling simulator mounted under a path prefix', () => {
     const receiver = await startReceiver();
     try {
       const origin = await listen(server);
-      const created = await call(origin, 'POST', '/kling/v1/images/generations', { prompt: 'x', n: 2, aspect_ratio: '21:9', callback_url: receiver.url });
+      const created = await call(origin, 'POST', '/kling/v1/images/generations', {
+        prompt: 'x',
+        n: 2,
+        aspect_ratio: '21:9',
+        callback_url: receiver.url,
+      });
       expect(created.status).toBe(200);
       await sim.settle();
       expect(receiver.statuses()).toEqual(['processing', 'succeed']);
@@ -418,7 +438,9 @@ describe('Kling simulator mounted under a path prefix', () => {
       const png = await fetchPng(images[1].url);
       expect(png.width * 9).toBe(png.height * 21);
       expect(sim.received[0].path).toBe('/kling/v1/images/generations');
-      expect((await call(origin, 'GET', `/kling/v1/images/generations/${created.body.data.task_id}`)).body.data.task_status).toBe('succeed');
+      expect((await call(origin, 'GET', `/kling/v1/images/generations/${created.body.data.task_id}`)).body.data.task_status).toBe(
+        'succeed',
+      );
     } finally {
       await sim.close();
       await closeServer(server);

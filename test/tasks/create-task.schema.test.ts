@@ -37,11 +37,47 @@ function pngBase64(width: number, height: number): string {
 // the dimensions, without any scan data.
 function jpegBytes(width: number, height: number): Buffer {
   return Buffer.from([
-    0xff, 0xd8,
-    0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
-    0xff, 0xc0, 0x00, 0x11, 0x08, height >> 8, height & 0xff, width >> 8, width & 0xff,
-    0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01,
-    0xff, 0xd9,
+    0xff,
+    0xd8,
+    0xff,
+    0xe0,
+    0x00,
+    0x10,
+    0x4a,
+    0x46,
+    0x49,
+    0x46,
+    0x00,
+    0x01,
+    0x01,
+    0x00,
+    0x00,
+    0x01,
+    0x00,
+    0x01,
+    0x00,
+    0x00,
+    0xff,
+    0xc0,
+    0x00,
+    0x11,
+    0x08,
+    height >> 8,
+    height & 0xff,
+    width >> 8,
+    width & 0xff,
+    0x03,
+    0x01,
+    0x22,
+    0x00,
+    0x02,
+    0x11,
+    0x01,
+    0x03,
+    0x11,
+    0x01,
+    0xff,
+    0xd9,
   ]);
 }
 
@@ -179,7 +215,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses 2501 characters', () => {
-      expectRefused(withPrompt({ negative_prompt: 'n'.repeat(2501) }), 'negative_prompt', 'negative_prompt: must be at most 2500 characters');
+      expectRefused(
+        withPrompt({ negative_prompt: 'n'.repeat(2501) }),
+        'negative_prompt',
+        'negative_prompt: must be at most 2500 characters',
+      );
     });
 
     it('refuses negative_prompt together with image', () => {
@@ -196,12 +236,19 @@ describe('validateCreateTaskRequest', () => {
       expectAccepted(withPrompt({ image }));
     });
 
-    it.each([['ftp://cdn.example.com/fox.png'], ['file:///etc/passwd'], ['javascript:alert(1)']])('refuses the non-http URL %s', (image) => {
-      expectRefused(withPrompt({ image }), 'image', /^image: must be an http or https URL/);
-    });
+    it.each([['ftp://cdn.example.com/fox.png'], ['file:///etc/passwd'], ['javascript:alert(1)']])(
+      'refuses the non-http URL %s',
+      (image) => {
+        expectRefused(withPrompt({ image }), 'image', /^image: must be an http or https URL/);
+      },
+    );
 
     it('refuses a base64 data URL with the prefix message', () => {
-      expectRefused(withPrompt({ image: `data:image/png;base64,${pngBase64(300, 300)}` }), 'image', 'image: must be bare base64 without a "data:" prefix');
+      expectRefused(
+        withPrompt({ image: `data:image/png;base64,${pngBase64(300, 300)}` }),
+        'image',
+        'image: must be bare base64 without a "data:" prefix',
+      );
     });
 
     it('accepts a bare base64 PNG', () => {
@@ -224,7 +271,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses an image that is too small', () => {
-      expectRefused(withPrompt({ image: pngBase64(299, 400) }), 'image', /^image: must be at least 300 px wide and 300 px high \(got 299x400\)/);
+      expectRefused(
+        withPrompt({ image: pngBase64(299, 400) }),
+        'image',
+        /^image: must be at least 300 px wide and 300 px high \(got 299x400\)/,
+      );
     });
   });
 
@@ -238,7 +289,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses an unknown image_reference', () => {
-      expectRefused(withPrompt({ image: 'https://cdn.example.com/a.png', image_reference: 'body' }), 'image_reference', 'image_reference: must be "subject" or "face"');
+      expectRefused(
+        withPrompt({ image: 'https://cdn.example.com/a.png', image_reference: 'body' }),
+        'image_reference',
+        'image_reference: must be "subject" or "face"',
+      );
     });
   });
 
@@ -288,7 +343,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it.each([[0], [-3]])('refuses the non-positive element_id %p', (elementId) => {
-      expectRefused(withPrompt({ element_list: [{ element_id: elementId }] }), 'element_list[0].element_id', 'element_list[0].element_id: must be a positive integer');
+      expectRefused(
+        withPrompt({ element_list: [{ element_id: elementId }] }),
+        'element_list[0].element_id',
+        'element_list[0].element_id: must be a positive integer',
+      );
     });
 
     it.each([[2 ** 53], [-(2 ** 53)]])('refuses the element_id %p beyond the safe integer range', (elementId) => {
@@ -300,11 +359,19 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it.each([['123'], [null], [true]])('refuses the element_id %p that is not a number', (elementId) => {
-      expectRefused(withPrompt({ element_list: [{ element_id: elementId }] }), 'element_list[0].element_id', /^element_list\[0\]\.element_id: must be an integer/);
+      expectRefused(
+        withPrompt({ element_list: [{ element_id: elementId }] }),
+        'element_list[0].element_id',
+        /^element_list\[0\]\.element_id: must be an integer/,
+      );
     });
 
     it('refuses unknown keys inside an element', () => {
-      expectRefused(withPrompt({ element_list: [{ element_id: 1, weight: 2 }] }), 'element_list[0].weight', 'element_list[0].weight: unknown field');
+      expectRefused(
+        withPrompt({ element_list: [{ element_id: 1, weight: 2 }] }),
+        'element_list[0].weight',
+        'element_list[0].weight: unknown field',
+      );
     });
 
     it('refuses an element that is not an object', () => {
@@ -352,7 +419,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses a non-boolean enabled', () => {
-      expectRefused(withPrompt({ watermark_info: { enabled: 'yes' } }), 'watermark_info.enabled', 'watermark_info.enabled: must be a boolean');
+      expectRefused(
+        withPrompt({ watermark_info: { enabled: 'yes' } }),
+        'watermark_info.enabled',
+        'watermark_info.enabled: must be a boolean',
+      );
     });
 
     it('refuses a missing enabled', () => {
@@ -360,7 +431,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses unknown keys inside watermark_info', () => {
-      expectRefused(withPrompt({ watermark_info: { enabled: true, text: 'x' } }), 'watermark_info.text', 'watermark_info.text: unknown field');
+      expectRefused(
+        withPrompt({ watermark_info: { enabled: true, text: 'x' } }),
+        'watermark_info.text',
+        'watermark_info.text: unknown field',
+      );
     });
 
     it('refuses a watermark_info that is not an object', () => {
@@ -399,7 +474,11 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses 257 characters', () => {
-      expectRefused(withPrompt({ external_task_id: 'x'.repeat(257) }), 'external_task_id', 'external_task_id: must be at most 256 characters');
+      expectRefused(
+        withPrompt({ external_task_id: 'x'.repeat(257) }),
+        'external_task_id',
+        'external_task_id: must be at most 256 characters',
+      );
     });
 
     it('refuses an empty id', () => {
@@ -518,7 +597,9 @@ describe('checkBase64Image', () => {
   });
 
   it('refuses a payload over 10 MB once decoded', () => {
-    expect(checkBase64Image(paddedPngBase64(TEN_MB + 1))).toBe(`must be at most 10 MB (${TEN_MB} bytes) once decoded (got ${TEN_MB + 1} bytes)`);
+    expect(checkBase64Image(paddedPngBase64(TEN_MB + 1))).toBe(
+      `must be at most 10 MB (${TEN_MB} bytes) once decoded (got ${TEN_MB + 1} bytes)`,
+    );
   });
 
   it('refuses an over-10 MB payload through the request validation, naming image', () => {

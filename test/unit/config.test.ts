@@ -31,7 +31,9 @@ describe('configuration', () => {
 
   it('points a bare credential at Kling itself, and keeps a base URL with a path prefix', () => {
     expect(loadConfig({ KLING_API_KEY: 'k' })).toMatchObject({ KLING_BASE_URL: KLING_GLOBAL_BASE_URL, useSimulator: false });
-    expect(loadConfig({ KLING_BASE_URL: 'https://api.powertokens.ai/kling/', KLING_API_KEY: 'k' }).KLING_BASE_URL).toBe('https://api.powertokens.ai/kling');
+    expect(loadConfig({ KLING_BASE_URL: 'https://api.powertokens.ai/kling/', KLING_API_KEY: 'k' }).KLING_BASE_URL).toBe(
+      'https://api.powertokens.ai/kling',
+    );
   });
 
   it('treats an empty variable as unset and parses lists', () => {

@@ -32,7 +32,7 @@ describe('KlingClient against the simulator', () => {
   const client = (over: Partial<ConstructorParameters<typeof KlingClient>[0]> = {}) =>
     new KlingClient({ baseUrl: base, accessKey: AK, secretKey: SK, timeoutMs: 2000, ...over });
 
-  it('signs Kling\'s HS256 JWT {iss, exp = now + 1800, nbf = now - 5} and reuses it while fresh', async () => {
+  it("signs Kling's HS256 JWT {iss, exp = now + 1800, nbf = now - 5} and reuses it while fresh", async () => {
     const c = client();
     const created = await c.createTask({ prompt: 'x', external_task_id: 'ext-1' });
     expect(created.task_status).toBe('submitted');
@@ -78,22 +78,30 @@ describe('KlingClient against the simulator', () => {
 
   it('classifies upstream refusals by business code and carries the upstream message', async () => {
     sim.faults.createErrors.push({ http: 429, code: 1102, message: 'resource pack exhausted' });
-    const err = await client().createTask({ prompt: 'x' }).catch((e: unknown) => e);
+    const err = await client()
+      .createTask({ prompt: 'x' })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UpstreamError);
     expect(err).toMatchObject({ kind: 'rejected', retryable: false, code: 1102, httpStatus: 429, message: 'resource pack exhausted' });
-    const bad = await new KlingClient({ baseUrl: base, apiKey: 'wrong', timeoutMs: 2000 }).createTask({ prompt: 'x' }).catch((e: unknown) => e);
+    const bad = await new KlingClient({ baseUrl: base, apiKey: 'wrong', timeoutMs: 2000 })
+      .createTask({ prompt: 'x' })
+      .catch((e: unknown) => e);
     expect(bad).toMatchObject({ kind: 'rejected', code: 1002 });
   });
 
   it('gives up on a hanging upstream after the request timeout, as a retryable error', async () => {
     sim.faults.hang = true;
-    const err = await client({ timeoutMs: 200 }).createTask({ prompt: 'x' }).catch((e: unknown) => e);
+    const err = await client({ timeoutMs: 200 })
+      .createTask({ prompt: 'x' })
+      .catch((e: unknown) => e);
     sim.faults.hang = false;
     expect(err).toMatchObject({ kind: 'timeout', retryable: true });
   });
 
   it('calls an unreachable upstream a retryable network error', async () => {
-    const err = await new KlingClient({ baseUrl: 'http://127.0.0.1:1', apiKey: 'k', timeoutMs: 2000 }).createTask({ prompt: 'x' }).catch((e: unknown) => e);
+    const err = await new KlingClient({ baseUrl: 'http://127.0.0.1:1', apiKey: 'k', timeoutMs: 2000 })
+      .createTask({ prompt: 'x' })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'network', retryable: true });
   });
 

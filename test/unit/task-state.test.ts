@@ -20,9 +20,14 @@ describe('task status machine', () => {
     }
   });
 
-  it('shows clients only Kling\'s four values', () => {
+  it("shows clients only Kling's four values", () => {
     expect(toClientStatus('queued')).toBe('submitted');
-    expect(['submitted', 'processing', 'succeed', 'failed'].map((s) => toClientStatus(s as never))).toEqual(['submitted', 'processing', 'succeed', 'failed']);
+    expect(['submitted', 'processing', 'succeed', 'failed'].map((s) => toClientStatus(s as never))).toEqual([
+      'submitted',
+      'processing',
+      'succeed',
+      'failed',
+    ]);
   });
 
   it('maps only documented upstream values, never guessing', () => {

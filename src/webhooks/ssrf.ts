@@ -1,0 +1,40 @@
+import { lookup } from 'node:dns/promises';
+import ipaddr from 'ipaddr.js';
+import { useAgent } from 'request-filtering-agent';
+import type { Agent } from 'node:http';
+
+/**
+ * Client webhook URLs must not reach this service's own network: loopback, private, link-local
+ * (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast, reserved and the like.
+ * Checked when a task is created (with a clear 400) and again at every delivery (DNS can change
+ * between the two), unless WEBHOOK_ALLOW_PRIVATE_NETWORKS is set.
+ */
+export function isPublicAddress(address: string): boolean {
+  if (!ipaddr.isValid(address)) return false;
+  let addr = ipaddr.parse(address);
+  // ::ffff:10.0.0.1 is 10.0.0.1.
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) addr = (addr as ipaddr.IPv6).toIPv4Address();
+  return addr.range() === 'unicast';
+}
+
+/** Null when every address the URL's host resolves to is public; otherwise why it is refused. */
+export async function checkPublicUrl(url: string): Promise<string | null> {
+  const { hostname, protocol } = new URL(url);
+  if (protocol !== 'http:' && protocol !== 'https:') return 'must be an http(s) URL';
+  const host = hostname.replace(/^\[|\]$/g, '');
+  let addresses: string[];
+  try {
+    addresses = ipaddr.isValid(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+  } catch {
+    return `host "${host.slice(0, 100)}" does not resolve`;
+  }
+  const blocked = addresses.find((a) => !isPublicAddress(a));
+  return blocked ? `points at a private, loopback, link-local or reserved address (${blocked}); webhooks only go to public hosts` : null;
+}
+
+/** An http(s) agent that refuses to connect to a non-public address, checked on the resolved IP. */
+export function deliveryAgent(url: string, allowPrivate: boolean): Agent | undefined {
+  if (allowPrivate) return undefined;
+  // The library's shared agents refuse private and meta addresses by default.
+  return useAgent(url);
+}

@@ -1,0 +1,122 @@
+import http from 'node:http';
+import https from 'node:https';
+import { Webhook } from 'standardwebhooks';
+import { deliveryAgent } from './ssrf';
+
+export const USER_AGENT = 'kling-tracker-webhooks/0.1';
+const RESPONSE_BYTES_KEPT = 1024;
+
+export interface WebhookRequest {
+  url: string;
+  /** The Standard Webhooks message id (stable across attempts). */
+  id: string;
+  body: string;
+  /** Current secret first; during a rotation also the previous one (both signatures are sent). */
+  secrets: string[];
+  timeoutMs: number;
+  allowPrivate: boolean;
+}
+
+export interface AttemptResult {
+  ok: boolean;
+  httpStatus?: number;
+  error?: string;
+  responseBody?: string;
+  durationMs: number;
+  /** The receiver's Retry-After (429/503), in ms. */
+  retryAfterMs?: number;
+  startedAt: Date;
+}
+
+/** Standard Webhooks headers: one `v1,<sig>` per active secret, space-separated. */
+export function signatureHeaders(id: string, body: string, secrets: string[], at: Date): Record<string, string> {
+  return {
+    'webhook-id': id,
+    'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+    'webhook-signature': secrets.map((s) => new Webhook(s).sign(id, at, body)).join(' '),
+  };
+}
+
+/**
+ * One delivery attempt. Never throws: every outcome is an AttemptResult. 2xx is success; any other
+ * status, a redirect (never followed), a timeout, a refused address or a connection error is not.
+ */
+export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
+  const startedAt = new Date();
+  const started = process.hrtime.bigint();
+  const elapsed = () => Number((process.hrtime.bigint() - started) / 1_000_000n);
+  return new Promise((resolve) => {
+    let settled = false;
+    let deadline: NodeJS.Timeout | undefined;
+    const finish = (r: Omit<AttemptResult, 'durationMs' | 'startedAt'>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      resolve({ ...r, durationMs: elapsed(), startedAt });
+    };
+    const url = new URL(req.url);
+    const client = url.protocol === 'https:' ? https : http;
+    let outgoing: http.ClientRequest;
+    // The filtering agent refuses an IP-literal host synchronously, before any socket exists.
+    try {
+      outgoing = client.request(url, {
+        method: 'POST',
+        agent: deliveryAgent(req.url, req.allowPrivate),
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(req.body),
+          'user-agent': USER_AGENT,
+          ...signatureHeaders(req.id, req.body, req.secrets, startedAt),
+        },
+      });
+    } catch (err) {
+      finish({ ok: false, error: describe(err as Error) });
+      return;
+    }
+    // One deadline for the whole exchange (connect, send, first KB of the answer).
+    deadline = setTimeout(() => {
+      outgoing.destroy(new Error(`timed out after ${req.timeoutMs} ms`));
+    }, req.timeoutMs);
+    outgoing.on('error', (err) => finish({ ok: false, error: describe(err) }));
+    outgoing.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      const done = () => {
+        const responseBody = Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_BYTES_KEPT);
+        const redirect = status >= 300 && status < 400;
+        finish({
+          ok: status >= 200 && status < 300,
+          httpStatus: status,
+          responseBody,
+          ...(redirect ? { error: `redirect to ${String(res.headers.location ?? '?').slice(0, 200)} not followed` } : {}),
+          retryAfterMs: status === 429 || status === 503 ? retryAfterMs(res.headers['retry-after']) : undefined,
+        });
+        res.destroy();
+      };
+      res.on('data', (chunk: Buffer) => {
+        if (kept < RESPONSE_BYTES_KEPT) chunks.push(chunk.subarray(0, RESPONSE_BYTES_KEPT - kept));
+        kept += chunk.length;
+        // The rest of a large answer is of no use: stop reading.
+        if (kept >= RESPONSE_BYTES_KEPT) done();
+      });
+      res.on('end', done);
+      res.on('error', done);
+    });
+    outgoing.end(req.body);
+  });
+}
+
+function describe(err: Error & { code?: string }): string {
+  const msg = err.message || String(err);
+  return err.code && !msg.includes(err.code) ? `${err.code}: ${msg}` : msg;
+}
+
+function retryAfterMs(header: string | string[] | undefined): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return undefined;
+  const sec = Number(value);
+  if (Number.isFinite(sec) && sec >= 0) return sec * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}

@@ -1,0 +1,71 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Received {
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  json: Record<string, unknown>;
+}
+
+export interface Reply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Wait this long before answering (to provoke a timeout). */
+  delayMs?: number;
+}
+
+export interface Receiver {
+  url: string;
+  received: Received[];
+  /** Decides each answer; default 200. Gets the request and how many came before it. */
+  reply: (r: Received, index: number) => Reply;
+  /** Resolves once `n` requests have arrived (bounded). */
+  waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
+  close(): Promise<void>;
+}
+
+/** A client's webhook receiver: a real HTTP server on 127.0.0.1, port 0. */
+export async function startReceiver(): Promise<Receiver> {
+  const timers = new Set<NodeJS.Timeout>();
+  const receiver: Receiver = {
+    url: '',
+    received: [],
+    reply: () => ({ status: 200, body: 'ok' }),
+    async waitFor(n, timeoutMs = 15_000) {
+      const until = Date.now() + timeoutMs;
+      while (receiver.received.length < n) {
+        if (Date.now() > until) throw new Error(`receiver got ${receiver.received.length} of ${n} requests`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return receiver.received;
+    },
+    close: async () => {
+      timers.forEach(clearTimeout);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      let json: Record<string, unknown> = {};
+      try {
+        json = JSON.parse(body);
+      } catch {
+        /* kept as text */
+      }
+      const r: Received = { headers: req.headers, body, json };
+      const reply = receiver.reply(r, receiver.received.length);
+      receiver.received.push(r);
+      const send = () => res.writeHead(reply.status, reply.headers).end(reply.body ?? '');
+      if (reply.delayMs) timers.add(setTimeout(send, reply.delayMs));
+      else send();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  return receiver;
+}

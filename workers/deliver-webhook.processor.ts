@@ -1,0 +1,92 @@
+import { DelayedError, type Job } from 'bullmq';
+import type { Db } from '../src/db/client';
+import type { Logger } from '../src/logger';
+import { DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
+import { nextPendingOfTask, pendingPredecessor, recordAttempt } from '../src/webhooks/deliveries.service';
+import { sendWebhook } from '../src/webhooks/webhook-sender';
+
+export interface WebhookSettings {
+  /** Delays before each attempt (WEBHOOK_RETRY_SCHEDULE_MS); its length is the number of attempts. */
+  schedule: readonly number[];
+  timeoutMs: number;
+  allowPrivate: boolean;
+}
+
+export interface DeliverDeps {
+  db: Db;
+  queues: Queues;
+  log: Logger;
+  webhooks: WebhookSettings;
+}
+
+/** A job that waits for an earlier delivery of its task looks again at least this often. */
+const ORDER_RECHECK_MS = 1000;
+
+/**
+ * Sends one attempt of one delivery. Guarded step: the row says whether the attempt is still due
+ * (a leftover job of an earlier attempt or chain does nothing), whether an earlier status of the
+ * same task must go first (then the job waits), and records the attempt conditionally.
+ */
+export function deliverWebhookProcessor(deps: DeliverDeps) {
+  return async (job: Job, token?: string): Promise<string> => {
+    const { deliveryId } = DeliverJob.parse(job.data);
+    const d = await deps.db.webhookDelivery.findUnique({ where: { id: deliveryId }, include: { tenant: true } });
+    if (!d) return 'missing';
+    if (d.status !== 'pending') return d.status;
+    if (job.id !== deliverJobId(d)) return 'stale';
+
+    const now = Date.now();
+    const predecessor = await pendingPredecessor(deps.db, d);
+    const waitUntil = predecessor
+      ? Math.max(now + ORDER_RECHECK_MS, predecessor.nextAttemptAt?.getTime() ?? 0)
+      : (d.nextAttemptAt?.getTime() ?? now);
+    if (waitUntil > now + 20) {
+      await job.moveToDelayed(waitUntil, token);
+      throw new DelayedError();
+    }
+
+    const secrets = [d.tenant.webhookSecret, ...(d.tenant.webhookSecretPrevious ? [d.tenant.webhookSecretPrevious] : [])];
+    const result = await sendWebhook({
+      url: d.url,
+      id: d.id,
+      body: d.body,
+      secrets,
+      timeoutMs: deps.webhooks.timeoutMs,
+      allowPrivate: deps.webhooks.allowPrivate,
+    });
+    const outcome = await recordAttempt(deps.db, d, result, deps.webhooks.schedule);
+    if (!outcome) return 'raced';
+    const next = outcome.delivery;
+    deps.log.info(
+      {
+        task_id: d.taskId,
+        webhook_id: d.id,
+        event: d.eventType,
+        attempt: next.attemptCount,
+        http_status: result.httpStatus,
+        error: result.error,
+        status: next.status,
+      },
+      'webhook attempt',
+    );
+    if (outcome.finished) {
+      await kickSuccessor(deps, next);
+    } else {
+      await deps.queues.deliver.add(
+        'deliver',
+        { deliveryId: d.id },
+        deliverJobOptions(next, (next.nextAttemptAt?.getTime() ?? Date.now()) - Date.now()),
+      );
+    }
+    return next.status;
+  };
+}
+
+/** The next status of the same task may have been waiting for this one: let it go now. */
+async function kickSuccessor(deps: DeliverDeps, d: { taskId: string; seq: number }): Promise<void> {
+  const successor = await nextPendingOfTask(deps.db, d as never);
+  if (!successor) return;
+  const job = await deps.queues.deliver.getJob(deliverJobId(successor));
+  if (job && (await job.isDelayed())) await job.promote().catch(() => undefined);
+  else if (!job) await deps.queues.deliver.add('deliver', { deliveryId: successor.id }, deliverJobOptions(successor));
+}
