@@ -70,6 +70,14 @@ export const ConfigSchema = z
     WEBHOOK_RETRY_SCHEDULE_MS: MsList.default([0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]),
     UPSTREAM_POLL_AFTER_MS: Ms.default(30_000),
     UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).default(10),
+    /** How often due polls are looked for (the reconciler's tick). */
+    RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
+    /** Stage limits: waiting in our queue (incl. for slots), waiting for the upstream to start, and in all. */
+    QUEUE_TIMEOUT_MS: z.coerce.number().int().min(1).default(3_600_000),
+    START_TIMEOUT_MS: z.coerce.number().int().min(1).default(1_800_000),
+    TOTAL_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_800_000),
+    /** How long in-flight jobs may take to finish after SIGTERM before the process exits anyway. */
+    SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(25_000),
     /** Attempts of one submission before the task is failed (retryable upstream errors only). */
     SUBMIT_ATTEMPTS: z.coerce.number().int().min(1).default(8),
     /** First retry delay of a submission; doubles each attempt. */

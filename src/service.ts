@@ -6,6 +6,7 @@ import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
 import { createProducerConnection, createQueues, enqueueDeliveries, type Queues } from './queues/queues';
 import type { TaskStore } from './tasks/task-transitions';
+import { dispatchWaiting } from './queues/dispatch';
 import { startServer, type RunningServer } from './server';
 
 export interface Service {
@@ -33,9 +34,12 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   });
   const store: TaskStore = {
     db,
-    afterCommit: async (ids) => {
-      if (!(await enqueueDeliveries(queues, ids)))
-        log.warn({ delivery_ids: ids }, 'could not enqueue webhook deliveries now; the sweep will');
+    pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
+    afterCommit: async ({ deliveryIds, slotsReleased }) => {
+      if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
+        log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
+      }
+      if (slotsReleased) await dispatchWaiting(db, queues).catch(() => undefined);
     },
   };
   const service: Service = { db, redis, queues, store, close: async () => undefined };
@@ -80,6 +84,10 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       concurrency: config.WORKER_CONCURRENCY,
       sweepIntervalMs: config.SWEEP_INTERVAL_MS,
       sweepMinAgeMs: config.SWEEP_MIN_AGE_MS,
+      reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
+      pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
+      slots: config.UPSTREAM_CONCURRENCY,
+      limits: { queueMs: config.QUEUE_TIMEOUT_MS, startMs: config.START_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
     });
     log.info({ upstream: klingBaseUrl }, 'workers started');
   }

@@ -1,13 +1,15 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Db } from '../src/db/client';
-import type { TaskStore } from '../src/tasks/task-transitions';
 import type { KlingClient } from '../src/kling/kling-client';
 import type { Logger } from '../src/logger';
 import { QUEUE, workerConnection, type Queues } from '../src/queues/queues';
+import type { TaskStore } from '../src/tasks/task-transitions';
 import { deliverWebhookProcessor, type WebhookSettings } from './deliver-webhook.processor';
+import { reconcileDueTasks } from './reconcile.processor';
 import { submitTaskProcessor } from './submit-task.processor';
 import { sweepDueDeliveries, sweepQueuedTasks } from './sweep.processor';
+import { failTimedOutTasks, type StageLimits } from './timeouts.processor';
 
 export interface WorkerDeps {
   db: Db;
@@ -21,6 +23,11 @@ export interface WorkerDeps {
   concurrency: number;
   sweepIntervalMs: number;
   sweepMinAgeMs: number;
+  reconcileIntervalMs: number;
+  pollAfterMs: number;
+  /** Upstream slots of the configured credential (UPSTREAM_CONCURRENCY). */
+  slots: number;
+  limits: StageLimits;
 }
 
 export interface RunningWorkers {
@@ -28,7 +35,11 @@ export interface RunningWorkers {
   close(): Promise<void>;
 }
 
-const SWEEP_SCHEDULER_ID = 'sweep-queued';
+/** Maintenance jobs, each produced by one BullMQ job scheduler for the whole deployment. */
+const SCHEDULES = [
+  { id: 'sweep', every: (d: WorkerDeps) => d.sweepIntervalMs },
+  { id: 'reconcile', every: (d: WorkerDeps) => d.reconcileIntervalMs },
+] as const;
 
 /** Starts every queue worker of this process. */
 export function startWorkers(deps: WorkerDeps): RunningWorkers {
@@ -39,58 +50,73 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
     connections.push(c);
     return c;
   };
-  const submit = new Worker(QUEUE.submit, submitTaskProcessor(deps), { connection: connection(), prefix, concurrency: deps.concurrency });
+  // The submit processor pauses its whole queue on 1302/1303 (worker.rateLimit), hence the late binding.
+  let submit: Worker | undefined;
+  const pauseSubmissions = async (ms: number) => void (await submit?.rateLimit(ms));
+  submit = new Worker(QUEUE.submit, submitTaskProcessor({ ...deps, pauseSubmissions }), {
+    connection: connection(),
+    prefix,
+    concurrency: deps.concurrency,
+  });
   const deliver = new Worker(QUEUE.deliver, deliverWebhookProcessor(deps), {
     connection: connection(),
     prefix,
     concurrency: deps.concurrency,
   });
-  const maintenance = new Worker(
-    QUEUE.maintenance,
-    async (job: Job) => {
-      if (job.name === 'sweep') {
-        const tasks = await sweepQueuedTasks({ ...deps, minAgeMs: deps.sweepMinAgeMs });
-        const deliveries = await sweepDueDeliveries({ ...deps, minAgeMs: deps.sweepMinAgeMs });
-        return { tasks, deliveries };
-      }
-      deps.log.warn({ job: job.name }, 'unknown maintenance job; dropped');
-      return null;
-    },
-    { connection: connection(), prefix, concurrency: 1 },
-  );
-  for (const w of [submit, deliver, maintenance]) {
+  const maintenance = new Worker(QUEUE.maintenance, (job: Job) => runMaintenance(deps, job), {
+    connection: connection(),
+    prefix,
+    concurrency: 1,
+  });
+  const workers = [submit, deliver, maintenance];
+  for (const w of workers) {
     w.on('failed', (job, err) => deps.log.warn({ queue: w.name, job_id: job?.id, err: err.message }, 'job attempt failed'));
     w.on('error', (err) => deps.log.error({ queue: w.name, err: err.message }, 'worker error'));
   }
-  const scheduling = scheduleSweep(deps);
+  const scheduling = scheduleMaintenance(deps);
   return {
-    workers: [submit, deliver, maintenance],
+    workers,
     async close() {
       scheduling.stop();
-      await Promise.allSettled([submit.close(), deliver.close(), maintenance.close()]);
+      // Worker.close waits for the jobs in progress to finish (graceful shutdown).
+      await Promise.allSettled(workers.map((w) => w.close()));
       await Promise.allSettled(connections.map((c) => c.quit()));
     },
   };
 }
 
+async function runMaintenance(deps: WorkerDeps, job: Job): Promise<unknown> {
+  if (job.name === 'sweep') {
+    const timedOut = await failTimedOutTasks(deps);
+    const tasks = await sweepQueuedTasks({ ...deps, minAgeMs: deps.sweepMinAgeMs });
+    const deliveries = await sweepDueDeliveries({ ...deps, minAgeMs: deps.sweepMinAgeMs });
+    return { timedOut, tasks, deliveries };
+  }
+  if (job.name === 'reconcile') return reconcileDueTasks(deps);
+  deps.log.warn({ job: job.name }, 'unknown maintenance job; dropped');
+  return null;
+}
+
 /**
- * One scheduler for the whole deployment (BullMQ job schedulers are upserted by id, so every
- * worker process may declare it). Retried until Redis answers.
+ * Job schedulers are upserted by id, so every worker process may declare them and there is still
+ * one job per interval for the deployment. Retried until Redis answers.
  */
-function scheduleSweep(deps: WorkerDeps): { stop(): void } {
+function scheduleMaintenance(deps: WorkerDeps): { stop(): void } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const attempt = () => {
-    deps.queues.maintenance
-      .upsertJobScheduler(
-        SWEEP_SCHEDULER_ID,
-        { every: deps.sweepIntervalMs },
-        { name: 'sweep', opts: { removeOnComplete: 100, removeOnFail: 100 } },
-      )
-      .catch((err: Error) => {
-        deps.log.warn({ err: err.message }, 'could not schedule the sweep yet; retrying');
-        if (!stopped) timer = setTimeout(attempt, 5000);
-      });
+    Promise.all(
+      SCHEDULES.map((s) =>
+        deps.queues.maintenance.upsertJobScheduler(
+          s.id,
+          { every: s.every(deps) },
+          { name: s.id, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+        ),
+      ),
+    ).catch((err: Error) => {
+      deps.log.warn({ err: err.message }, 'could not schedule maintenance yet; retrying');
+      if (!stopped) timer = setTimeout(attempt, 5000);
+    });
   };
   attempt();
   return {

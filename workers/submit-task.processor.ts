@@ -1,15 +1,20 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { callbackPath } from '../src/callbacks/callbacks.routes';
 import type { Db, Task } from '../src/db/client';
 import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
+import { claimSlots } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
   db: Db;
   store: TaskStore;
+  /** Upstream slots of the credential (UPSTREAM_CONCURRENCY). */
+  slots: number;
+  /** Stops this queue for every worker for `ms` (the upstream said it is full or throttling). */
+  pauseSubmissions(ms: number): Promise<void>;
   kling: KlingClient;
   log: Logger;
   publicBaseUrl: string;
@@ -30,6 +35,8 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       return 'missing';
     }
     if (task.state !== 'queued') return 'already-submitted';
+    // No free slot (or older tasks first): end this job; freed slots or the sweep bring it back.
+    if ((await claimSlots(deps.db, task.id, deps.slots)) === 'wait') return 'waiting-for-slots';
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
       if (task.submitAttempts > 0 && (await adoptExisting(deps, task))) return 'adopted';
@@ -37,10 +44,19 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       const created = await deps.kling.createTask(upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit');
       log.info({ upstream_task_id: created.task_id }, 'submitted upstream');
+      throttled = 0;
       return 'submitted';
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
       if (err.kind === 'already_exists' && (await adoptExisting(deps, task))) return 'adopted';
+      if (err.kind === 'concurrency' || err.kind === 'rate_limited') {
+        // The upstream is full or throttling: pause submissions, keep the task (and its slots) and
+        // its attempts; the job returns to the queue and runs again after the pause.
+        const pause = throttlePause(err.retryAfterSec);
+        log.warn({ code: err.code, pause_ms: pause }, 'upstream full or throttling; pausing submissions');
+        await deps.pauseSubmissions(pause);
+        throw Worker.RateLimitError();
+      }
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (err.retryable && !lastAttempt) {
         log.warn({ kind: err.kind, code: err.code, http: err.httpStatus }, `upstream not available, will retry: ${err.message}`);
@@ -58,6 +74,13 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       throw new UnrecoverableError(message);
     }
   };
+}
+
+/** Consecutive 1302/1303 answers in this process; the pause doubles with each, from 1 s up to 1 min. */
+let throttled = 0;
+function throttlePause(retryAfterSec?: number): number {
+  throttled++;
+  return Math.max(Math.min(1000 * 2 ** (throttled - 1), 60_000), (retryAfterSec ?? 0) * 1000);
 }
 
 async function adoptExisting(deps: SubmitDeps, task: Task): Promise<boolean> {

@@ -1,7 +1,6 @@
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
-import type { Queue } from 'bullmq';
-import { deliverJobOptions, submitJobOptions, type IdentifiedJobOptions, type Queues } from '../src/queues/queues';
+import { deliverJobOptions, ensureJob, submitJobOptions, type Queues } from '../src/queues/queues';
 
 export interface SweepDeps {
   db: Db;
@@ -11,21 +10,6 @@ export interface SweepDeps {
 }
 
 const BATCH = 500;
-
-/**
- * Adds the job unless one with its id is waiting, delayed or running. A finished job keeps its id
- * and would silently swallow the add, so it is removed first. True when a job was added.
- */
-async function ensureJob(queue: Queue, name: string, data: object, opts: IdentifiedJobOptions): Promise<boolean> {
-  const job = await queue.getJob(opts.jobId);
-  if (job) {
-    const state = await job.getState();
-    if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return false;
-    await job.remove();
-  }
-  await queue.add(name, data, opts);
-  return true;
-}
 
 /**
  * Re-enqueues queued tasks that have no live submit job: the enqueue after commit was skipped

@@ -93,6 +93,21 @@ export function createQueues(connection: Redis, settings: QueueSettings): Queues
   };
 }
 
+/**
+ * Adds the job unless one with its id is waiting, delayed or running. A finished job keeps its id
+ * and would silently swallow the add, so it is removed first. True when a job was added.
+ */
+export async function ensureJob(queue: Queue, name: string, data: object, opts: IdentifiedJobOptions): Promise<boolean> {
+  const job = await queue.getJob(opts.jobId);
+  if (job) {
+    const state = await job.getState();
+    if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return false;
+    await job.remove();
+  }
+  await queue.add(name, data, opts);
+  return true;
+}
+
 /** Retry and ordering live in Postgres (the delivery row), so a delivery job itself never retries. */
 export function deliverJobOptions(d: { id: string; chain: number; attemptCount: number }, delayMs = 0): IdentifiedJobOptions {
   return {

@@ -17,10 +17,29 @@ import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from '.
  * (crash, Redis down) the sweep sends it: nothing between commit and enqueue can lose a webhook.
  */
 
+/** What a committed change asks of the queues: send new webhooks, let waiting tasks take freed slots. */
+export interface CommitEffects {
+  deliveryIds: string[];
+  slotsReleased: number;
+}
+
 export interface TaskStore {
   db: Db;
-  /** Called with the ids of the webhook deliveries a committed change created (best effort). */
-  afterCommit?: (deliveryIds: string[]) => Promise<void>;
+  /** A submitted task with no upstream news for this long is polled (UPSTREAM_POLL_AFTER_MS). */
+  pollAfterMs?: number;
+  /** Called after a change commits (best effort: the sweep covers anything it does not do). */
+  afterCommit?: (effects: CommitEffects) => Promise<void>;
+}
+
+const DEFAULT_POLL_AFTER_MS = 30_000;
+
+/** Bookkeeping every change implies: polling while at the upstream, no slots and no polls once ended. */
+function lifecycleFields(store: TaskStore, to: TaskState): Prisma.TaskUpdateInput {
+  if (isTerminal(to)) return { slotsHeld: 0, nextPollAt: null };
+  if (to === 'submitted' || to === 'processing') {
+    return { nextPollAt: new Date(Date.now() + (store.pollAfterMs ?? DEFAULT_POLL_AFTER_MS)), pollCount: 0 };
+  }
+  return {};
 }
 
 export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep';
@@ -43,7 +62,7 @@ async function transition(store: TaskStore, task: Task, change: Change): Promise
     const updated = await store.db.$transaction(async (tx) => {
       const updated = await tx.task.update({
         where: { id: task.id, state: task.state },
-        data: { ...change.data, state: change.to, eventSeq: { increment: 1 } },
+        data: { ...change.data, ...lifecycleFields(store, change.to), state: change.to, eventSeq: { increment: 1 } },
       });
       await tx.taskEvent.create({
         data: {
@@ -60,7 +79,8 @@ async function transition(store: TaskStore, task: Task, change: Change): Promise
       }
       return updated;
     });
-    if (deliveryId) await store.afterCommit?.([deliveryId]);
+    const effects = { deliveryIds: deliveryId ? [deliveryId] : [], slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0 };
+    if (effects.deliveryIds.length || effects.slotsReleased) await store.afterCommit?.(effects).catch(() => undefined);
     return updated;
   } catch (err) {
     if (isRecordNotFound(err)) return null;
@@ -69,6 +89,8 @@ async function transition(store: TaskStore, task: Task, change: Change): Promise
 }
 
 const MAX_RACES = 5;
+
+export const CANCELED_MESSAGE = 'canceled by the client';
 
 /**
  * Applies what the upstream says about a task (callback, poll or submit answer). Never moves a task
@@ -97,7 +119,8 @@ export async function applyUpstreamUpdate(
       if (!task.upstreamTaskId) await adoptUpstreamId(db, task, update);
       return { applied: false, reason: task.state === target ? 'duplicate' : 'not_forward', task };
     }
-    const updated = await transition(store, task, { to: target, data: upstreamFields(task, update, target), source, payload: update });
+    const to = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
+    const updated = await transition(store, task, { to, data: upstreamFields(task, update, target), source, payload: update });
     if (updated) return { applied: true, task: updated };
   }
   throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
@@ -106,6 +129,16 @@ export async function applyUpstreamUpdate(
 function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): Prisma.TaskUpdateInput {
   const now = new Date();
   const images = imagesOf(u);
+  const common = {
+    upstreamTaskId: task.upstreamTaskId ?? u.task_id,
+    upstreamCreatedAt: u.created_at != null ? BigInt(Math.trunc(u.created_at)) : task.upstreamCreatedAt,
+    upstreamUpdatedAt: u.updated_at != null ? BigInt(Math.trunc(u.updated_at)) : task.upstreamUpdatedAt,
+    submittedAt: task.submittedAt ?? now,
+  };
+  // The client canceled while the upstream was working: its outcome is discarded.
+  if (task.cancelRequestedAt && isTerminal(target)) {
+    return { ...common, statusMsg: CANCELED_MESSAGE, failureReason: 'canceled', finishedAt: now };
+  }
   return {
     upstreamTaskId: task.upstreamTaskId ?? u.task_id,
     statusMsg: u.task_status_msg ?? task.statusMsg,
@@ -177,4 +210,35 @@ export async function insertTask(db: Db, t: NewTask): Promise<Task> {
       events: { create: { seq: 1, fromState: null, toState: 'queued', source: 'api' } },
     },
   });
+}
+
+export type CancelOutcome = { result: 'canceled' | 'canceling' | 'finished'; task: Task };
+
+/**
+ * A client's cancel. Not yet at the upstream: the task ends now (failed, "canceled by the client").
+ * At the upstream (Kling cannot cancel): the task is marked, keeps its slots while the upstream
+ * works, and its result is discarded when it arrives. Already ended: nothing changes.
+ */
+export async function cancelTask(store: TaskStore, taskId: string): Promise<CancelOutcome> {
+  for (let race = 0; race < MAX_RACES; race++) {
+    const task = await store.db.task.findUniqueOrThrow({ where: { id: taskId } });
+    if (isTerminal(task.state)) return { result: 'finished', task };
+    if (task.state === 'queued') {
+      const ended = await transition(store, task, {
+        to: 'failed',
+        data: { statusMsg: CANCELED_MESSAGE, failureReason: 'canceled', finishedAt: new Date() },
+        source: 'api',
+        payload: { reason: 'canceled' },
+      });
+      if (ended) return { result: 'canceled', task: ended };
+      continue;
+    }
+    if (task.cancelRequestedAt) return { result: 'canceling', task };
+    const marked = await store.db.task.updateMany({
+      where: { id: task.id, state: task.state, cancelRequestedAt: null },
+      data: { cancelRequestedAt: new Date() },
+    });
+    if (marked.count === 1) return { result: 'canceling', task: await store.db.task.findUniqueOrThrow({ where: { id: task.id } }) };
+  }
+  throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
 }

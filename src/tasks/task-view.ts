@@ -14,7 +14,12 @@ export interface TaskObject {
   created_at: number;
   updated_at: number;
   [EXTENSION_KEY]: {
-    state: Task['state'];
+    /** Internal state: queued, submitted, processing, succeed, failed, or canceling, canceled, timed_out. */
+    state: TrackerState;
+    /** Place among tasks waiting to be submitted (queued tasks only, when known). */
+    queue_position?: number;
+    slots_held: number;
+    next_poll_at: number | null;
     failure_reason: string | null;
     upstream_task_id: string | null;
     model_name: string;
@@ -26,7 +31,17 @@ export interface TaskObject {
 }
 
 /** A task exactly as Kling shows one (GET data, callback body), plus our extension. */
-export function toTaskObject(t: Task): TaskObject {
+export type TrackerState = Task['state'] | 'canceling' | 'canceled' | 'timed_out';
+
+/** The internal state shown under the extension: Kling's `failed` split by why. */
+export function trackerState(t: Pick<Task, 'state' | 'failureReason' | 'cancelRequestedAt'>): TrackerState {
+  if (t.state === 'failed' && t.failureReason === 'canceled') return 'canceled';
+  if (t.state === 'failed' && t.failureReason?.endsWith('_timeout')) return 'timed_out';
+  if (t.state !== 'failed' && t.state !== 'succeed' && t.cancelRequestedAt) return 'canceling';
+  return t.state;
+}
+
+export function toTaskObject(t: Task, queuePosition?: number): TaskObject {
   return {
     task_id: t.id,
     task_status: toClientStatus(t.state),
@@ -36,7 +51,10 @@ export function toTaskObject(t: Task): TaskObject {
     created_at: t.createdAt.getTime(),
     updated_at: t.updatedAt.getTime(),
     [EXTENSION_KEY]: {
-      state: t.state,
+      state: trackerState(t),
+      ...(queuePosition !== undefined ? { queue_position: queuePosition } : {}),
+      slots_held: t.slotsHeld,
+      next_poll_at: t.nextPollAt?.getTime() ?? null,
       failure_reason: t.failureReason,
       upstream_task_id: t.upstreamTaskId,
       model_name: t.modelName,

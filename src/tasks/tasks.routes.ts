@@ -4,6 +4,8 @@ import { envelope, invalidParameter } from '../errors';
 import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
 import { createTask, findTask, listTasks, type TasksDeps } from './tasks.service';
+import { queuePosition } from './task-slots';
+import { cancelTask } from './task-transitions';
 import { toCreatedObject, toTaskObject } from './task-view';
 
 /** Kling's paging limits. */
@@ -42,7 +44,15 @@ export function tasksRouter(deps: TasksDeps): Router {
     const id = TaskIdParam.safeParse(req.params.id);
     if (!id.success) throw invalidParameter('id: must be 1 to 256 characters');
     const task = await findTask(deps.db, res.locals.tenant.id, id.data);
-    res.json(envelope(res.locals.requestId, toTaskObject(task)));
+    const position = task.state === 'queued' ? await queuePosition(deps.db, task) : undefined;
+    res.json(envelope(res.locals.requestId, toTaskObject(task, position)));
+  });
+
+  r.post('/:id/cancel', async (req, res) => {
+    const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
+    const { result, task: after } = await cancelTask(deps.store, task.id);
+    if (result === 'finished') throw invalidParameter(`task: has already finished (${toTaskObject(after).task_status}); nothing to cancel`);
+    res.json(envelope(res.locals.requestId, toTaskObject(after)));
   });
 
   r.get('/:id/deliveries', async (req, res) => {

@@ -6,10 +6,11 @@ import type { Logger } from '../logger';
 import { enqueueSubmit, type Queues } from '../queues/queues';
 import { checkPublicUrl } from '../webhooks/ssrf';
 import { validateCreateTaskRequest } from './create-task.schema';
-import { insertTask } from './task-transitions';
+import { insertTask, type TaskStore } from './task-transitions';
 
 export interface TasksDeps {
   db: Db;
+  store: TaskStore;
   queues: Queues;
   log: Logger;
   models: readonly string[];

@@ -1,0 +1,66 @@
+import type { Db } from '../src/db/client';
+import type { KlingClient } from '../src/kling/kling-client';
+import { UpstreamError } from '../src/kling/upstream-errors';
+import type { Logger } from '../src/logger';
+import { claimDuePolls, postponePolls, schedulePoll } from '../src/tasks/task-polling';
+import { applyUpstreamUpdate, type TaskStore } from '../src/tasks/task-transitions';
+
+export interface ReconcileDeps {
+  db: Db;
+  store: TaskStore;
+  kling: KlingClient;
+  log: Logger;
+  pollAfterMs: number;
+}
+
+const BATCH = 50;
+/** A claimed poll not done within this long is due again (its reconciler died). */
+const LEASE_MS = 60_000;
+/** How long polling pauses when the upstream says "too many requests" without a Retry-After. */
+const THROTTLE_PAUSE_MS = 5_000;
+
+/**
+ * Callbacks are a hint; this is the safety net. Asks the upstream about tasks whose callback is
+ * overdue and applies the answer through the same status machine. An undocumented status keeps the
+ * task pollable and raises an alert in the log; it never fails a task by itself.
+ */
+export async function reconcileDueTasks(deps: ReconcileDeps): Promise<{ polled: number; applied: number }> {
+  const due = await claimDuePolls(deps.db, BATCH, LEASE_MS);
+  let applied = 0;
+  for (let i = 0; i < due.length; i++) {
+    const t = due[i];
+    const log = deps.log.child({ task_id: t.id, upstream_task_id: t.upstreamTaskId });
+    try {
+      const upstream = t.upstreamTaskId ? await deps.kling.getTask(t.upstreamTaskId) : await deps.kling.findByExternalId(t.id);
+      if (!upstream) {
+        log.warn('ALERT: the upstream does not know a task it accepted; will ask again later');
+        await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
+        continue;
+      }
+      const outcome = await applyUpstreamUpdate(deps.store, t.id, upstream, 'poll');
+      if (outcome.applied) {
+        applied++;
+        log.info({ state: outcome.task.state }, 'poll brought news the callbacks had not');
+        continue;
+      }
+      if (outcome.reason === 'unknown_status') {
+        log.warn({ upstream_status: upstream.task_status }, 'ALERT: upstream reports an undocumented task_status; task left pollable');
+      }
+      await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
+    } catch (err) {
+      if (err instanceof UpstreamError && (err.kind === 'rate_limited' || err.kind === 'concurrency')) {
+        const pause = Math.max((err.retryAfterSec ?? 0) * 1000, THROTTLE_PAUSE_MS);
+        log.warn({ code: err.code, pause_ms: pause }, 'upstream throttles queries; pausing polls');
+        await postponePolls(
+          deps.db,
+          due.slice(i).map((d) => d.id),
+          pause,
+        );
+        break;
+      }
+      log.warn({ err: (err as Error).message }, 'poll failed; will ask again later');
+      await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs, ((err as UpstreamError).retryAfterSec ?? 0) * 1000);
+    }
+  }
+  return { polled: due.length, applied };
+}
