@@ -70,6 +70,8 @@ export const ConfigSchema = z
     WEBHOOK_RETRY_SCHEDULE_MS: MsList.default([0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]),
     UPSTREAM_POLL_AFTER_MS: Ms.default(30_000),
     UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).default(10),
+    /** First pause of submissions after a 1302/1303 from the upstream; doubles while they continue (max 1 min). */
+    UPSTREAM_THROTTLE_PAUSE_MS: z.coerce.number().int().min(1).default(1_000),
     /** How often due polls are looked for (the reconciler's tick). */
     RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
     /** Stage limits: waiting in our queue (incl. for slots), waiting for the upstream to start, and in all. */
@@ -87,6 +89,8 @@ export const ConfigSchema = z
     /** A queued task is swept once it is older than this. */
     SWEEP_MIN_AGE_MS: Ms.default(5_000),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(20),
+    /** A job whose worker stops renewing its lock for this long (killed process) is run again elsewhere. */
+    WORKER_LOCK_MS: z.coerce.number().int().min(500).default(30_000),
 
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   })

@@ -82,11 +82,13 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       redisUrl: config.REDIS_URL,
       publicBaseUrl: config.PUBLIC_BASE_URL,
       concurrency: config.WORKER_CONCURRENCY,
+      lockMs: config.WORKER_LOCK_MS,
       sweepIntervalMs: config.SWEEP_INTERVAL_MS,
       sweepMinAgeMs: config.SWEEP_MIN_AGE_MS,
       reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
       pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
       slots: config.UPSTREAM_CONCURRENCY,
+      throttlePauseMs: config.UPSTREAM_THROTTLE_PAUSE_MS,
       limits: { queueMs: config.QUEUE_TIMEOUT_MS, startMs: config.START_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
     });
     log.info({ upstream: klingBaseUrl }, 'workers started');

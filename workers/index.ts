@@ -21,12 +21,15 @@ export interface WorkerDeps {
   redisUrl: string;
   publicBaseUrl: string;
   concurrency: number;
+  /** BullMQ lock duration; also the stalled-job check interval (WORKER_LOCK_MS). */
+  lockMs: number;
   sweepIntervalMs: number;
   sweepMinAgeMs: number;
   reconcileIntervalMs: number;
   pollAfterMs: number;
   /** Upstream slots of the configured credential (UPSTREAM_CONCURRENCY). */
   slots: number;
+  throttlePauseMs: number;
   limits: StageLimits;
 }
 
@@ -50,17 +53,19 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
     connections.push(c);
     return c;
   };
+  // A killed worker's active jobs are stalled once their lock lapses, and re-run by a live worker.
+  const common = { prefix, lockDuration: deps.lockMs, stalledInterval: deps.lockMs };
   // The submit processor pauses its whole queue on 1302/1303 (worker.rateLimit), hence the late binding.
   let submit: Worker | undefined;
   const pauseSubmissions = async (ms: number) => void (await submit?.rateLimit(ms));
   submit = new Worker(QUEUE.submit, submitTaskProcessor({ ...deps, pauseSubmissions }), {
+    ...common,
     connection: connection(),
-    prefix,
     concurrency: deps.concurrency,
   });
   const deliver = new Worker(QUEUE.deliver, deliverWebhookProcessor(deps), {
+    ...common,
     connection: connection(),
-    prefix,
     concurrency: deps.concurrency,
   });
   const maintenance = new Worker(QUEUE.maintenance, (job: Job) => runMaintenance(deps, job), {
@@ -99,11 +104,16 @@ async function runMaintenance(deps: WorkerDeps, job: Job): Promise<unknown> {
 
 /**
  * Job schedulers are upserted by id, so every worker process may declare them and there is still
- * one job per interval for the deployment. Retried until Redis answers.
+ * one job per interval for the deployment. Retried until Redis answers, and declared again after
+ * every reconnect and every minute: a Redis that restarted empty has forgotten them.
  */
 function scheduleMaintenance(deps: WorkerDeps): { stop(): void } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  const redis = deps.queues.maintenance.opts.connection as Redis;
+  const onReady = () => attempt();
+  redis.on('ready', onReady);
+  const refresh = setInterval(() => attempt(), 60_000);
   const attempt = () => {
     Promise.all(
       SCHEDULES.map((s) =>
@@ -115,6 +125,7 @@ function scheduleMaintenance(deps: WorkerDeps): { stop(): void } {
       ),
     ).catch((err: Error) => {
       deps.log.warn({ err: err.message }, 'could not schedule maintenance yet; retrying');
+      clearTimeout(timer);
       if (!stopped) timer = setTimeout(attempt, 5000);
     });
   };
@@ -123,6 +134,8 @@ function scheduleMaintenance(deps: WorkerDeps): { stop(): void } {
     stop() {
       stopped = true;
       clearTimeout(timer);
+      clearInterval(refresh);
+      redis.off('ready', onReady);
     },
   };
 }

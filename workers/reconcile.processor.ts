@@ -16,8 +16,6 @@ export interface ReconcileDeps {
 const BATCH = 50;
 /** A claimed poll not done within this long is due again (its reconciler died). */
 const LEASE_MS = 60_000;
-/** How long polling pauses when the upstream says "too many requests" without a Retry-After. */
-const THROTTLE_PAUSE_MS = 5_000;
 
 /**
  * Callbacks are a hint; this is the safety net. Asks the upstream about tasks whose callback is
@@ -49,7 +47,8 @@ export async function reconcileDueTasks(deps: ReconcileDeps): Promise<{ polled: 
       await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
     } catch (err) {
       if (err instanceof UpstreamError && (err.kind === 'rate_limited' || err.kind === 'concurrency')) {
-        const pause = Math.max((err.retryAfterSec ?? 0) * 1000, THROTTLE_PAUSE_MS);
+        // Without a Retry-After, one poll interval is a pause proportionate to how often we ask.
+        const pause = Math.max((err.retryAfterSec ?? 0) * 1000, deps.pollAfterMs);
         log.warn({ code: err.code, pause_ms: pause }, 'upstream throttles queries; pausing polls');
         await postponePolls(
           deps.db,

@@ -13,6 +13,8 @@ export interface SubmitDeps {
   store: TaskStore;
   /** Upstream slots of the credential (UPSTREAM_CONCURRENCY). */
   slots: number;
+  /** First pause of submissions after a 1302/1303; doubles while they continue, up to a minute. */
+  throttlePauseMs: number;
   /** Stops this queue for every worker for `ms` (the upstream said it is full or throttling). */
   pauseSubmissions(ms: number): Promise<void>;
   kling: KlingClient;
@@ -52,7 +54,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       if (err.kind === 'concurrency' || err.kind === 'rate_limited') {
         // The upstream is full or throttling: pause submissions, keep the task (and its slots) and
         // its attempts; the job returns to the queue and runs again after the pause.
-        const pause = throttlePause(err.retryAfterSec);
+        const pause = throttlePause(deps.throttlePauseMs, err.retryAfterSec);
         log.warn({ code: err.code, pause_ms: pause }, 'upstream full or throttling; pausing submissions');
         await deps.pauseSubmissions(pause);
         throw Worker.RateLimitError();
@@ -76,11 +78,11 @@ export function submitTaskProcessor(deps: SubmitDeps) {
   };
 }
 
-/** Consecutive 1302/1303 answers in this process; the pause doubles with each, from 1 s up to 1 min. */
+/** Consecutive 1302/1303 answers in this process; the pause doubles with each, up to a minute. */
 let throttled = 0;
-function throttlePause(retryAfterSec?: number): number {
+function throttlePause(baseMs: number, retryAfterSec?: number): number {
   throttled++;
-  return Math.max(Math.min(1000 * 2 ** (throttled - 1), 60_000), (retryAfterSec ?? 0) * 1000);
+  return Math.max(Math.min(baseMs * 2 ** Math.min(throttled - 1, 16), 60_000), (retryAfterSec ?? 0) * 1000);
 }
 
 async function adoptExisting(deps: SubmitDeps, task: Task): Promise<boolean> {

@@ -25,6 +25,8 @@ export interface Harness {
   /** Base URL of the API under test. */
   url: string;
   config: Config;
+  /** The environment the service was configured from, for starting more processes like it. */
+  env: Record<string, string>;
   newTenant(name?: string): Promise<NewTenantCredentials>;
   /** Polls Postgres until the task satisfies `done` (bounded; throws with the last state seen). */
   waitForTask(taskId: string, done: (t: Task) => boolean, timeoutMs?: number): Promise<Task>;
@@ -50,9 +52,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     SUBMIT_BACKOFF_MS: '20',
     SWEEP_INTERVAL_MS: '200',
     SWEEP_MIN_AGE_MS: '100',
+    UPSTREAM_THROTTLE_PAUSE_MS: '50',
     // Receivers in tests listen on 127.0.0.1; the SSRF tests turn this off.
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
     WEBHOOK_RETRY_SCHEDULE_MS: '0,50,100,150',
+    WORKER_LOCK_MS: '1000',
     ...opts.env,
   };
   const config = loadConfig(env);
@@ -71,6 +75,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     worker,
     url,
     config: fullConfig,
+    env: { ...env, PUBLIC_BASE_URL: url } as Record<string, string>,
     newTenant: (name = 'test') => createTenant(api.db, name),
     async waitForTask(taskId, done, timeoutMs = 15_000) {
       const until = Date.now() + timeoutMs;

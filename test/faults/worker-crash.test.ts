@@ -1,0 +1,88 @@
+import request from 'supertest';
+import { bearer } from '../helpers/fixtures';
+import { startHarness, type Harness } from '../helpers/harness';
+import { expectAllSettled, eventually } from '../helpers/invariants';
+import { startProcess, type Proc } from '../helpers/processes';
+import { startReceiver, type Receiver } from '../helpers/receiver';
+
+/**
+ * Fault injection with real processes: the API runs in the test process, the workers are separate
+ * `src/main.ts` processes (ROLE=worker) that the test kills with SIGKILL, as an OOM killer or a
+ * node failure would.
+ */
+jest.setTimeout(120_000);
+
+let h: Harness;
+let rx: Receiver;
+const procs: Proc[] = [];
+const startWorker = async () => {
+  const p = await startProcess({ ...h.env, ROLE: 'worker' }, /workers started/);
+  procs.push(p);
+  return p;
+};
+
+beforeEach(async () => {
+  h = await startHarness({ workers: false, simulator: { processingAfterMs: 100, finishAfterMs: 150 } });
+  rx = await startReceiver();
+});
+afterEach(async () => {
+  await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
+  await rx.close();
+  await h.close();
+});
+
+async function createBatch(count: number): Promise<string[]> {
+  const key = (await h.newTenant()).api_key;
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const res = await request(h.url)
+      .post('/v1/images/generations')
+      .set(bearer(key))
+      .send({ prompt: `p${i}`, n: 1 + (i % 3), callback_url: rx.url });
+    expect(res.status).toBe(200);
+    ids.push(res.body.data.task_id);
+  }
+  return ids;
+}
+
+describe('a worker process killed with SIGKILL while tasks are in flight', () => {
+  it('loses nothing: a restarted worker finishes every task, one upstream task each, webhooks complete and in order', async () => {
+    // Slow upstream answers keep submissions in flight at the moment of the kill.
+    h.sim.faults.createLatencyMs = 150;
+    const ids = await createBatch(16);
+    const first = await startWorker();
+    await eventually('some tasks at the upstream', async () => h.sim.createdCount() >= 3);
+    expect(await first.kill('SIGKILL')).toBeNull();
+    const inFlight = await h.api.db.task.count({ where: { id: { in: ids }, state: { notIn: ['succeed', 'failed'] } } });
+    expect(inFlight).toBeGreaterThan(0);
+    await startWorker();
+    await expectAllSettled(h, ids, rx);
+  });
+
+  it('survives two workers at once and one of them dying, with no double processing', async () => {
+    const ids = await createBatch(12);
+    const [a] = [await startWorker(), await startWorker()];
+    await eventually('some tasks at the upstream', async () => h.sim.createdCount() >= 2);
+    await a.kill('SIGKILL');
+    await expectAllSettled(h, ids, rx);
+    expect(h.sim.createdCount()).toBe(ids.length);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('lets in-flight submissions finish on SIGTERM and exits 0', async () => {
+    h.sim.faults.createLatencyMs = 800;
+    const ids = await createBatch(3);
+    const w = await startWorker();
+    await eventually('a submission in flight', async () => h.sim.received.some((r) => r.method === 'POST'));
+    expect(await w.kill('SIGTERM')).toBe(0);
+    expect(w.output()).toMatch(/"msg":"stopped"/);
+    // Whatever had been sent upstream when SIGTERM came was recorded before the exit.
+    await h.sim.settle();
+    const created = [...h.sim.tasks.values()].map((u) => u.external_task_id);
+    const recorded = await h.api.db.task.findMany({ where: { id: { in: ids }, upstreamTaskId: { not: null } } });
+    expect(recorded.map((t) => t.id).sort()).toEqual(ids.filter((id) => created.includes(id)).sort());
+    await startWorker();
+    await expectAllSettled(h, ids, rx);
+  });
+});

@@ -1,0 +1,58 @@
+import { slotsInUse } from '../../src/tasks/task-slots';
+import type { Harness } from './harness';
+import type { Receiver } from './receiver';
+
+const RANK: Record<string, number> = { submitted: 1, processing: 2, succeed: 3, failed: 3 };
+
+/** Polls `check` until it returns true (bounded; throws with `what` when it never does). */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`never happened: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * The promise of the service, checked after a fault: every task ended, in the state the upstream
+ * says, with exactly one upstream task; no slot held; and, with a receiver, every webhook delivered
+ * once per event (retries share a webhook-id) and in order.
+ */
+export async function expectAllSettled(h: Harness, ids: string[], rx?: Receiver): Promise<void> {
+  const db = h.api.db;
+  await eventually(
+    'every task terminal',
+    async () => (await db.task.count({ where: { id: { in: ids }, state: { in: ['succeed', 'failed'] } } })) === ids.length,
+  );
+  await h.sim.settle();
+  const upstream = [...h.sim.tasks.values()];
+  for (const t of await db.task.findMany({ where: { id: { in: ids } } })) {
+    const mine = upstream.filter((u) => u.external_task_id === t.id);
+    expect({ task: t.id, upstreamTasks: mine.length }).toEqual({ task: t.id, upstreamTasks: 1 });
+    expect({ task: t.id, state: t.state, upstreamTaskId: t.upstreamTaskId }).toEqual({
+      task: t.id,
+      state: mine[0].status,
+      upstreamTaskId: mine[0].task_id,
+    });
+  }
+  expect(await slotsInUse(db)).toBe(0);
+  if (!rx) return;
+  await eventually(
+    'every webhook delivered',
+    async () => (await db.webhookDelivery.count({ where: { taskId: { in: ids }, status: { not: 'delivered' } } })) === 0,
+  );
+  const deliveries = await db.webhookDelivery.findMany({ where: { taskId: { in: ids } } });
+  for (const id of ids) {
+    const seen = new Set<string>();
+    const statuses: string[] = [];
+    for (const r of rx.received.filter((x) => x.json.task_id === id)) {
+      const wid = String(r.headers['webhook-id']);
+      if (seen.has(wid)) continue;
+      seen.add(wid);
+      statuses.push(String(r.json.task_status));
+    }
+    const expected = deliveries.filter((d) => d.taskId === id).length;
+    expect({ task: id, events: seen.size }).toEqual({ task: id, events: expected });
+    for (let i = 1; i < statuses.length; i++) expect(RANK[statuses[i]]).toBeGreaterThan(RANK[statuses[i - 1]]);
+  }
+}

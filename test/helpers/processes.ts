@@ -1,0 +1,80 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+export interface Proc {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves when the process has exited (with its exit code, or null when killed by a signal). */
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Starts the service (src/main.ts, as `npm start` does) as a real process with `env` on top of the
+ * parent's environment minus any upstream settings, and waits until it logs `ready`.
+ */
+export async function startProcess(env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Proc> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KLING_')));
+  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/main.ts'], {
+    cwd: ROOT,
+    // Readiness is read from the log, so it must not be silent.
+    env: { ...base, ...env, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const until = Date.now() + timeoutMs;
+  while (!ready.test(out)) {
+    if (Date.now() > until || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`process did not become ready:\n${out.slice(-3000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    child,
+    output: () => out,
+    exited,
+    async kill(signal = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A private Redis for tests that stop and restart it (the machine's own Redis serves other tests). */
+export async function startRedis(port: number): Promise<Proc> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const until = Date.now() + 10_000;
+  while (!/Ready to accept connections/.test(out)) {
+    if (Date.now() > until || child.exitCode !== null) throw new Error(`redis-server did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    child,
+    output: () => out,
+    exited,
+    async kill(signal = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

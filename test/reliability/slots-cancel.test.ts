@@ -1,0 +1,133 @@
+import request from 'supertest';
+import { slotsInUse } from '../../src/tasks/task-slots';
+import { bearer } from '../helpers/fixtures';
+import { startHarness, type Harness } from '../helpers/harness';
+import { startReceiver } from '../helpers/receiver';
+
+const create = (h: Harness, key: string, body: object = {}) =>
+  request(h.url)
+    .post('/v1/images/generations')
+    .set(bearer(key))
+    .send({ prompt: 'x', ...body });
+
+describe('upstream concurrency slots', () => {
+  let h: Harness;
+  afterEach(async () => h.close());
+
+  it('never holds more slots than configured, starts tasks in order, and ends with none held', async () => {
+    h = await startHarness({ simulator: { processingAfterMs: 30, finishAfterMs: 60 }, env: { UPSTREAM_CONCURRENCY: '3' } });
+    const key = (await h.newTenant()).api_key;
+    const ids: string[] = [];
+    for (const n of [2, 1, 3, 1, 2, 1]) ids.push((await create(h, key, { n })).body.data.task_id);
+    let maxHeld = 0;
+    while ((await h.api.db.task.count({ where: { state: { in: ['succeed', 'failed'] } } })) < ids.length) {
+      maxHeld = Math.max(maxHeld, await slotsInUse(h.api.db));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(maxHeld).toBeGreaterThan(0);
+    expect(maxHeld).toBeLessThanOrEqual(3);
+    const tasks = await h.api.db.task.findMany({ where: { id: { in: ids } } });
+    expect(tasks.every((t) => t.state === 'succeed' && t.slotsHeld === 0)).toBe(true);
+    const bySubmit = [...tasks].sort((a, b) => a.submittedAt!.getTime() - b.submittedAt!.getTime()).map((t) => t.id);
+    expect(bySubmit).toEqual(ids);
+    expect(h.sim.createdCount()).toBe(ids.length);
+  });
+
+  it('gives a task asking for more images than the pool the whole pool instead of starving it', async () => {
+    h = await startHarness({ env: { UPSTREAM_CONCURRENCY: '2' } });
+    const key = (await h.newTenant()).api_key;
+    const id = (await create(h, key, { n: 5 })).body.data.task_id;
+    const t = await h.waitForTask(id, (x) => x.state === 'succeed');
+    expect(t.slotsHeld).toBe(0);
+  });
+
+  it('pauses submission on 1303 instead of failing tasks, and creates each upstream task once', async () => {
+    h = await startHarness({ simulator: { processingAfterMs: 150, finishAfterMs: 150 }, env: { UPSTREAM_CONCURRENCY: '10' } });
+    // The account is shared with someone else: the upstream is full long before our own count is.
+    h.sim.faults.concurrencyLimit = 2;
+    const key = (await h.newTenant()).api_key;
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await create(h, key)).body.data.task_id);
+    for (const id of ids) await h.waitForTask(id, (t) => t.state === 'succeed');
+    const rejections = h.sim.received.filter((r) => r.method === 'POST').length - h.sim.createdCount();
+    expect(rejections).toBeGreaterThan(0);
+    expect(h.sim.createdCount()).toBe(5);
+    expect(await slotsInUse(h.api.db)).toBe(0);
+  });
+});
+
+describe('POST /v1/images/generations/{id}/cancel', () => {
+  let h: Harness;
+  afterEach(async () => h.close());
+
+  it('cancels a task not yet submitted at once: failed for the client, canceled in the extension, webhook sent', async () => {
+    h = await startHarness({ workers: false });
+    const rx = await startReceiver();
+    try {
+      const tenant = await h.newTenant();
+      const id = (await create(h, tenant.api_key, { callback_url: rx.url })).body.data.task_id;
+      const res = await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(tenant.api_key));
+      expect(res.status).toBe(200);
+      expect(res.body.data).toMatchObject({
+        task_status: 'failed',
+        task_status_msg: 'canceled by the client',
+        tracker: { state: 'canceled' },
+      });
+      const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id } });
+      expect(deliveries.map((d) => d.eventType)).toEqual(['task.failed']);
+      const again = await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(tenant.api_key));
+      expect([again.status, again.body.code]).toEqual([400, 1201]);
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it('marks a submitted task canceling and discards its result when the upstream finishes', async () => {
+    h = await startHarness({ simulator: { processingAfterMs: 300, finishAfterMs: 200 } });
+    const rx = await startReceiver();
+    try {
+      const tenant = await h.newTenant();
+      const id = (await create(h, tenant.api_key, { callback_url: rx.url })).body.data.task_id;
+      await h.waitForTask(id, (t) => t.state === 'submitted');
+      const res = await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(tenant.api_key));
+      expect(res.body.data).toMatchObject({ task_status: 'submitted', tracker: { state: 'canceling' } });
+      const t = await h.waitForTask(id, (x) => x.state === 'failed');
+      expect(t).toMatchObject({ failureReason: 'canceled', statusMsg: 'canceled by the client', images: null, slotsHeld: 0 });
+      await h.sim.settle();
+      expect([...h.sim.tasks.values()][0].status).toBe('succeed');
+      await rx.waitFor(2);
+      expect(rx.received.map((r) => r.json.task_status)).toEqual(['processing', 'failed']);
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it("answers 404 for another tenant's task and changes nothing", async () => {
+    h = await startHarness({ workers: false });
+    const a = await h.newTenant('a');
+    const b = await h.newTenant('b');
+    const id = (await create(h, a.api_key)).body.data.task_id;
+    const res = await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(b.api_key));
+    expect([res.status, res.body.code]).toEqual([404, 1203]);
+    expect((await h.api.db.task.findUniqueOrThrow({ where: { id } })).state).toBe('queued');
+  });
+});
+
+describe('Postgres outage', () => {
+  let h: Harness;
+  afterEach(async () => h.close());
+
+  it('answers 503 with a Kling-style error on the API and a 5xx on callbacks', async () => {
+    h = await startHarness({ workers: false, apiEnv: { DATABASE_URL: 'postgresql://postgres:postgres@127.0.0.1:1/kling_tracker' } });
+    for (const res of [
+      await request(h.url).post('/v1/images/generations').set(bearer('kt_whatever')).send({ prompt: 'x' }),
+      await request(h.url).get('/v1/images/generations/abc').set(bearer('kt_whatever')),
+      await request(h.url).post('/callbacks/kling/abc/token').send({ task_id: '1', task_status: 'succeed' }),
+    ]) {
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({ code: 5001, message: expect.stringMatching(/temporarily unavailable/), request_id: expect.any(String) });
+    }
+    const ready = await request(h.url).get('/readyz');
+    expect([ready.status, ready.body.data.postgres]).toEqual([503, 'down']);
+  });
+});
