@@ -13,4 +13,4 @@ COPY src ./src
 COPY workers ./workers
 EXPOSE 3000
 # node runs the entry directly so SIGTERM reaches it (graceful shutdown) without npm in between.
-CMD ["node", "node_modules/tsx/dist/cli.mjs", "src/main.ts"]
+CMD ["node", "--import", "tsx", "src/main.ts"]

@@ -10,14 +10,17 @@ import { requestId } from './http/request-id';
 import type { Logger } from './logger';
 import type { Queues } from './queues/queues';
 import type { TaskStore } from './tasks/task-transitions';
+import type { SecretBox } from './tenants/secret-box';
 import { tasksRouter } from './tasks/tasks.routes';
 import { authenticate } from './tenants/auth.middleware';
 
 export interface AppDeps {
   db: Db;
+  secrets: SecretBox;
   store: TaskStore;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: client webhook URLs may point at private addresses. */
   allowPrivateWebhooks: boolean;
+  idempotencyTtlMs: number;
   redis: Redis;
   queues: Queues;
   log: Logger;
@@ -53,7 +56,7 @@ export function createApp(deps: AppDeps): Express {
     '/v1/images/generations',
     express.json({ limit: MAX_BODY, strict: false }),
     requireJsonBody,
-    authenticate(deps.db),
+    authenticate(deps.db, deps.secrets),
     tasksRouter(deps),
   );
   app.use(notFoundRoute);

@@ -92,6 +92,15 @@ export const ConfigSchema = z
     /** A job whose worker stops renewing its lock for this long (killed process) is run again elsewhere. */
     WORKER_LOCK_MS: z.coerce.number().int().min(500).default(30_000),
 
+    /** How long an Idempotency-Key is remembered. */
+    IDEMPOTENCY_TTL_HOURS: z.coerce.number().min(0.001).default(24),
+    /** Base64 of 32 bytes: encrypts tenant secrets at rest. Unset: the key file below is used (and created). */
+    SECRETS_KEY: z
+      .string()
+      .refine((k) => Buffer.from(k, 'base64').length === 32, 'must be base64 of 32 random bytes (openssl rand -base64 32)')
+      .optional(),
+    SECRETS_KEY_FILE: z.string().min(1).default('.secrets.key'),
+
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   })
   .superRefine((c, ctx) => {

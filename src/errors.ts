@@ -15,6 +15,7 @@ export const ERRORS = {
   not_found: { http: 404, code: 1203 },
   payload_too_large: { http: 413, code: 1200 },
   unsupported_media_type: { http: 415, code: 1200 },
+  conflict: { http: 409, code: 1201 },
   rate_limited: { http: 429, code: 1302 },
   internal: { http: 500, code: 5000 },
   unavailable: { http: 503, code: 5001 },

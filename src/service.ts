@@ -6,11 +6,13 @@ import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
 import { createProducerConnection, createQueues, enqueueDeliveries, type Queues } from './queues/queues';
 import type { TaskStore } from './tasks/task-transitions';
+import { secretBoxFor, type SecretBox } from './tenants/secret-box';
 import { dispatchWaiting } from './queues/dispatch';
 import { startServer, type RunningServer } from './server';
 
 export interface Service {
   db: Db;
+  secrets: SecretBox;
   store: TaskStore;
   redis: Redis;
   queues: Queues;
@@ -25,6 +27,7 @@ export interface Service {
  */
 export async function startService(config: Config, log: Logger, klingBaseUrl: string): Promise<Service> {
   const db = createDb(config.DATABASE_URL);
+  const secrets = secretBoxFor(config, log);
   const redis = createProducerConnection(config.REDIS_URL);
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   const queues = createQueues(redis, {
@@ -42,11 +45,12 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       if (slotsReleased) await dispatchWaiting(db, queues).catch(() => undefined);
     },
   };
-  const service: Service = { db, redis, queues, store, close: async () => undefined };
+  const service: Service = { db, secrets, redis, queues, store, close: async () => undefined };
   if (config.ROLE !== 'worker') {
     service.server = await startServer(
       {
         db,
+        secrets,
         store,
         redis,
         queues,
@@ -54,6 +58,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         models: config.KLING_MODELS,
         klingWebhookSecret: config.KLING_WEBHOOK_SECRET,
         allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+        idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       },
       config.PORT,
       config.HOST,
@@ -70,6 +75,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     });
     service.workers = startWorkers({
       db,
+      secrets,
       store,
       webhooks: {
         schedule: config.WEBHOOK_RETRY_SCHEDULE_MS,
@@ -109,3 +115,4 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   };
   return service;
 }
+

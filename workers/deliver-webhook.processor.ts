@@ -3,6 +3,7 @@ import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
 import { DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
 import { nextPendingOfTask, pendingPredecessor, recordAttempt } from '../src/webhooks/deliveries.service';
+import type { SecretBox } from '../src/tenants/secret-box';
 import { sendWebhook } from '../src/webhooks/webhook-sender';
 
 export interface WebhookSettings {
@@ -14,6 +15,7 @@ export interface WebhookSettings {
 
 export interface DeliverDeps {
   db: Db;
+  secrets: SecretBox;
   queues: Queues;
   log: Logger;
   webhooks: WebhookSettings;
@@ -45,7 +47,7 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
       throw new DelayedError();
     }
 
-    const secrets = [d.tenant.webhookSecret, ...(d.tenant.webhookSecretPrevious ? [d.tenant.webhookSecretPrevious] : [])];
+    const secrets = [d.tenant.webhookSecret, d.tenant.webhookSecretPrevious].filter((x): x is string => !!x).map((x) => deps.secrets.open(x));
     const result = await sendWebhook({
       url: d.url,
       id: d.id,

@@ -5,6 +5,7 @@ import type { KlingClient } from '../src/kling/kling-client';
 import type { Logger } from '../src/logger';
 import { QUEUE, workerConnection, type Queues } from '../src/queues/queues';
 import type { TaskStore } from '../src/tasks/task-transitions';
+import type { SecretBox } from '../src/tenants/secret-box';
 import { deliverWebhookProcessor, type WebhookSettings } from './deliver-webhook.processor';
 import { reconcileDueTasks } from './reconcile.processor';
 import { submitTaskProcessor } from './submit-task.processor';
@@ -13,6 +14,7 @@ import { failTimedOutTasks, type StageLimits } from './timeouts.processor';
 
 export interface WorkerDeps {
   db: Db;
+  secrets: SecretBox;
   store: TaskStore;
   webhooks: WebhookSettings;
   queues: Queues;

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, loadDotEnv } from '../config';
 import { createDb } from '../db/client';
+import { secretBoxFor } from '../tenants/secret-box';
 import { prepareDatabase } from '../db/migrate';
 import { createTenant, finishWebhookRotation, listTenants, revokeTenant, rotateWebhookSecret } from '../tenants/tenants.service';
 
@@ -20,11 +21,12 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   await prepareDatabase(config.DATABASE_URL);
   const db = createDb(config.DATABASE_URL, 1);
+  const secrets = secretBoxFor(config);
   try {
     if (command === 'create') {
       const name = values.name?.trim();
       if (!name || name.length > 200) return usage('--name is required (1 to 200 characters)');
-      console.log(JSON.stringify(await createTenant(db, name)));
+      console.log(JSON.stringify(await createTenant(db, secrets, name)));
       console.error('Store these credentials now: the api_key and secret_key cannot be shown again.');
       return 0;
     }
@@ -41,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (command === 'rotate-webhook-secret') {
       if (!arg) return usage('rotate-webhook-secret needs the key id');
-      const rotated = await rotateWebhookSecret(db, arg);
+      const rotated = await rotateWebhookSecret(db, secrets, arg);
       if (!rotated) return usage(`no active key with id ${arg}`);
       console.log(JSON.stringify(rotated));
       console.error('Webhooks are now signed with both secrets; run finish-webhook-rotation once receivers use the new one.');

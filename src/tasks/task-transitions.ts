@@ -1,5 +1,6 @@
 import type { Db, Prisma, Task, TaskState } from '../db/client';
-import { isRecordNotFound } from '../db/client';
+import { isRecordNotFound, isUniqueViolation } from '../db/client';
+import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
 import { recordDeliveryInTx } from '../webhooks/outbox';
 import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
@@ -194,9 +195,8 @@ export interface NewTask {
 }
 
 /** Records an accepted task and its first event together; a duplicate external_task_id raises P2002. */
-export async function insertTask(db: Db, t: NewTask): Promise<Task> {
-  return db.task.create({
-    data: {
+export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string; requestHash: string; ttlMs: number }): Promise<Task> {
+  const data: Prisma.TaskUncheckedCreateInput = {
       id: t.id,
       tenantId: t.tenantId,
       externalTaskId: t.externalTaskId ?? null,
@@ -207,8 +207,22 @@ export async function insertTask(db: Db, t: NewTask): Promise<Task> {
       callbackToken: t.callbackToken,
       state: 'queued',
       eventSeq: 1,
-      events: { create: { seq: 1, fromState: null, toState: 'queued', source: 'api' } },
-    },
+    events: { create: { seq: 1, fromState: null, toState: 'queued', source: 'api' } },
+  };
+  if (!idempotency) return db.task.create({ data });
+  // Task and key commit together: a racing duplicate blocks on the key's primary key until this
+  // commits, then fails and rolls back its own task (a database constraint, not read-then-write).
+  return db.$transaction(async (tx) => {
+    const { key, requestHash, ttlMs } = idempotency;
+    await tx.idempotencyKey.deleteMany({ where: { tenantId: t.tenantId, key, createdAt: { lt: new Date(Date.now() - ttlMs) } } });
+    const task = await tx.task.create({ data });
+    try {
+      await tx.idempotencyKey.create({ data: { tenantId: t.tenantId, key, requestHash, taskId: task.id } });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new IdempotencyKeyTaken();
+      throw err;
+    }
+    return task;
   });
 }
 

@@ -4,6 +4,7 @@ import { envelope, invalidParameter } from '../errors';
 import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
 import { createTask, findTask, listTasks, type TasksDeps } from './tasks.service';
+import { parseIdempotencyKey } from './idempotency';
 import { queuePosition } from './task-slots';
 import { cancelTask } from './task-transitions';
 import { toCreatedObject, toTaskObject } from './task-view';
@@ -20,7 +21,9 @@ export function tasksRouter(deps: TasksDeps): Router {
   const r = Router();
 
   r.post('/', async (req, res) => {
-    const task = await createTask(deps, res.locals.tenant, req.body);
+    const idempotencyKey = parseIdempotencyKey(req.get('idempotency-key'));
+    const { task, replayed } = await createTask(deps, res.locals.tenant, req.body, { idempotencyKey });
+    if (replayed) res.set('idempotent-replayed', 'true');
     res.json(envelope(res.locals.requestId, toCreatedObject(task)));
   });
 

@@ -6,6 +6,7 @@ import type { Logger } from '../logger';
 import { enqueueSubmit, type Queues } from '../queues/queues';
 import { checkPublicUrl } from '../webhooks/ssrf';
 import { validateCreateTaskRequest } from './create-task.schema';
+import { IdempotencyKeyTaken, requestHash } from './idempotency';
 import { insertTask, type TaskStore } from './task-transitions';
 
 export interface TasksDeps {
@@ -15,13 +16,25 @@ export interface TasksDeps {
   log: Logger;
   models: readonly string[];
   allowPrivateWebhooks: boolean;
+  /** How long an Idempotency-Key is remembered (IDEMPOTENCY_TTL_HOURS), in ms. */
+  idempotencyTtlMs: number;
+}
+
+export interface CreateOptions {
+  idempotencyKey?: string;
+}
+
+export interface Created {
+  task: Task;
+  /** True when an earlier request with the same Idempotency-Key and body created the task. */
+  replayed: boolean;
 }
 
 /**
  * Validates and records a task, then asks for its submission. The row is committed before this
  * returns; enqueueing is best effort because the sweep picks up any queued task without a job.
  */
-export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown): Promise<Task> {
+export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown, opts: CreateOptions = {}): Promise<Created> {
   const result = validateCreateTaskRequest(body, deps.models);
   if (!result.ok) throw invalidParameter(result.message);
   // The client's callback_url and external_task_id are ours to honour, never the upstream's.
@@ -30,6 +43,8 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown)
     const problem = await checkPublicUrl(callback_url);
     if (problem) throw invalidParameter(`callback_url: ${problem}`);
   }
+  const key = opts.idempotencyKey;
+  const idempotency = key ? { key, requestHash: requestHash(body), ttlMs: deps.idempotencyTtlMs } : undefined;
   let task: Task;
   try {
     task = await insertTask(deps.db, {
@@ -41,14 +56,25 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown)
       n: request.n ?? 1,
       callbackUrl: callback_url,
       callbackToken: randomBytes(24).toString('base64url'),
-    });
+    }, idempotency);
   } catch (err) {
+    if (err instanceof IdempotencyKeyTaken) return { task: await replay(deps.db, tenant.id, idempotency!), replayed: true };
     if (isUniqueViolation(err)) throw invalidParameter('external_task_id: is already used by another task of yours');
     throw err;
   }
   const queued = await enqueueSubmit(deps.queues, task.id);
   if (!queued) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
-  return task;
+  return { task, replayed: false };
+}
+
+/** The task an earlier request with this key created; refused when that request had another body. */
+async function replay(db: Db, tenantId: string, idem: { key: string; requestHash: string }): Promise<Task> {
+  const row = await db.idempotencyKey.findUnique({ where: { tenantId_key: { tenantId, key: idem.key } }, include: { task: true } });
+  if (!row) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
+  if (row.requestHash !== idem.requestHash) {
+    throw new AppError('conflict', 'Idempotency-Key: was already used with a different request body; use a new key for a new request');
+  }
+  return row.task;
 }
 
 /** A tenant's task by this service's task_id, or else by the tenant's own external_task_id. */

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Db, Tenant } from '../db/client';
+import type { SecretBox } from './secret-box';
 
 export interface NewTenantCredentials {
   id: string;
@@ -32,7 +33,7 @@ export function safeEqual(a: string, b: string): boolean {
 const newWebhookSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
 
 /** Creates a tenant; the credentials are returned once and only the api_key's hash is kept. */
-export async function createTenant(db: Db, name: string): Promise<NewTenantCredentials> {
+export async function createTenant(db: Db, secrets: SecretBox, name: string): Promise<NewTenantCredentials> {
   const apiKey = `kt_${randomBytes(24).toString('base64url')}`;
   const creds = {
     id: randomUUID(),
@@ -49,8 +50,8 @@ export async function createTenant(db: Db, name: string): Promise<NewTenantCrede
       apiKeyHash: hashApiKey(apiKey),
       apiKeyPrefix: apiKey.slice(0, 7),
       accessKey: creds.access_key,
-      secretKey: creds.secret_key,
-      webhookSecret: creds.webhook_secret,
+      secretKey: secrets.seal(creds.secret_key),
+      webhookSecret: secrets.seal(creds.webhook_secret),
     },
   });
   return creds;
@@ -88,11 +89,11 @@ export async function findTenantByAccessKey(db: Db, accessKey: string): Promise<
  * Starts a webhook secret rotation: a new secret signs from now on, and the current one keeps
  * signing too (two signatures per webhook) until `finishWebhookRotation`. Null for an unknown key.
  */
-export async function rotateWebhookSecret(db: Db, id: string): Promise<{ id: string; webhook_secret: string } | null> {
+export async function rotateWebhookSecret(db: Db, secrets: SecretBox, id: string): Promise<{ id: string; webhook_secret: string } | null> {
   const tenant = await db.tenant.findUnique({ where: { id } });
   if (!tenant || tenant.revokedAt) return null;
   const next = newWebhookSecret();
-  await db.tenant.update({ where: { id }, data: { webhookSecret: next, webhookSecretPrevious: tenant.webhookSecret } });
+  await db.tenant.update({ where: { id }, data: { webhookSecret: secrets.seal(next), webhookSecretPrevious: tenant.webhookSecret } });
   return { id, webhook_secret: next };
 }
 

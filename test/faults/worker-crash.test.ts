@@ -22,7 +22,8 @@ const startWorker = async () => {
 };
 
 beforeEach(async () => {
-  h = await startHarness({ workers: false, simulator: { processingAfterMs: 100, finishAfterMs: 150 } });
+  // A short lock so that the jobs of a killed worker are recovered within the test.
+  h = await startHarness({ workers: false, simulator: { processingAfterMs: 100, finishAfterMs: 150 }, env: { WORKER_LOCK_MS: '2000' } });
   rx = await startReceiver();
 });
 afterEach(async () => {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { loadConfig, type Config } from '../../src/config';
 import type { Task } from '../../src/db/client';
@@ -8,6 +8,8 @@ import { createKlingSimulator, type KlingSimulator, type SimulatorOptions } from
 import { createTenant, type NewTenantCredentials } from '../../src/tenants/tenants.service';
 
 export const UPSTREAM_KEY = 'sim-upstream-key';
+/** One key for every process a test starts (they must all open the same sealed secrets). */
+const TEST_SECRETS_KEY = randomBytes(32).toString('base64');
 
 export interface HarnessOptions {
   env?: Record<string, string>;
@@ -56,7 +58,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     // Receivers in tests listen on 127.0.0.1; the SSRF tests turn this off.
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
     WEBHOOK_RETRY_SCHEDULE_MS: '0,50,100,150',
-    WORKER_LOCK_MS: '1000',
+    SECRETS_KEY: TEST_SECRETS_KEY,
     ...opts.env,
   };
   const config = loadConfig(env);
@@ -76,7 +78,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     url,
     config: fullConfig,
     env: { ...env, PUBLIC_BASE_URL: url } as Record<string, string>,
-    newTenant: (name = 'test') => createTenant(api.db, name),
+    newTenant: (name = 'test') => createTenant(api.db, api.secrets, name),
     async waitForTask(taskId, done, timeoutMs = 15_000) {
       const until = Date.now() + timeoutMs;
       let last: Task | null = null;

@@ -18,7 +18,9 @@ export interface Proc {
  */
 export async function startProcess(env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Proc> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KLING_')));
-  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), 'src/main.ts'], {
+  // One process (tsx as a loader, not its CLI, which would run the service in a child that
+  // survives a SIGKILL of its parent).
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     // Readiness is read from the log, so it must not be silent.
     env: { ...base, ...env, LOG_LEVEL: 'info' },

@@ -93,9 +93,10 @@ describe('stage timeouts', () => {
     });
     const key = (await h.newTenant()).api_key;
     const id = (await create(h, key)).body.data.task_id;
-    await h.waitForTask(id, (x) => x.state === 'processing');
     const t = await h.waitForTask(id, (x) => x.state === 'failed');
     expect(t.failureReason).toBe('total_timeout');
+    const reached = await h.api.db.taskEvent.findMany({ where: { taskId: id }, select: { toState: true } });
+    expect(reached.map((e) => e.toState)).toContain('processing');
     expect(t.statusMsg).toMatch(/TOTAL_TIMEOUT_MS/);
   });
 

@@ -175,7 +175,7 @@ describe('outgoing webhooks', () => {
   });
 
   it('signs with both secrets during a rotation, each signature valid on its own', async () => {
-    const rotated = await rotateWebhookSecret(h.api.db, tenant.id);
+    const rotated = await rotateWebhookSecret(h.api.db, h.api.secrets, tenant.id);
     await createTask();
     const [first] = await rx.waitFor(1);
     const sigs = String(first.headers['webhook-signature']).split(' ');
