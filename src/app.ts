@@ -1,6 +1,8 @@
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
+import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
+import { tenantRateLimit } from './http/rate-limit';
 import { callbacksRouter } from './callbacks/callbacks.routes';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
@@ -21,6 +23,9 @@ export interface AppDeps {
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: client webhook URLs may point at private addresses. */
   allowPrivateWebhooks: boolean;
   idempotencyTtlMs: number;
+  rateLimitPerMinute: number;
+  maxUnfinishedTasks: number;
+  queuePrefix: string;
   redis: Redis;
   queues: Queues;
   log: Logger;
@@ -37,6 +42,8 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.use(requestId);
+  // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost nothing.
+  app.use(helmet());
   app.use(
     pinoHttp({
       logger: deps.log,
@@ -57,6 +64,7 @@ export function createApp(deps: AppDeps): Express {
     express.json({ limit: MAX_BODY, strict: false }),
     requireJsonBody,
     authenticate(deps.db, deps.secrets),
+    tenantRateLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.rateLimitPerMinute }),
     tasksRouter(deps),
   );
   app.use(notFoundRoute);

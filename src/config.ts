@@ -92,8 +92,12 @@ export const ConfigSchema = z
     /** A job whose worker stops renewing its lock for this long (killed process) is run again elsewhere. */
     WORKER_LOCK_MS: z.coerce.number().int().min(500).default(30_000),
 
+    /** Requests per tenant per minute, across all API processes. */
+    RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+    /** Tasks a tenant may have unfinished (queued or at the upstream) at once; more are refused with 429. */
+    MAX_UNFINISHED_TASKS: z.coerce.number().int().min(1).default(1000),
     /** How long an Idempotency-Key is remembered. */
-    IDEMPOTENCY_TTL_HOURS: z.coerce.number().min(0.001).default(24),
+    IDEMPOTENCY_TTL_HOURS: z.coerce.number().positive().default(24),
     /** Base64 of 32 bytes: encrypts tenant secrets at rest. Unset: the key file below is used (and created). */
     SECRETS_KEY: z
       .string()

@@ -59,6 +59,9 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         klingWebhookSecret: config.KLING_WEBHOOK_SECRET,
         allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
         idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
+        rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
+        maxUnfinishedTasks: config.MAX_UNFINISHED_TASKS,
+        queuePrefix: config.QUEUE_PREFIX,
       },
       config.PORT,
       config.HOST,
@@ -115,4 +118,3 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   };
   return service;
 }
-

@@ -47,7 +47,9 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
       throw new DelayedError();
     }
 
-    const secrets = [d.tenant.webhookSecret, d.tenant.webhookSecretPrevious].filter((x): x is string => !!x).map((x) => deps.secrets.open(x));
+    const secrets = [d.tenant.webhookSecret, d.tenant.webhookSecretPrevious]
+      .filter((x): x is string => !!x)
+      .map((x) => deps.secrets.open(x));
     const result = await sendWebhook({
       url: d.url,
       id: d.id,

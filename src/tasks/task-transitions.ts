@@ -197,16 +197,16 @@ export interface NewTask {
 /** Records an accepted task and its first event together; a duplicate external_task_id raises P2002. */
 export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string; requestHash: string; ttlMs: number }): Promise<Task> {
   const data: Prisma.TaskUncheckedCreateInput = {
-      id: t.id,
-      tenantId: t.tenantId,
-      externalTaskId: t.externalTaskId ?? null,
-      request: t.request as Prisma.InputJsonValue,
-      modelName: t.modelName,
-      n: t.n,
-      callbackUrl: t.callbackUrl ?? null,
-      callbackToken: t.callbackToken,
-      state: 'queued',
-      eventSeq: 1,
+    id: t.id,
+    tenantId: t.tenantId,
+    externalTaskId: t.externalTaskId ?? null,
+    request: t.request as Prisma.InputJsonValue,
+    modelName: t.modelName,
+    n: t.n,
+    callbackUrl: t.callbackUrl ?? null,
+    callbackToken: t.callbackToken,
+    state: 'queued',
+    eventSeq: 1,
     events: { create: { seq: 1, fromState: null, toState: 'queued', source: 'api' } },
   };
   if (!idempotency) return db.task.create({ data });

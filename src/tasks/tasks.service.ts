@@ -18,6 +18,7 @@ export interface TasksDeps {
   allowPrivateWebhooks: boolean;
   /** How long an Idempotency-Key is remembered (IDEMPOTENCY_TTL_HOURS), in ms. */
   idempotencyTtlMs: number;
+  maxUnfinishedTasks: number;
 }
 
 export interface CreateOptions {
@@ -45,20 +46,40 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown,
   }
   const key = opts.idempotencyKey;
   const idempotency = key ? { key, requestHash: requestHash(body), ttlMs: deps.idempotencyTtlMs } : undefined;
+  // A retry of a request already accepted gets its task, whatever the limits say now.
+  if (idempotency) {
+    const earlier = await replay(deps.db, tenant.id, idempotency);
+    if (earlier) return { task: earlier, replayed: true };
+  }
+  // A soft cap (concurrent creates may pass it by a few): it bounds a runaway client, not billing.
+  const unfinished = await deps.db.task.count({ where: { tenantId: tenant.id, state: { in: ['queued', 'submitted', 'processing'] } } });
+  if (unfinished >= deps.maxUnfinishedTasks) {
+    throw new AppError('rate_limited', `too many unfinished tasks (limit ${deps.maxUnfinishedTasks}); retry when some have finished`, {
+      'retry-after': '10',
+    });
+  }
   let task: Task;
   try {
-    task = await insertTask(deps.db, {
-      id: randomUUID(),
-      tenantId: tenant.id,
-      externalTaskId: external_task_id,
-      request,
-      modelName: request.model_name,
-      n: request.n ?? 1,
-      callbackUrl: callback_url,
-      callbackToken: randomBytes(24).toString('base64url'),
-    }, idempotency);
+    task = await insertTask(
+      deps.db,
+      {
+        id: randomUUID(),
+        tenantId: tenant.id,
+        externalTaskId: external_task_id,
+        request,
+        modelName: request.model_name,
+        n: request.n ?? 1,
+        callbackUrl: callback_url,
+        callbackToken: randomBytes(24).toString('base64url'),
+      },
+      idempotency,
+    );
   } catch (err) {
-    if (err instanceof IdempotencyKeyTaken) return { task: await replay(deps.db, tenant.id, idempotency!), replayed: true };
+    if (err instanceof IdempotencyKeyTaken) {
+      const winner = await replay(deps.db, tenant.id, idempotency!);
+      if (!winner) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
+      return { task: winner, replayed: true };
+    }
     if (isUniqueViolation(err)) throw invalidParameter('external_task_id: is already used by another task of yours');
     throw err;
   }
@@ -67,10 +88,13 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown,
   return { task, replayed: false };
 }
 
-/** The task an earlier request with this key created; refused when that request had another body. */
-async function replay(db: Db, tenantId: string, idem: { key: string; requestHash: string }): Promise<Task> {
+/**
+ * The task an earlier request with this key created (null when the key is unused or forgotten);
+ * refused when that request had another body.
+ */
+async function replay(db: Db, tenantId: string, idem: { key: string; requestHash: string; ttlMs: number }): Promise<Task | null> {
   const row = await db.idempotencyKey.findUnique({ where: { tenantId_key: { tenantId, key: idem.key } }, include: { task: true } });
-  if (!row) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
+  if (!row || row.createdAt.getTime() < Date.now() - idem.ttlMs) return null;
   if (row.requestHash !== idem.requestHash) {
     throw new AppError('conflict', 'Idempotency-Key: was already used with a different request body; use a new key for a new request');
   }

@@ -62,6 +62,7 @@ export function secretBoxFor(
   log?: { warn(obj: object, msg: string): void },
 ): SecretBox {
   const { key, created } = loadSecretsKey({ key: config.SECRETS_KEY, file: config.SECRETS_KEY_FILE });
-  if (created) log?.warn({ file: config.SECRETS_KEY_FILE }, 'created a new secrets key file; keep it (and back it up): stored secret_keys need it');
+  if (created)
+    log?.warn({ file: config.SECRETS_KEY_FILE }, 'created a new secrets key file; keep it (and back it up): stored secret_keys need it');
   return createSecretBox(key);
 }

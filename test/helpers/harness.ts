@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { loadConfig, type Config } from '../../src/config';
 import type { Task } from '../../src/db/client';
-import { createLogger } from '../../src/logger';
+import { createLogger, type Logger } from '../../src/logger';
 import { startService, type Service } from '../../src/service';
 import { createKlingSimulator, type KlingSimulator, type SimulatorOptions } from '../../src/simulator/kling-simulator';
 import { createTenant, type NewTenantCredentials } from '../../src/tenants/tenants.service';
@@ -16,6 +16,8 @@ export interface HarnessOptions {
   simulator?: SimulatorOptions;
   /** Overrides for the API process only (e.g. a Redis it cannot reach). */
   apiEnv?: Record<string, string>;
+  /** Where the service logs go (default: silent, or TEST_LOG_LEVEL). */
+  logger?: Logger;
   /** Start queue workers (default true). Without them, tasks stay queued: handy for API-only tests. */
   workers?: boolean;
 }
@@ -61,8 +63,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     SECRETS_KEY: TEST_SECRETS_KEY,
     ...opts.env,
   };
-  const config = loadConfig(env);
-  const log = createLogger(config.LOG_LEVEL);
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    await sim.close();
+    throw err;
+  }
+  const log = opts.logger ?? createLogger(config.LOG_LEVEL);
   // The callback URL needs the API's address, known only once it listens: API first, then workers.
   // Test files that ran earlier in this jest worker used the same database: start from empty.
   await truncateAll(config.DATABASE_URL);

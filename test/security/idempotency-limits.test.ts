@@ -1,0 +1,124 @@
+import request from 'supertest';
+import { createLogger } from '../../src/logger';
+import { startService } from '../../src/service';
+import { bearer } from '../helpers/fixtures';
+import { startHarness, type Harness } from '../helpers/harness';
+
+const post = (h: Harness, key: string, body: object, idem?: string) => {
+  const r = request(h.url).post('/v1/images/generations').set(bearer(key));
+  if (idem !== undefined) r.set('idempotency-key', idem);
+  return r.send(body);
+};
+
+describe('Idempotency-Key on create', () => {
+  let h: Harness;
+  let key: string;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(async () => h.close());
+  beforeEach(async () => {
+    await h.reset();
+    key = (await h.newTenant()).api_key;
+  });
+
+  it('returns the same task for the same key and body, with no second upstream task', async () => {
+    const first = await post(h, key, { prompt: 'x', n: 2 }, 'order-42');
+    await h.waitForTask(first.body.data.task_id, (t) => t.state === 'succeed');
+    const again = await post(h, key, { n: 2, prompt: 'x' }, 'order-42');
+    expect(again.status).toBe(200);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body.data.task_id).toBe(first.body.data.task_id);
+    expect(await h.api.db.task.count()).toBe(1);
+    expect(h.sim.createdCount()).toBe(1);
+  });
+
+  it('refuses the same key with a different body, clearly, and changes nothing', async () => {
+    await post(h, key, { prompt: 'x' }, 'k1');
+    const res = await post(h, key, { prompt: 'y' }, 'k1');
+    expect(res.status).toBe(409);
+    expect(res.body).toMatchObject({ code: 1201, message: expect.stringMatching(/Idempotency-Key: .*different request body/) });
+    expect(await h.api.db.task.count()).toBe(1);
+  });
+
+  it('creates exactly one task when duplicates race in', async () => {
+    const results = await Promise.all(Array.from({ length: 12 }, () => post(h, key, { prompt: 'race' }, 'same-key')));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(results.map((r) => r.body.data.task_id)).size).toBe(1);
+    expect(await h.api.db.task.count()).toBe(1);
+    await h.waitForTask(results[0].body.data.task_id, (t) => t.state === 'succeed');
+    expect(h.sim.createdCount()).toBe(1);
+  });
+
+  it('keeps keys per tenant, and refuses a malformed key', async () => {
+    const other = (await h.newTenant('other')).api_key;
+    const a = await post(h, key, { prompt: 'x' }, 'shared');
+    const b = await post(h, other, { prompt: 'x' }, 'shared');
+    expect(a.body.data.task_id).not.toBe(b.body.data.task_id);
+    const bad = await post(h, key, { prompt: 'x' }, 'has space');
+    expect([bad.status, bad.body.code]).toEqual([400, 1201]);
+    expect(bad.body.message).toMatch(/Idempotency-Key/);
+  });
+});
+
+describe('retention', () => {
+  it('forgets a key after IDEMPOTENCY_TTL_HOURS', async () => {
+    const h = await startHarness({ workers: false, env: { IDEMPOTENCY_TTL_HOURS: '0.00003' } });
+    try {
+      const key = (await h.newTenant()).api_key;
+      const a = await post(h, key, { prompt: 'x' }, 'k');
+      await new Promise((r) => setTimeout(r, 200));
+      const b = await post(h, key, { prompt: 'x' }, 'k');
+      expect(b.status).toBe(200);
+      expect(b.body.data.task_id).not.toBe(a.body.data.task_id);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('rate limits', () => {
+  it("limits each tenant's requests per minute across API processes, with 429/1302 and Retry-After", async () => {
+    const h = await startHarness({ workers: false, env: { RATE_LIMIT_PER_MINUTE: '5' } });
+    // A second API process on the same Redis and Postgres.
+    const second = await startService({ ...h.config, ROLE: 'api' }, createLogger('silent'), h.config.KLING_BASE_URL!);
+    try {
+      const alice = (await h.newTenant('alice')).api_key;
+      const urls = [h.url, second.server!.url];
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++)
+        statuses.push(
+          (
+            await request(urls[i % 2])
+              .get('/v1/images/generations')
+              .set(bearer(alice))
+          ).status,
+        );
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+      const limited = await request(h.url).get('/v1/images/generations').set(bearer(alice));
+      expect(limited.body).toMatchObject({ code: 1302 });
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+      const bob = (await h.newTenant('bob')).api_key;
+      expect((await request(h.url).get('/v1/images/generations').set(bearer(bob))).status).toBe(200);
+    } finally {
+      await second.close();
+      await h.close();
+    }
+  });
+
+  it("caps a tenant's unfinished tasks, and still replays an accepted request", async () => {
+    const h = await startHarness({ workers: false, env: { MAX_UNFINISHED_TASKS: '2' } });
+    try {
+      const key = (await h.newTenant()).api_key;
+      const first = await post(h, key, { prompt: 'a' }, 'a');
+      await post(h, key, { prompt: 'b' });
+      const third = await post(h, key, { prompt: 'c' });
+      expect([third.status, third.body.code]).toEqual([429, 1302]);
+      expect(third.headers['retry-after']).toBeDefined();
+      expect((await post(h, key, { prompt: 'a' }, 'a')).body.data.task_id).toBe(first.body.data.task_id);
+      expect(await h.api.db.task.count()).toBe(2);
+    } finally {
+      await h.close();
+    }
+  });
+});
