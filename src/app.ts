@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import { tenantRateLimit } from './http/rate-limit';
+import { metricsRouter } from './observability/metrics.routes';
+import { queueDashboardRouter } from './observability/queue-dashboard';
 import { callbacksRouter } from './callbacks/callbacks.routes';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
@@ -26,6 +28,8 @@ export interface AppDeps {
   rateLimitPerMinute: number;
   maxUnfinishedTasks: number;
   queuePrefix: string;
+  /** ADMIN_TOKEN: enables /metrics and /admin/queues. */
+  adminToken?: string;
   redis: Redis;
   queues: Queues;
   log: Logger;
@@ -57,7 +61,9 @@ export function createApp(deps: AppDeps): Express {
       customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
     }),
   );
-  app.use(healthRouter(deps));
+  app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
+  app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));
+  app.use(queueDashboardRouter(deps.queues, deps.adminToken));
   app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
   app.use(
     '/v1/images/generations',

@@ -62,6 +62,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
         maxUnfinishedTasks: config.MAX_UNFINISHED_TASKS,
         queuePrefix: config.QUEUE_PREFIX,
+        adminToken: config.ADMIN_TOKEN,
       },
       config.PORT,
       config.HOST,

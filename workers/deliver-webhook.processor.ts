@@ -1,6 +1,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
+import { metrics } from '../src/observability/metrics';
 import { DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
 import { nextPendingOfTask, pendingPredecessor, recordAttempt } from '../src/webhooks/deliveries.service';
 import type { SecretBox } from '../src/tenants/secret-box';
@@ -61,6 +62,8 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
     const outcome = await recordAttempt(deps.db, d, result, deps.webhooks.schedule);
     if (!outcome) return 'raced';
     const next = outcome.delivery;
+    metrics.webhookAttempts.inc({ outcome: result.ok ? 'delivered' : next.status === 'pending' ? 'failed' : next.status });
+    if (result.ok) metrics.webhookLatency.observe((Date.now() - d.createdAt.getTime()) / 1000);
     deps.log.info(
       {
         task_id: d.taskId,

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Db } from '../src/db/client';
 import type { KlingClient } from '../src/kling/kling-client';
 import type { Logger } from '../src/logger';
+import { startHeartbeat } from '../src/observability/heartbeat';
 import { QUEUE, workerConnection, type Queues } from '../src/queues/queues';
 import type { TaskStore } from '../src/tasks/task-transitions';
 import type { SecretBox } from '../src/tenants/secret-box';
@@ -81,10 +82,12 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
     w.on('error', (err) => deps.log.error({ queue: w.name, err: err.message }, 'worker error'));
   }
   const scheduling = scheduleMaintenance(deps);
+  const heartbeat = startHeartbeat(deps.queues.maintenance.opts.connection as Redis, prefix);
   return {
     workers,
     async close() {
       scheduling.stop();
+      await heartbeat.stop();
       // Worker.close waits for the jobs in progress to finish (graceful shutdown).
       await Promise.allSettled(workers.map((w) => w.close()));
       await Promise.allSettled(connections.map((c) => c.quit()));

@@ -3,6 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
 import { UpstreamTask } from '../kling/kling-types';
+import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
 import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
 import { safeEqual } from '../tenants/tenants.service';
@@ -33,11 +34,16 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     const { taskId, token } = req.params;
     const task = await deps.db.task.findUnique({ where: { id: taskId }, select: { id: true, callbackToken: true } });
     // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
-    if (!task || !safeEqual(task.callbackToken, token)) throw new AppError('auth_invalid', 'invalid callback token');
+    if (!task || !safeEqual(task.callbackToken, token)) {
+      metrics.callbacks.inc({ outcome: 'unauthorized' });
+      throw new AppError('auth_invalid', 'invalid callback token');
+    }
     if (verifier) verifySignature(verifier, req);
     const body = UpstreamTask.safeParse(req.body);
+    if (!body.success) metrics.callbacks.inc({ outcome: 'invalid' });
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
     const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback');
+    metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
     const log = deps.log.child({ task_id: task.id, upstream_status: body.data.task_status, request_id: res.locals.requestId });
     if (outcome.applied) log.info({ state: outcome.task.state }, 'callback applied');
     else if (outcome.reason === 'unknown_status') log.warn('ALERT: callback with an undocumented task_status; task left as it is');
@@ -58,6 +64,7 @@ function verifySignature(verifier: Webhook, req: express.Request): void {
       'webhook-signature': req.get('webhook-signature') ?? '',
     });
   } catch {
+    metrics.callbacks.inc({ outcome: 'bad_signature' });
     throw new AppError('auth_invalid', 'invalid or missing webhook signature');
   }
 }

@@ -1,10 +1,12 @@
 import { Router } from 'express';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/client';
+import { workersAlive } from '../observability/heartbeat';
 
 export interface HealthDeps {
   db: Db;
   redis: Redis;
+  queuePrefix: string;
 }
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -27,19 +29,21 @@ export function healthRouter(deps: HealthDeps): Router {
     res.json({ code: 0, message: 'SUCCEED', request_id: res.locals.requestId, data: { status: 'alive' } });
   });
   r.get('/readyz', async (_req, res) => {
-    const [postgres, redis] = await Promise.all([
-      check(() => deps.db.$queryRaw`SELECT 1`),
-      check(async () => {
-        if (deps.redis.status !== 'ready') throw new Error('not connected');
-        return deps.redis.ping();
-      }),
-    ]);
-    const ready = postgres === 'ok' && redis === 'ok';
+    const redisUp = async () => {
+      if (deps.redis.status !== 'ready') throw new Error('not connected');
+      return deps.redis.ping();
+    };
+    // Ready means tasks will actually move: some worker process stamped its heartbeat lately.
+    const workersUp = async () => {
+      if (deps.redis.status !== 'ready' || (await workersAlive(deps.redis, deps.queuePrefix)) === 0) throw new Error('no heartbeat');
+    };
+    const [postgres, redis, workers] = await Promise.all([check(() => deps.db.$queryRaw`SELECT 1`), check(redisUp), check(workersUp)]);
+    const ready = postgres === 'ok' && redis === 'ok' && workers === 'ok';
     res.status(ready ? 200 : 503).json({
       code: ready ? 0 : 5001,
       message: ready ? 'SUCCEED' : 'not ready',
       request_id: res.locals.requestId,
-      data: { postgres, redis },
+      data: { postgres, redis, workers },
     });
   });
   return r;

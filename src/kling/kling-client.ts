@@ -1,4 +1,5 @@
 import jwt from 'jsonwebtoken';
+import { metrics } from '../observability/metrics';
 import { UpstreamTask } from './kling-types';
 import { classifyUpstreamAnswer, UpstreamError } from './upstream-errors';
 
@@ -62,7 +63,23 @@ export class KlingClient {
     }
   }
 
+  /** Every upstream call, measured: latency, and outcome (ok or the error kind). */
   private async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+    const op = method === 'POST' ? 'create' : 'query';
+    const end = metrics.upstreamLatency.startTimer({ op });
+    try {
+      const data = await this.send(method, path, body);
+      metrics.upstreamRequests.inc({ op, outcome: 'ok' });
+      return data;
+    } catch (err) {
+      metrics.upstreamRequests.inc({ op, outcome: err instanceof UpstreamError ? err.kind : 'error' });
+      throw err;
+    } finally {
+      end();
+    }
+  }
+
+  private async send(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
     const auth = this.authorization();
     if (auth) headers.authorization = auth;

@@ -2,6 +2,7 @@ import type { Db, Prisma, Task, TaskState } from '../db/client';
 import { isRecordNotFound, isUniqueViolation } from '../db/client';
 import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
+import { metrics } from '../observability/metrics';
 import { recordDeliveryInTx } from '../webhooks/outbox';
 import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
 
@@ -80,6 +81,10 @@ async function transition(store: TaskStore, task: Task, change: Change): Promise
       }
       return updated;
     });
+    if (isTerminal(change.to)) {
+      metrics.tasksFinished.inc({ status: change.to, reason: updated.failureReason ?? 'none' });
+      metrics.taskDuration.observe({ status: change.to }, (Date.now() - updated.createdAt.getTime()) / 1000);
+    }
     const effects = { deliveryIds: deliveryId ? [deliveryId] : [], slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0 };
     if (effects.deliveryIds.length || effects.slotsReleased) await store.afterCommit?.(effects).catch(() => undefined);
     return updated;

@@ -4,6 +4,7 @@ import { isUniqueViolation } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
 import type { Logger } from '../logger';
 import { enqueueSubmit, type Queues } from '../queues/queues';
+import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
 import { validateCreateTaskRequest } from './create-task.schema';
 import { IdempotencyKeyTaken, requestHash } from './idempotency';
@@ -83,6 +84,7 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown,
     if (isUniqueViolation(err)) throw invalidParameter('external_task_id: is already used by another task of yours');
     throw err;
   }
+  metrics.tasksCreated.inc();
   const queued = await enqueueSubmit(deps.queues, task.id);
   if (!queued) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
   return { task, replayed: false };

@@ -18,7 +18,7 @@ describe('durable before async', () => {
     const id = res.body.data.task_id;
     const ready = await request(h.url).get('/readyz');
     expect(ready.status).toBe(503);
-    expect(ready.body.data).toEqual({ postgres: 'ok', redis: 'down' });
+    expect(ready.body.data).toEqual({ postgres: 'ok', redis: 'down', workers: 'down' });
     const status = await request(h.url).get(`/v1/images/generations/${id}`).set(bearer(key));
     expect([status.status, status.body.code, status.body.data.task_id]).toEqual([200, 0, id]);
     await h.waitForTask(id, (t) => t.state === 'succeed');

@@ -1,0 +1,377 @@
+import { extendZodWithOpenApi, OpenAPIRegistry, OpenApiGeneratorV31, type ResponseConfig } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import { ERRORS, type ErrorName } from '../errors';
+import { UpstreamTask } from '../kling/kling-types';
+import { buildCreateTaskRequest } from '../tasks/create-task.schema';
+import type { TaskObject as ServedTaskObject, toCreatedObject } from '../tasks/task-view';
+import { ListQuery, TaskIdParam } from '../tasks/tasks.routes';
+import type { DeliveryView as ServedDeliveryView } from '../webhooks/deliveries.service';
+import { EVENT_TYPE } from '../webhooks/outbox';
+import { USER_AGENT } from '../webhooks/webhook-sender';
+import { API_DESCRIPTION, ERROR_TEXT, SECURITY_SCHEMES, WEBHOOK_DESCRIPTION } from './openapi.text';
+
+// Adds `.openapi()` to zod's prototype; idempotent, and it changes nothing about validation.
+extendZodWithOpenApi(z);
+
+const millis = (what: string) => z.int().describe(`${what}, Unix time in milliseconds`);
+const nullableMillis = (what: string) => millis(what).nullable();
+
+export const TaskStatus = z
+  .enum(['submitted', 'processing', 'succeed', 'failed'])
+  .openapi('TaskStatus', { description: "Kling's status values, exactly. A task still in our queue shows as `submitted`." });
+
+const ResultImage = z
+  .object({ index: z.int(), url: z.string().describe('Image URL'), watermark_url: z.string().optional().describe('Watermarked image URL') })
+  .openapi('ResultImage');
+
+const TrackerExtension = z
+  .object({
+    state: z
+      .enum(['queued', 'submitted', 'processing', 'succeed', 'failed', 'canceling', 'canceled', 'timed_out'])
+      .describe('Internal state: Kling\'s `failed` split by why, and `queued` for a task not yet sent upstream'),
+    queue_position: z.int().optional().describe('Place among tasks waiting to be submitted (queued tasks only)'),
+    slots_held: z.int().describe('Upstream concurrency slots this task holds'),
+    next_poll_at: nullableMillis('Next upstream status poll'),
+    failure_reason: z
+      .string()
+      .nullable()
+      .describe('upstream_failed, upstream_rejected, upstream_unavailable, canceled, queue_timeout, start_timeout or total_timeout'),
+    upstream_task_id: z.string().nullable().describe("Kling's task_id, once submitted"),
+    model_name: z.string(),
+    n: z.int(),
+    submit_attempts: z.int(),
+    submitted_at: nullableMillis('Accepted by the upstream'),
+    finished_at: nullableMillis('Reached succeed or failed'),
+  })
+  .openapi('TrackerExtension', { description: "kling-tracker's extension: everything that is not Kling's lives under this one key." });
+
+export const TaskObject = z
+  .object({
+    task_id: z.string().describe("This service's task id"),
+    task_status: TaskStatus,
+    task_status_msg: z.string().describe('Why a task failed (empty otherwise)'),
+    task_info: z.object({ external_task_id: z.string().optional().describe('Your own id, when you gave one') }),
+    task_result: z.object({ images: z.array(ResultImage) }),
+    created_at: millis('Created'),
+    updated_at: millis('Last change'),
+    tracker: TrackerExtension,
+  })
+  .openapi('TaskObject', { description: "Kling's task object (GET answer and webhook body) plus the `tracker` extension." });
+
+const CreatedTask = z
+  .object({
+    task_id: z.string(),
+    task_status: z.literal('submitted'),
+    task_info: z.object({ external_task_id: z.string().optional() }),
+    created_at: millis('Created'),
+    updated_at: millis('Last change'),
+  })
+  .openapi('CreatedTask');
+
+const DeliveryView = z
+  .object({
+    webhook_id: z.string().describe('The Standard Webhooks `webhook-id`: stable across retries and redeliveries'),
+    event_type: z.enum(Object.values(EVENT_TYPE) as [string, ...string[]]),
+    status: z.enum(['pending', 'delivered', 'gone', 'dead']),
+    url: z.string().describe('The callback_url'),
+    seq: z.int().describe('Order among the task\'s events'),
+    chain: z.int().describe('0 for the first attempt chain, +1 per redelivery'),
+    attempt_count: z.int(),
+    next_attempt_at: nullableMillis('Next attempt'),
+    last_error: z.string().nullable(),
+    created_at: millis('Created'),
+    delivered_at: nullableMillis('Delivered'),
+    body: z.unknown().describe('The task object as sent'),
+    attempts: z.array(
+      z.object({
+        chain: z.int(),
+        attempt: z.int(),
+        at: millis('Started'),
+        duration_ms: z.int(),
+        http_status: z.int().nullable(),
+        error: z.string().nullable(),
+        response_body: z.string().nullable().describe('First 1 KB of the answer'),
+      }),
+    ),
+  })
+  .openapi('DeliveryView');
+
+// tsc fails here when the documented shapes drift from what the service actually serves.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export const shapesInSync: [
+  Same<z.infer<typeof TaskObject>, ServedTaskObject>,
+  Same<z.infer<typeof CreatedTask>, ReturnType<typeof toCreatedObject>>,
+  Same<z.infer<typeof DeliveryView>, ServedDeliveryView>,
+] = [true, true, true];
+
+const envelopeOf = (name: string, data: z.ZodType) =>
+  z
+    .object({ code: z.literal(0), message: z.string().openapi({ example: 'SUCCEED' }), request_id: z.string(), data })
+    .openapi(name, { description: "Kling's envelope; `code` 0 means success" });
+
+const ERROR_CODES = [...new Set(Object.values(ERRORS).map((e) => e.code))].sort((a, b) => a - b);
+const ErrorBody = z
+  .object({
+    code: z.int().openapi({ enum: ERROR_CODES }),
+    message: z.string().describe('What went wrong; for 1201 it starts with the field'),
+    request_id: z.string(),
+  })
+  .openapi('Error', { description: 'Every error answer: the envelope without data. Never a stack trace.' });
+
+/** Error responses for the given errors, grouped by HTTP status, one example per business code. */
+function errors(...names: ErrorName[]): Record<string, ResponseConfig> {
+  const out: Record<string, ResponseConfig> = {};
+  for (const name of names) {
+    const { http, code } = ERRORS[name];
+    const r = (out[http] ??= { description: '', content: { 'application/json': { schema: ErrorBody, examples: {} } } });
+    r.description += `${r.description ? '; ' : ''}${code}: ${ERROR_TEXT[name]}`;
+    const media = r.content!['application/json'] as { examples: Record<string, object> };
+    media.examples[name] = { value: { code, message: ERROR_TEXT[name], request_id: '7d0c0d6e-8d0a-4c43-9d3e-2a2f3c1f2b1a' } };
+    if (name === 'rate_limited') {
+      r.headers = z.object({ 'retry-after': z.int().describe('Seconds to wait before retrying') });
+    }
+  }
+  return out;
+}
+
+const AUTH: ErrorName[] = ['auth_failed', 'auth_missing', 'auth_invalid', 'token_not_yet_valid', 'token_expired'];
+const TENANT: ErrorName[] = [...AUTH, 'rate_limited', 'internal', 'unavailable'];
+// Every tenant POST goes through the JSON body parser first, so these apply even without a body.
+const TENANT_POST: ErrorName[] = ['invalid_request', 'payload_too_large', ...TENANT];
+
+const ok = (description: string, schema: z.ZodType): ResponseConfig => ({ description, content: { 'application/json': { schema } } });
+const idParams = z.object({ id: TaskIdParam.openapi({ description: 'Our task_id, or your external_task_id', example: 'demo-1' }) });
+const PUBLIC: Record<string, string[]>[] = [];
+
+function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): void {
+  const body = reg.register('CreateTaskRequest', buildCreateTaskRequest(models));
+  const taskAnswer = envelopeOf('TaskResponse', TaskObject);
+  const base = '/v1/images/generations';
+  reg.registerPath({
+    method: 'post',
+    path: base,
+    tags: ['Tasks'],
+    summary: 'Create a task',
+    description:
+      "Kling's body, checked completely before anything is stored; unknown fields are refused. Also checked across fields: " +
+      '`negative_prompt` is refused together with `image`; `image_reference` requires `image`; `element_list` plus the image ' +
+      'are at most 10. `callback_url` and `external_task_id` are yours: they are never sent upstream. Answers as soon as the ' +
+      'task is committed, before any upstream call.',
+    request: {
+      headers: z.object({
+        'Idempotency-Key': z
+          .string()
+          .min(1)
+          .max(255)
+          .regex(/^[!-~]+$/)
+          .optional()
+          .describe(
+            'Same key and body from the same tenant within IDEMPOTENCY_TTL_HOURS (24): the same task, answer header ' +
+              '`idempotent-replayed: true`, no second upstream call. Same key, other body: 409/1201.',
+          ),
+      }),
+      body: {
+        required: true,
+        content: { 'application/json': { schema: body, example: { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' } } },
+      },
+    },
+    responses: {
+      200: {
+        ...ok('Recorded; `task_status` is always `submitted`', envelopeOf('CreateTaskResponse', CreatedTask)),
+        headers: z.object({ 'idempotent-replayed': z.literal('true').optional().describe('Present when an earlier task was returned') }),
+      },
+      ...errors('invalid_parameter', 'conflict', 'unsupported_media_type', ...TENANT_POST),
+    },
+  });
+  reg.registerPath({
+    method: 'get',
+    path: base,
+    tags: ['Tasks'],
+    summary: 'List your tasks, newest first',
+    description: 'Kling paging. With `external_task_id`, answers that one task object instead of a list.',
+    request: { query: ListQuery.extend({ external_task_id: z.string().optional().describe('Look one task up by your own id') }) },
+    responses: {
+      200: ok('A page of task objects (or one, with external_task_id)', envelopeOf('TaskListResponse', z.union([z.array(TaskObject), TaskObject]))),
+      ...errors('invalid_parameter', 'not_found', ...TENANT),
+    },
+  });
+  reg.registerPath({
+    method: 'get',
+    path: `${base}/{id}`,
+    tags: ['Tasks'],
+    summary: 'Get a task',
+    request: {
+      params: idParams,
+      query: z.object({
+        wait: z.coerce
+          .number()
+          .int()
+          .min(0)
+          .max(60)
+          .optional()
+          .describe('Long poll: wait up to this many seconds for the next status change (an already finished task answers at once)'),
+      }),
+    },
+    responses: { 200: ok('The task object', taskAnswer), ...errors('invalid_parameter', 'not_found', ...TENANT) },
+  });
+  reg.registerPath({
+    method: 'get',
+    path: `${base}/{id}/events`,
+    tags: ['Tasks'],
+    summary: 'Follow a task (Server-Sent Events)',
+    request: { params: idParams },
+    responses: {
+      200: {
+        description:
+          'An SSE stream: one event per status change, each `data:` line a TaskObject as JSON (see the TaskObject schema); ' +
+          'the stream ends after the terminal status (`succeed` or `failed`).',
+        content: { 'text/event-stream': { schema: { type: 'string' }, example: 'data: {"task_id":"...","task_status":"processing",...}\n\n' } },
+      },
+      ...errors('invalid_parameter', 'not_found', ...TENANT),
+    },
+  });
+  reg.registerPath({
+    method: 'post',
+    path: `${base}/{id}/cancel`,
+    tags: ['Tasks'],
+    summary: 'Cancel a task',
+    description:
+      'Not yet at the upstream: ends at once (`failed`, `tracker.state: "canceled"`). Already upstream (Kling cannot cancel): ' +
+      '`tracker.state: "canceling"`, its result is discarded when it arrives. A finished task: 400/1201. Webhooks follow.',
+    request: { params: idParams },
+    responses: { 200: ok('The task after the cancel', taskAnswer), ...errors('invalid_parameter', 'not_found', ...TENANT_POST) },
+  });
+  registerDeliveryRoutes(reg, base);
+}
+
+function registerDeliveryRoutes(reg: OpenAPIRegistry, base: string): void {
+  reg.registerPath({
+    method: 'get',
+    path: `${base}/{id}/deliveries`,
+    tags: ['Webhooks'],
+    summary: "List a task's webhook deliveries, each with every attempt",
+    request: { params: idParams },
+    responses: {
+      200: ok('Deliveries in event order', envelopeOf('DeliveryListResponse', z.array(DeliveryView))),
+      ...errors('not_found', ...TENANT),
+    },
+  });
+  reg.registerPath({
+    method: 'post',
+    path: `${base}/{id}/deliveries/{webhook_id}/redeliver`,
+    tags: ['Webhooks'],
+    summary: 'Send a finished delivery again',
+    description: 'A new attempt chain with the same `webhook-id` and body. A delivery still pending: 400/1201.',
+    request: { params: idParams.extend({ webhook_id: z.string().describe('The delivery\'s webhook_id (`msg_...`)') }) },
+    responses: { 200: ok('The delivery, pending again', envelopeOf('DeliveryResponse', DeliveryView)), ...errors('invalid_parameter', 'not_found', ...TENANT_POST) },
+  });
+}
+
+function registerOperationRoutes(reg: OpenAPIRegistry): void {
+  const open = { security: PUBLIC };
+  const standardHeaders = z.object({
+    'webhook-id': z.string().optional(),
+    'webhook-timestamp': z.string().optional(),
+    'webhook-signature': z.string().optional(),
+  });
+  reg.registerPath({
+    method: 'post',
+    path: '/callbacks/kling/{taskId}/{token}',
+    tags: ['Upstream'],
+    summary: "The upstream's callback (not for clients)",
+    description:
+      'The URL we give Kling for each task; the token makes it unguessable. Applied through the same forward-only status ' +
+      'machine as polls. With KLING_WEBHOOK_SECRET set, the Standard Webhooks headers are required. 5xx only when the ' +
+      'update could not be recorded, so a retrying upstream retries.',
+    ...open,
+    request: {
+      params: z.object({ taskId: z.string(), token: z.string() }),
+      headers: standardHeaders,
+      body: { required: true, content: { 'application/json': { schema: UpstreamTask.openapi('UpstreamTask') } } },
+    },
+    responses: {
+      200: ok('Recorded or harmlessly ignored', envelopeOf('CallbackResponse', z.object({ applied: z.boolean() }))),
+      ...errors('invalid_request', 'invalid_parameter', 'auth_invalid', 'payload_too_large', 'internal', 'unavailable'),
+    },
+  });
+  const health = (path: string, summary: string, responses: Record<string, ResponseConfig>) =>
+    reg.registerPath({ method: 'get', path, tags: ['Operations'], summary, ...open, responses });
+  const readiness = z.object({
+    code: z.int().openapi({ enum: [0, 5001] }),
+    message: z.string(),
+    request_id: z.string(),
+    data: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']) }),
+  });
+  health('/healthz', 'The process is alive', { 200: ok('Alive', envelopeOf('HealthResponse', z.object({ status: z.literal('alive') }))) });
+  health('/readyz', 'Postgres and Redis answer', { 200: ok('Ready', readiness), 503: ok('Not ready (code 5001)', readiness) });
+  health('/openapi.json', 'This document', { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } });
+  health('/docs', 'Interactive API reference', { 200: { description: 'Swagger UI', content: { 'text/html': { schema: { type: 'string' } } } } });
+  const admin = [{ adminToken: [] }, { adminBasic: [] }];
+  const adminErrors = errors('auth_missing', 'auth_invalid', 'route_not_found');
+  adminErrors[404].description = `Without ADMIN_TOKEN configured; ${adminErrors[404].description}`;
+  reg.registerPath({
+    method: 'get',
+    path: '/metrics',
+    tags: ['Operations'],
+    summary: 'Prometheus metrics',
+    security: admin,
+    responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...adminErrors },
+  });
+  reg.registerPath({
+    method: 'get',
+    path: '/admin/queues',
+    tags: ['Operations'],
+    summary: 'Queue dashboard (Bull Board)',
+    security: admin,
+    responses: { 200: { description: 'HTML dashboard', content: { 'text/html': { schema: { type: 'string' } } } }, ...adminErrors },
+  });
+}
+
+function registerWebhook(reg: OpenAPIRegistry): void {
+  reg.registerWebhook({
+    method: 'post',
+    path: 'taskStatusChanged',
+    tags: ['Webhooks'],
+    summary: "Sent to a task's callback_url on every change of its status",
+    description: WEBHOOK_DESCRIPTION,
+    security: PUBLIC,
+    request: {
+      headers: z.object({
+        'webhook-id': z.string().describe('Event id (`msg_...`): the same on every retry and redelivery; deduplicate on it'),
+        'webhook-timestamp': z.string().describe('Unix seconds of this attempt, signed'),
+        'webhook-signature': z
+          .string()
+          .describe('`v1,<base64 HMAC-SHA256>` per active secret, space-separated (two during a secret rotation)'),
+        'content-type': z.literal('application/json'),
+        'user-agent': z.literal(USER_AGENT),
+      }),
+      body: { required: true, content: { 'application/json': { schema: TaskObject } } },
+    },
+    responses: {
+      '2XX': { description: 'Delivered: no further attempts' },
+      410: { description: 'Gone: stops retrying this delivery' },
+      default: { description: 'Any other answer, a timeout or a redirect: retried (Retry-After honoured on 429/503)' },
+    },
+  });
+}
+
+/** The OpenAPI 3.1 document of the whole service, generated from the zod schemas that validate it. */
+export function buildOpenApiDocument(opts: { models: readonly string[]; serverUrl?: string }): object {
+  const reg = new OpenAPIRegistry();
+  for (const [name, scheme] of Object.entries(SECURITY_SCHEMES)) reg.registerComponent('securitySchemes', name, scheme);
+  registerTaskRoutes(reg, opts.models);
+  registerOperationRoutes(reg);
+  registerWebhook(reg);
+  return new OpenApiGeneratorV31(reg.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: { title: 'kling-tracker', version: '0.1.0', description: API_DESCRIPTION },
+    servers: [{ url: opts.serverUrl ?? '/' }],
+    security: [{ apiKey: [] }, { klingJwt: [] }],
+    tags: [
+      { name: 'Tasks', description: 'Kling-compatible image generation' },
+      { name: 'Webhooks', description: 'Outgoing webhooks to your callback_url' },
+      { name: 'Operations' },
+      { name: 'Upstream', description: 'Called by Kling, not by clients' },
+    ],
+  });
+}

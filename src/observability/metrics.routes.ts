@@ -1,0 +1,42 @@
+import { Router } from 'express';
+import type { Db } from '../db/client';
+import { adminOnly } from '../http/admin-auth';
+import type { Queues } from '../queues/queues';
+import { slotsInUse } from '../tasks/task-slots';
+import { metrics, registry } from './metrics';
+
+export interface MetricsDeps {
+  db: Db;
+  queues: Queues;
+  adminToken?: string;
+}
+
+/** GET /metrics (Prometheus text), behind ADMIN_TOKEN. Database and queue gauges are read now. */
+export function metricsRouter(deps: MetricsDeps): Router {
+  const r = Router();
+  r.get('/metrics', adminOnly(deps.adminToken), async (_req, res) => {
+    await Promise.allSettled([refreshTaskGauges(deps.db), refreshQueueGauges(deps.queues)]);
+    res.set('content-type', registry.contentType).send(await registry.metrics());
+  });
+  return r;
+}
+
+async function refreshTaskGauges(db: Db): Promise<void> {
+  const byState = await db.task.groupBy({ by: ['state'], _count: true });
+  metrics.tasks.reset();
+  for (const row of byState) metrics.tasks.set({ state: row.state }, row._count);
+  const terminal = await db.task.groupBy({ by: ['state', 'failureReason'], where: { state: { in: ['succeed', 'failed'] } }, _count: true });
+  metrics.tasksTerminal.reset();
+  for (const row of terminal) metrics.tasksTerminal.set({ status: row.state, reason: row.failureReason ?? 'none' }, row._count);
+  metrics.slotsInUse.set(await slotsInUse(db));
+}
+
+async function refreshQueueGauges(queues: Queues): Promise<void> {
+  if (!queues.connected()) return;
+  for (const q of [queues.submit, queues.deliver, queues.maintenance]) {
+    const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
+    for (const [state, n] of Object.entries(counts)) metrics.queueJobs.set({ queue: q.name, state }, n);
+    const [oldest] = await q.getJobs(['waiting'], 0, 0, true);
+    metrics.queueOldestWait.set({ queue: q.name }, oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
+  }
+}

@@ -1,0 +1,80 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Prometheus metrics of this process. Event counters count what this process did (a deployment
+ * sums them over processes); the task gauges are read from Postgres at scrape time, so they match
+ * the database whichever process made the changes.
+ */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'kt_process_' });
+
+const durations = [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600];
+const latencies = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+export const metrics = {
+  tasksCreated: new Counter({ name: 'kt_tasks_created_total', help: 'Tasks accepted by this API process', registers: [registry] }),
+  tasksFinished: new Counter({
+    name: 'kt_tasks_finished_total',
+    help: 'Tasks this process moved to a terminal state, by client status and internal reason',
+    labelNames: ['status', 'reason'],
+    registers: [registry],
+  }),
+  taskDuration: new Histogram({
+    name: 'kt_task_duration_seconds',
+    help: 'Time from create to terminal state',
+    labelNames: ['status'],
+    buckets: durations,
+    registers: [registry],
+  }),
+  upstreamRequests: new Counter({
+    name: 'kt_upstream_requests_total',
+    help: 'Calls to the upstream by operation and outcome (ok or the error kind)',
+    labelNames: ['op', 'outcome'],
+    registers: [registry],
+  }),
+  upstreamLatency: new Histogram({
+    name: 'kt_upstream_request_duration_seconds',
+    help: 'Latency of upstream calls',
+    labelNames: ['op'],
+    buckets: latencies,
+    registers: [registry],
+  }),
+  callbacks: new Counter({
+    name: 'kt_callbacks_received_total',
+    help: 'Upstream callbacks by outcome (applied, duplicate, stale, not_forward, unknown_status, unauthorized, invalid ...)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  }),
+  webhookAttempts: new Counter({
+    name: 'kt_webhook_attempts_total',
+    help: 'Outgoing webhook attempts by outcome (delivered, failed, gone, dead)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  }),
+  webhookLatency: new Histogram({
+    name: 'kt_webhook_delivery_latency_seconds',
+    help: 'Time from a status change to its successful delivery to the client',
+    buckets: latencies,
+    registers: [registry],
+  }),
+  tasks: new Gauge({ name: 'kt_tasks', help: 'Tasks in the database by internal state', labelNames: ['state'], registers: [registry] }),
+  tasksTerminal: new Gauge({
+    name: 'kt_tasks_terminal',
+    help: 'Finished tasks in the database by client status and internal reason',
+    labelNames: ['status', 'reason'],
+    registers: [registry],
+  }),
+  slotsInUse: new Gauge({ name: 'kt_upstream_slots_in_use', help: 'Upstream concurrency slots held by tasks', registers: [registry] }),
+  queueJobs: new Gauge({
+    name: 'kt_queue_jobs',
+    help: 'BullMQ jobs by queue and state',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+  }),
+  queueOldestWait: new Gauge({
+    name: 'kt_queue_oldest_waiting_seconds',
+    help: 'Age of the oldest job waiting in each queue (0 when none)',
+    labelNames: ['queue'],
+    registers: [registry],
+  }),
+};
