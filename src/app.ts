@@ -13,6 +13,7 @@ import { redactUrl } from './http/redact';
 import { requestId } from './http/request-id';
 import type { Logger } from './logger';
 import type { Queues } from './queues/queues';
+import type { TaskChanges } from './tasks/task-changes';
 import type { TaskStore } from './tasks/task-transitions';
 import type { SecretBox } from './tenants/secret-box';
 import { tasksRouter } from './tasks/tasks.routes';
@@ -30,6 +31,7 @@ export interface AppDeps {
   queuePrefix: string;
   /** ADMIN_TOKEN: enables /metrics and /admin/queues. */
   adminToken?: string;
+  changes: TaskChanges;
   redis: Redis;
   queues: Queues;
   log: Logger;

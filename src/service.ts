@@ -8,6 +8,7 @@ import { createProducerConnection, createQueues, enqueueDeliveries, type Queues 
 import type { TaskStore } from './tasks/task-transitions';
 import { secretBoxFor, type SecretBox } from './tenants/secret-box';
 import { dispatchWaiting } from './queues/dispatch';
+import { createTaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
 
 export interface Service {
@@ -35,10 +36,12 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     submitAttempts: config.SUBMIT_ATTEMPTS,
     submitBackoffMs: config.SUBMIT_BACKOFF_MS,
   });
+  const changes = createTaskChanges({ db, publisher: redis, redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX });
   const store: TaskStore = {
     db,
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
-    afterCommit: async ({ deliveryIds, slotsReleased }) => {
+    afterCommit: async ({ taskId, deliveryIds, slotsReleased }) => {
+      changes.publish(taskId);
       if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
         log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
       }
@@ -63,6 +66,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         maxUnfinishedTasks: config.MAX_UNFINISHED_TASKS,
         queuePrefix: config.QUEUE_PREFIX,
         adminToken: config.ADMIN_TOKEN,
+        changes,
       },
       config.PORT,
       config.HOST,
@@ -107,6 +111,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   service.close = async () => {
     await service.server?.close();
     await service.workers?.close();
+    await changes.close();
     // With Redis unreachable a graceful close would wait for a connection that never comes.
     if (redis.status === 'ready') {
       await queues.close();

@@ -21,6 +21,8 @@ import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from '.
 
 /** What a committed change asks of the queues: send new webhooks, let waiting tasks take freed slots. */
 export interface CommitEffects {
+  /** The task that changed (waiters on it are woken). */
+  taskId: string;
   deliveryIds: string[];
   slotsReleased: number;
 }
@@ -85,8 +87,12 @@ async function transition(store: TaskStore, task: Task, change: Change): Promise
       metrics.tasksFinished.inc({ status: change.to, reason: updated.failureReason ?? 'none' });
       metrics.taskDuration.observe({ status: change.to }, (Date.now() - updated.createdAt.getTime()) / 1000);
     }
-    const effects = { deliveryIds: deliveryId ? [deliveryId] : [], slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0 };
-    if (effects.deliveryIds.length || effects.slotsReleased) await store.afterCommit?.(effects).catch(() => undefined);
+    const effects = {
+      taskId: task.id,
+      deliveryIds: deliveryId ? [deliveryId] : [],
+      slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0,
+    };
+    await store.afterCommit?.(effects).catch(() => undefined);
     return updated;
   } catch (err) {
     if (isRecordNotFound(err)) return null;

@@ -5,7 +5,7 @@ import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
 import { createTask, findTask, listTasks, type TasksDeps } from './tasks.service';
 import { parseIdempotencyKey } from './idempotency';
-import { queuePosition } from './task-slots';
+import { addWatchRoutes } from './task-watch.routes';
 import { cancelTask } from './task-transitions';
 import { toCreatedObject, toTaskObject } from './task-view';
 
@@ -43,13 +43,7 @@ export function tasksRouter(deps: TasksDeps): Router {
     res.json(envelope(res.locals.requestId, tasks.map(toTaskObject)));
   });
 
-  r.get('/:id', async (req, res) => {
-    const id = TaskIdParam.safeParse(req.params.id);
-    if (!id.success) throw invalidParameter('id: must be 1 to 256 characters');
-    const task = await findTask(deps.db, res.locals.tenant.id, id.data);
-    const position = task.state === 'queued' ? await queuePosition(deps.db, task) : undefined;
-    res.json(envelope(res.locals.requestId, toTaskObject(task, position)));
-  });
+  addWatchRoutes(r, deps);
 
   r.post('/:id/cancel', async (req, res) => {
     const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));

@@ -8,6 +8,7 @@ import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
 import { validateCreateTaskRequest } from './create-task.schema';
 import { IdempotencyKeyTaken, requestHash } from './idempotency';
+import type { TaskChanges } from './task-changes';
 import { insertTask, type TaskStore } from './task-transitions';
 
 export interface TasksDeps {
@@ -20,6 +21,7 @@ export interface TasksDeps {
   /** How long an Idempotency-Key is remembered (IDEMPOTENCY_TTL_HOURS), in ms. */
   idempotencyTtlMs: number;
   maxUnfinishedTasks: number;
+  changes: TaskChanges;
 }
 
 export interface CreateOptions {

@@ -1,0 +1,80 @@
+import http from 'node:http';
+import request from 'supertest';
+import { bearer } from '../helpers/fixtures';
+import { startHarness, type Harness } from '../helpers/harness';
+
+jest.setTimeout(30_000);
+
+let h: Harness;
+let key: string;
+beforeAll(async () => {
+  h = await startHarness({ simulator: { processingAfterMs: 300, finishAfterMs: 300 } });
+  key = (await h.newTenant()).api_key;
+});
+afterAll(async () => h.close());
+
+const create = async () =>
+  (await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x' })).body.data.task_id as string;
+
+/** Reads a whole SSE stream (it must end by itself) into its events. */
+function readEvents(path: string, token: string): Promise<{ status: number; events: { event: string; data: Record<string, unknown> }[] }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${h.url}${path}`, { headers: bearer(token) }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () => {
+          const events = text
+            .split('\n\n')
+            .filter((block) => block.includes('data: '))
+            .map((block) => ({
+              event: /^event: (.*)$/m.exec(block)?.[1] ?? 'message',
+              data: JSON.parse(/^data: (.*)$/m.exec(block)![1]) as Record<string, unknown>,
+            }));
+          resolve({ status: res.statusCode ?? 0, events });
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+describe('waiting for a task without tight polling', () => {
+  it('long poll: answers as soon as the task changes, with the new state', async () => {
+    const id = await create();
+    const first = await h.waitForTask(id, (t) => t.state === 'submitted');
+    // wait=60 and a 30 s test timeout: only a wake-up on the change can pass this.
+    const res = await request(h.url).get(`/v1/images/generations/${id}?wait=60`).set(bearer(key));
+    expect(res.status).toBe(200);
+    const after = await h.api.db.task.findUniqueOrThrow({ where: { id } });
+    expect(after.eventSeq).toBeGreaterThan(first.eventSeq);
+    expect(['processing', 'succeed']).toContain(res.body.data.task_status);
+  });
+
+  it('long poll: answers at once for a finished task, and refuses a bad wait', async () => {
+    const id = await create();
+    await h.waitForTask(id, (t) => t.state === 'succeed');
+    const done = await request(h.url).get(`/v1/images/generations/${id}?wait=60`).set(bearer(key));
+    expect(done.body.data.task_status).toBe('succeed');
+    for (const bad of ['61', '-1', 'soon', '1.5']) {
+      const res = await request(h.url).get(`/v1/images/generations/${id}?wait=${bad}`).set(bearer(key));
+      expect([res.status, res.body.code]).toEqual([400, 1201]);
+    }
+  });
+
+  it('SSE: one event per status change, in order, closing after the terminal one', async () => {
+    const id = await create();
+    const { status, events } = await readEvents(`/v1/images/generations/${id}/events`, key);
+    expect(status).toBe(200);
+    expect(events.map((e) => e.data.task_status)).toEqual(['submitted', 'processing', 'succeed']);
+    expect(events.every((e) => e.event === 'task' && e.data.task_id === id)).toBe(true);
+    expect((events[2].data.task_result as { images: unknown[] }).images).toHaveLength(1);
+  });
+
+  it('is tenant-scoped', async () => {
+    const id = await create();
+    const other = (await h.newTenant('other')).api_key;
+    expect((await request(h.url).get(`/v1/images/generations/${id}?wait=1`).set(bearer(other))).status).toBe(404);
+    expect((await readEvents(`/v1/images/generations/${id}/events`, other)).status).toBe(404);
+  });
+});
