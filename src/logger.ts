@@ -6,8 +6,10 @@ export type { Logger };
  * JSON lines by default; fields that could carry secrets or whole images are redacted wherever
  * they appear, so a careless `log.info({ req })` cannot leak them.
  */
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
+export function createLogger(level: string, base: Record<string, unknown> = {}, pretty = false): Logger {
   return pino({
+    // A person at a terminal gets readable lines; everything else (files, pipes, collectors) JSON.
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
     level,
     base: { service: 'kling-tracker', ...base },
     redact: {

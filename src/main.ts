@@ -9,7 +9,7 @@ import { createKlingSimulator } from './simulator/kling-simulator';
 async function main(): Promise<void> {
   loadDotEnv();
   const config = loadConfig();
-  const log = createLogger(config.LOG_LEVEL, { role: config.ROLE });
+  const log = createLogger(config.LOG_LEVEL, { role: config.ROLE }, Boolean(process.stdout.isTTY) && config.NODE_ENV !== 'production');
   await prepareDatabase(config.DATABASE_URL);
   log.info('database ready (migrations applied)');
 

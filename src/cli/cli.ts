@@ -19,7 +19,9 @@ async function main(argv: string[]): Promise<number> {
   if (group !== 'keys' || !command) return usage();
   loadDotEnv();
   const config = loadConfig();
-  await prepareDatabase(config.DATABASE_URL);
+  // The first run creates and migrates the database, which takes a few seconds: say so.
+  const slow = setTimeout(() => console.error('preparing the database (creating it and applying migrations)...'), 500);
+  await prepareDatabase(config.DATABASE_URL).finally(() => clearTimeout(slow));
   const db = createDb(config.DATABASE_URL, 1);
   const secrets = secretBoxFor(config);
   try {

@@ -8,7 +8,80 @@ import { ListQuery, TaskIdParam } from '../tasks/tasks.routes';
 import type { DeliveryView as ServedDeliveryView } from '../webhooks/deliveries.service';
 import { EVENT_TYPE } from '../webhooks/outbox';
 import { USER_AGENT } from '../webhooks/webhook-sender';
-import { API_DESCRIPTION, ERROR_TEXT, SECURITY_SCHEMES, WEBHOOK_DESCRIPTION } from './openapi.text';
+
+/** One line per error, for the description table and the error responses. */
+const ERROR_TEXT: Record<ErrorName, string> = {
+  invalid_request: 'malformed request: body is not valid JSON, or an unsupported encoding',
+  invalid_parameter: 'invalid parameter (the message names the field), or an action the task does not allow now',
+  auth_failed: 'authentication failed',
+  auth_missing: 'Authorization header missing',
+  auth_invalid: 'invalid credentials: unknown key, malformed header, bad JWT signature or claims',
+  token_not_yet_valid: 'JWT not valid yet (nbf in the future)',
+  token_expired: 'JWT expired',
+  route_not_found: 'no such route',
+  not_found: "task or delivery not found (another tenant's task too)",
+  payload_too_large: 'body too large (15 MB; 1 MB for upstream callbacks)',
+  unsupported_media_type: 'body is not JSON (Content-Type: application/json)',
+  conflict: 'Idempotency-Key already used with another body',
+  rate_limited: 'too many requests (RATE_LIMIT_PER_MINUTE) or, on create, unfinished tasks (MAX_UNFINISHED_TASKS); see Retry-After',
+  internal: 'internal error (no internals in the answer)',
+  unavailable: 'temporarily unavailable (the database is down); retry later',
+};
+
+const SECURITY_SCHEMES = {
+  apiKey: { type: 'http', scheme: 'bearer', description: '`Authorization: Bearer <api_key>`, the `api_key` printed by `keys create`.' },
+  klingJwt: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description:
+      "Kling's AK/SK form, so existing Kling clients work unchanged: `Authorization: Bearer <JWT>`, the JWT signed HS256 " +
+      'with your `secret_key`, claims `{iss: <access_key>, exp, nbf}`. Only HS256; `exp` is required; 5 s clock ' +
+      'tolerance. Expired: 401/1004; not yet valid: 401/1003; anything else wrong: 401/1002.',
+  },
+  adminToken: {
+    type: 'http',
+    scheme: 'bearer',
+    description: '`Authorization: Bearer <ADMIN_TOKEN>`; without ADMIN_TOKEN set the admin routes answer 404.',
+  },
+  adminBasic: { type: 'http', scheme: 'basic', description: 'For browsers: any user name, ADMIN_TOKEN as the password.' },
+} as const;
+
+const byStatus = (a: ErrorName, b: ErrorName) => ERRORS[a].http - ERRORS[b].http || ERRORS[a].code - ERRORS[b].code;
+const errorTable = () =>
+  (Object.keys(ERRORS) as ErrorName[])
+    .sort(byStatus)
+    .map((name) => `| ${ERRORS[name].http} | ${ERRORS[name].code} | ${ERROR_TEXT[name]} |`)
+    .join('\n');
+
+const API_DESCRIPTION = `A self-hosted backend in front of Kling's image generation API: same paths, bodies, envelopes and status
+values as Kling, plus a durable queue, retries, callback and polling tracking, signed webhooks and per-tenant keys.
+
+Every answer is Kling's envelope \`{code, message, request_id, data?}\`; \`code\` 0 means success. Status values are
+exactly Kling's: \`submitted\`, \`processing\`, \`succeed\`, \`failed\`. Everything else (internal state, queue position,
+failure reason, upstream id, attempts) is under the one extension key \`tracker\` of the task object.
+
+**Auth**: \`Authorization: Bearer <api_key>\`, or Kling's AK/SK JWT (see the security schemes).
+
+**Idempotency**: \`Idempotency-Key\` on create returns the same task for the same key and body.
+
+**Waiting for a task**: \`GET /v1/images/generations/{id}?wait=SECONDS\` (long poll), the \`/events\` stream, or a
+webhook to your \`callback_url\` (see \`webhooks.taskStatusChanged\`).
+
+## Errors
+
+| HTTP | code | meaning |
+|---|---|---|
+${errorTable()}
+
+Limits: 429/1302 with \`Retry-After\`. A request to an unknown route: 404/1202.`;
+
+const WEBHOOK_DESCRIPTION = `Every change of the status you see (\`processing\`, \`succeed\`, \`failed\`) is POSTed to the task's
+\`callback_url\`; the body is the task object exactly as GET returned it at that moment (Kling's callback shape).
+Headers follow [Standard Webhooks](https://www.standardwebhooks.com), signed with your key's \`webhook_secret\`
+(\`whsec_...\`): verify with any Standard Webhooks library. Written in the same transaction as the status change,
+retried for days (WEBHOOK_RETRY_SCHEDULE_MS), delivered in order per task. Deduplicate on \`webhook-id\`.
+Event types (\`event_type\` in the deliveries list): ${Object.values(EVENT_TYPE).join(', ')}.`;
 
 // Adds `.openapi()` to zod's prototype; idempotent, and it changes nothing about validation.
 extendZodWithOpenApi(z);
@@ -28,7 +101,7 @@ const TrackerExtension = z
   .object({
     state: z
       .enum(['queued', 'submitted', 'processing', 'succeed', 'failed', 'canceling', 'canceled', 'timed_out'])
-      .describe('Internal state: Kling\'s `failed` split by why, and `queued` for a task not yet sent upstream'),
+      .describe("Internal state: Kling's `failed` split by why, and `queued` for a task not yet sent upstream"),
     queue_position: z.int().optional().describe('Place among tasks waiting to be submitted (queued tasks only)'),
     slots_held: z.int().describe('Upstream concurrency slots this task holds'),
     next_poll_at: nullableMillis('Next upstream status poll'),
@@ -74,7 +147,7 @@ const DeliveryView = z
     event_type: z.enum(Object.values(EVENT_TYPE) as [string, ...string[]]),
     status: z.enum(['pending', 'delivered', 'gone', 'dead']),
     url: z.string().describe('The callback_url'),
-    seq: z.int().describe('Order among the task\'s events'),
+    seq: z.int().describe("Order among the task's events"),
     chain: z.int().describe('0 for the first attempt chain, +1 per redelivery'),
     attempt_count: z.int(),
     next_attempt_at: nullableMillis('Next attempt'),
@@ -121,14 +194,14 @@ const ErrorBody = z
 /** Error responses for the given errors, grouped by HTTP status, one example per business code. */
 function errors(...names: ErrorName[]): Record<string, ResponseConfig> {
   const out: Record<string, ResponseConfig> = {};
-  for (const name of names) {
+  for (const name of [...new Set(names)].sort(byStatus)) {
     const { http, code } = ERRORS[name];
     const r = (out[http] ??= { description: '', content: { 'application/json': { schema: ErrorBody, examples: {} } } });
     r.description += `${r.description ? '; ' : ''}${code}: ${ERROR_TEXT[name]}`;
     const media = r.content!['application/json'] as { examples: Record<string, object> };
     media.examples[name] = { value: { code, message: ERROR_TEXT[name], request_id: '7d0c0d6e-8d0a-4c43-9d3e-2a2f3c1f2b1a' } };
     if (name === 'rate_limited') {
-      r.headers = z.object({ 'retry-after': z.int().describe('Seconds to wait before retrying') });
+      r.headers = z.object({ 'Retry-After': z.int().describe('Seconds to wait before retrying') });
     }
   }
   return out;
@@ -140,7 +213,9 @@ const TENANT: ErrorName[] = [...AUTH, 'rate_limited', 'internal', 'unavailable']
 const TENANT_POST: ErrorName[] = ['invalid_request', 'payload_too_large', ...TENANT];
 
 const ok = (description: string, schema: z.ZodType): ResponseConfig => ({ description, content: { 'application/json': { schema } } });
-const idParams = z.object({ id: TaskIdParam.openapi({ description: 'Our task_id, or your external_task_id', example: 'demo-1' }) });
+// Schemas built at import time (before extendZodWithOpenApi ran) lack `.openapi()`; zod's own
+// `.describe()` returns a fresh copy that has it, with the same validation.
+const idParams = z.object({ id: TaskIdParam.describe('Our task_id, or your external_task_id').openapi({ example: 'demo-1' }) });
 const PUBLIC: Record<string, string[]>[] = [];
 
 function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): void {
@@ -172,7 +247,12 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
       }),
       body: {
         required: true,
-        content: { 'application/json': { schema: body, example: { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' } } },
+        content: {
+          'application/json': {
+            schema: body,
+            example: { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' },
+          },
+        },
       },
     },
     responses: {
@@ -191,7 +271,10 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     description: 'Kling paging. With `external_task_id`, answers that one task object instead of a list.',
     request: { query: ListQuery.extend({ external_task_id: z.string().optional().describe('Look one task up by your own id') }) },
     responses: {
-      200: ok('A page of task objects (or one, with external_task_id)', envelopeOf('TaskListResponse', z.union([z.array(TaskObject), TaskObject]))),
+      200: ok(
+        'A page of task objects (or one, with external_task_id)',
+        envelopeOf('TaskListResponse', z.union([z.array(TaskObject), TaskObject])),
+      ),
       ...errors('invalid_parameter', 'not_found', ...TENANT),
     },
   });
@@ -203,8 +286,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     request: {
       params: idParams,
       query: z.object({
-        wait: z.coerce
-          .number()
+        wait: z
           .int()
           .min(0)
           .max(60)
@@ -225,7 +307,9 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
         description:
           'An SSE stream: one event per status change, each `data:` line a TaskObject as JSON (see the TaskObject schema); ' +
           'the stream ends after the terminal status (`succeed` or `failed`).',
-        content: { 'text/event-stream': { schema: { type: 'string' }, example: 'data: {"task_id":"...","task_status":"processing",...}\n\n' } },
+        content: {
+          'text/event-stream': { schema: { type: 'string' }, example: 'data: {"task_id":"...","task_status":"processing",...}\n\n' },
+        },
       },
       ...errors('invalid_parameter', 'not_found', ...TENANT),
     },
@@ -262,8 +346,11 @@ function registerDeliveryRoutes(reg: OpenAPIRegistry, base: string): void {
     tags: ['Webhooks'],
     summary: 'Send a finished delivery again',
     description: 'A new attempt chain with the same `webhook-id` and body. A delivery still pending: 400/1201.',
-    request: { params: idParams.extend({ webhook_id: z.string().describe('The delivery\'s webhook_id (`msg_...`)') }) },
-    responses: { 200: ok('The delivery, pending again', envelopeOf('DeliveryResponse', DeliveryView)), ...errors('invalid_parameter', 'not_found', ...TENANT_POST) },
+    request: { params: idParams.extend({ webhook_id: z.string().describe("The delivery's webhook_id (`msg_...`)") }) },
+    responses: {
+      200: ok('The delivery, pending again', envelopeOf('DeliveryResponse', DeliveryView)),
+      ...errors('invalid_parameter', 'not_found', ...TENANT_POST),
+    },
   });
 }
 
@@ -287,7 +374,10 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
     request: {
       params: z.object({ taskId: z.string(), token: z.string() }),
       headers: standardHeaders,
-      body: { required: true, content: { 'application/json': { schema: UpstreamTask.openapi('UpstreamTask') } } },
+      body: {
+        required: true,
+        content: { 'application/json': { schema: UpstreamTask.describe('A task object as Kling sends it').openapi('UpstreamTask') } },
+      },
     },
     responses: {
       200: ok('Recorded or harmlessly ignored', envelopeOf('CallbackResponse', z.object({ applied: z.boolean() }))),
@@ -304,18 +394,25 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
   });
   health('/healthz', 'The process is alive', { 200: ok('Alive', envelopeOf('HealthResponse', z.object({ status: z.literal('alive') }))) });
   health('/readyz', 'Postgres and Redis answer', { 200: ok('Ready', readiness), 503: ok('Not ready (code 5001)', readiness) });
-  health('/openapi.json', 'This document', { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } });
-  health('/docs', 'Interactive API reference', { 200: { description: 'Swagger UI', content: { 'text/html': { schema: { type: 'string' } } } } });
-  const admin = [{ adminToken: [] }, { adminBasic: [] }];
+  health('/openapi.json', 'This document', {
+    200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } },
+  });
+  health('/docs', 'Interactive API reference', {
+    200: { description: 'Swagger UI', content: { 'text/html': { schema: { type: 'string' } } } },
+  });
+  const admin: Record<string, string[]>[] = [{ adminToken: [] }, { adminBasic: [] }];
   const adminErrors = errors('auth_missing', 'auth_invalid', 'route_not_found');
-  adminErrors[404].description = `Without ADMIN_TOKEN configured; ${adminErrors[404].description}`;
+  adminErrors[404].description += ' (also whenever ADMIN_TOKEN is not set: the admin routes do not exist then)';
   reg.registerPath({
     method: 'get',
     path: '/metrics',
     tags: ['Operations'],
     summary: 'Prometheus metrics',
     security: admin,
-    responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...adminErrors },
+    responses: {
+      200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } },
+      ...adminErrors,
+    },
   });
   reg.registerPath({
     method: 'get',
