@@ -30,12 +30,14 @@ export interface SubmitDeps {
 export function submitTaskProcessor(deps: SubmitDeps) {
   return async (job: Job): Promise<string> => {
     const { taskId } = SubmitJob.parse(job.data);
-    const log = deps.log.child({ task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 });
+    let log = deps.log.child({ task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 });
     const task = await deps.db.task.findUnique({ where: { id: taskId } });
     if (!task) {
       log.warn('submit job for a task that does not exist; dropped');
       return 'missing';
     }
+    // The create call's request id follows the task into this process's logs.
+    log = log.child({ request_id: task.requestId });
     if (task.state !== 'queued') return 'already-submitted';
     // No free slot (or older tasks first): end this job; freed slots or the sweep bring it back.
     if ((await claimSlots(deps.db, task.id, deps.slots)) === 'wait') return 'waiting-for-slots';

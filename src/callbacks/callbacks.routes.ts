@@ -32,7 +32,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
 
   r.post('/kling/:taskId/:token', async (req, res) => {
     const { taskId, token } = req.params;
-    const task = await deps.db.task.findUnique({ where: { id: taskId }, select: { id: true, callbackToken: true } });
+    const task = await deps.db.task.findUnique({ where: { id: taskId }, select: { id: true, callbackToken: true, requestId: true } });
     // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
     if (!task || !safeEqual(task.callbackToken, token)) {
       metrics.callbacks.inc({ outcome: 'unauthorized' });
@@ -44,7 +44,13 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
     const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback');
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
-    const log = deps.log.child({ task_id: task.id, upstream_status: body.data.task_status, request_id: res.locals.requestId });
+    const log = deps.log.child({
+      task_id: task.id,
+      upstream_status: body.data.task_status,
+      request_id: res.locals.requestId,
+      // The id of the call that created the task, to follow it across processes.
+      task_request_id: task.requestId,
+    });
     if (outcome.applied) log.info({ state: outcome.task.state }, 'callback applied');
     else if (outcome.reason === 'unknown_status') log.warn('ALERT: callback with an undocumented task_status; task left as it is');
     else if (outcome.reason === 'task_mismatch') throw invalidParameter('task_id: does not match the upstream task of this callback URL');

@@ -4,6 +4,7 @@ import { ERRORS, type ErrorName } from '../errors';
 import { UpstreamTask } from '../kling/kling-types';
 import { buildCreateTaskRequest } from '../tasks/create-task.schema';
 import type { TaskObject as ServedTaskObject, toCreatedObject } from '../tasks/task-view';
+import { MAX_WAIT_SECONDS, WaitQuery } from '../tasks/task-watch.routes';
 import { ListQuery, TaskIdParam } from '../tasks/tasks.routes';
 import type { DeliveryView as ServedDeliveryView } from '../webhooks/deliveries.service';
 import { EVENT_TYPE } from '../webhooks/outbox';
@@ -286,12 +287,14 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     request: {
       params: idParams,
       query: z.object({
-        wait: z
-          .int()
-          .min(0)
-          .max(60)
-          .optional()
-          .describe('Long poll: wait up to this many seconds for the next status change (an already finished task answers at once)'),
+        // The coercing schema accepts null (Number(null) is 0), which the generator reads as nullable;
+        // a query string never carries a JSON null, so the documented type is a plain integer.
+        wait: WaitQuery.optional()
+          .openapi({ type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS })
+          .describe(
+            `Long poll: wait up to this many seconds (0 to ${MAX_WAIT_SECONDS}) for the next change of the task, then answer it ` +
+              'as it is then (at once for a finished task)',
+          ),
       }),
     },
     responses: { 200: ok('The task object', taskAnswer), ...errors('invalid_parameter', 'not_found', ...TENANT) },
@@ -305,10 +308,14 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     responses: {
       200: {
         description:
-          'An SSE stream: one event per status change, each `data:` line a TaskObject as JSON (see the TaskObject schema); ' +
-          'the stream ends after the terminal status (`succeed` or `failed`).',
+          'A Server-Sent Events stream: first the task as it is now, then one event per change of its status, each ' +
+          '`event: task` with `id:` the change sequence and `data:` the TaskObject as JSON (see the TaskObject schema); ' +
+          '`: keepalive` comments every 15 s; the server closes the stream after the terminal status (`succeed` or `failed`).',
         content: {
-          'text/event-stream': { schema: { type: 'string' }, example: 'data: {"task_id":"...","task_status":"processing",...}\n\n' },
+          'text/event-stream': {
+            schema: { type: 'string' },
+            example: 'id: 2\nevent: task\ndata: {"task_id":"...","task_status":"processing",...}\n\n',
+          },
         },
       },
       ...errors('invalid_parameter', 'not_found', ...TENANT),
@@ -390,10 +397,13 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
     code: z.int().openapi({ enum: [0, 5001] }),
     message: z.string(),
     request_id: z.string(),
-    data: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']) }),
+    data: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']), workers: z.enum(['ok', 'down']) }),
   });
   health('/healthz', 'The process is alive', { 200: ok('Alive', envelopeOf('HealthResponse', z.object({ status: z.literal('alive') }))) });
-  health('/readyz', 'Postgres and Redis answer', { 200: ok('Ready', readiness), 503: ok('Not ready (code 5001)', readiness) });
+  health('/readyz', 'Postgres and Redis answer, and a worker heartbeat is recent', {
+    200: ok('Ready', readiness),
+    503: ok('Not ready (code 5001)', readiness),
+  });
   health('/openapi.json', 'This document', {
     200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } },
   });
@@ -401,7 +411,8 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
     200: { description: 'Swagger UI', content: { 'text/html': { schema: { type: 'string' } } } },
   });
   const admin: Record<string, string[]>[] = [{ adminToken: [] }, { adminBasic: [] }];
-  const adminErrors = errors('auth_missing', 'auth_invalid', 'route_not_found');
+  const adminErrors = errors('auth_invalid', 'route_not_found');
+  adminErrors[401].headers = z.object({ 'WWW-Authenticate': z.string().describe('`Basic realm=...`, so a browser prompts for the token') });
   adminErrors[404].description += ' (also whenever ADMIN_TOKEN is not set: the admin routes do not exist then)';
   reg.registerPath({
     method: 'get',

@@ -196,6 +196,8 @@ export async function failTask(
 
 export interface NewTask {
   id: string;
+  /** The create call's request_id (logs of the task carry it). */
+  requestId?: string;
   tenantId: string;
   externalTaskId?: string;
   request: Record<string, unknown>;
@@ -209,6 +211,7 @@ export interface NewTask {
 export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string; requestHash: string; ttlMs: number }): Promise<Task> {
   const data: Prisma.TaskUncheckedCreateInput = {
     id: t.id,
+    requestId: t.requestId ?? null,
     tenantId: t.tenantId,
     externalTaskId: t.externalTaskId ?? null,
     request: t.request as Prisma.InputJsonValue,

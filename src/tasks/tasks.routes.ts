@@ -22,7 +22,7 @@ export function tasksRouter(deps: TasksDeps): Router {
 
   r.post('/', async (req, res) => {
     const idempotencyKey = parseIdempotencyKey(req.get('idempotency-key'));
-    const { task, replayed } = await createTask(deps, res.locals.tenant, req.body, { idempotencyKey });
+    const { task, replayed } = await createTask(deps, res.locals.tenant, req.body, { idempotencyKey, requestId: res.locals.requestId });
     if (replayed) res.set('idempotent-replayed', 'true');
     res.json(envelope(res.locals.requestId, toCreatedObject(task)));
   });

@@ -26,6 +26,7 @@ export interface TasksDeps {
 
 export interface CreateOptions {
   idempotencyKey?: string;
+  requestId?: string;
 }
 
 export interface Created {
@@ -67,6 +68,7 @@ export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown,
       deps.db,
       {
         id: randomUUID(),
+        requestId: opts.requestId,
         tenantId: tenant.id,
         externalTaskId: external_task_id,
         request,

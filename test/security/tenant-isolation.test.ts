@@ -11,6 +11,7 @@ let alice: Awaited<ReturnType<Harness['newTenant']>>;
 let bob: Awaited<ReturnType<Harness['newTenant']>>;
 let taskId: string;
 let deliveryId: string;
+let createRequestId: string;
 const logLines: string[] = [];
 
 beforeAll(async () => {
@@ -29,6 +30,8 @@ beforeAll(async () => {
     .set(bearer(alice.api_key))
     .send({ prompt: 'secret prompt', external_task_id: 'alice-ext', callback_url: rx.url, image: pngBase64(400, 400) });
   taskId = res.body.data.task_id;
+  createRequestId = res.body.request_id;
+  expect(res.headers['x-request-id']).toBe(createRequestId);
   await h.waitForTask(taskId, (t) => t.state === 'succeed');
   await rx.waitFor(2);
   deliveryId = (await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId } })).id;
@@ -102,6 +105,12 @@ describe('hardened endpoints', () => {
       expect(log).not.toContain(secret);
     expect(log).not.toContain(pngBase64(400, 400).slice(0, 200));
     expect(log).not.toMatch(/\/callbacks\/kling\/[^/"]+\/(?!\[redacted\])[A-Za-z0-9_-]{20,}/);
+  });
+
+  it('follows one request id from the create call into the worker and callback logs', () => {
+    const lines = logLines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.some((l) => l.msg === 'submitted upstream' && l.request_id === createRequestId && l.task_id === taskId)).toBe(true);
+    expect(lines.some((l) => l.msg === 'callback applied' && l.task_request_id === createRequestId)).toBe(true);
   });
 
   it('answers unknown routes and methods with a Kling error, not an HTML page', async () => {
