@@ -2,6 +2,7 @@ import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
+import { docsRouter } from './http/docs.routes';
 import { tenantRateLimit } from './http/rate-limit';
 import { metricsRouter } from './observability/metrics.routes';
 import { queueDashboardRouter } from './observability/queue-dashboard';
@@ -64,6 +65,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
+  app.use(docsRouter({ models: deps.models }));
   app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));
   app.use(queueDashboardRouter(deps.queues, deps.adminToken));
   app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));

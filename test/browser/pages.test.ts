@@ -50,6 +50,8 @@ describe('pages in a real browser', () => {
     await page.goto(`${h.url}/docs`);
     await page.getByText('/v1/images/generations/{id}/cancel').first().waitFor({ timeout: 20_000 });
     expect(await page.getByText('/v1/images/generations', { exact: true }).count()).toBeGreaterThan(0);
+    // Show the endpoints, not just the introduction.
+    await page.getByText('/v1/images/generations/{id}/cancel').first().scrollIntoViewIfNeeded();
     await page.screenshot({ path: path.join(SHOTS, 'docs.png') });
     await page.close();
   });

@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { bearer } from '../helpers/fixtures';
+import { createBatch } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { expectAllSettled } from '../helpers/invariants';
 import { startProcess, type Proc } from '../helpers/processes';
@@ -27,24 +27,11 @@ afterEach(async () => {
   await h.close();
 });
 
-async function createBatch(count: number): Promise<string[]> {
-  const key = (await h.newTenant()).api_key;
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const res = await request(h.url)
-      .post('/v1/images/generations')
-      .set(bearer(key))
-      .send({ prompt: `p${i}`, callback_url: rx.url });
-    ids.push(res.body.data.task_id);
-  }
-  return ids;
-}
-
 describe('upstream faults', () => {
   it("loses every callback of a batch: polling brings every task to the upstream's end", async () => {
     h.sim.faults.loseCallbacks = true;
     h.sim.faults.failRate = 0.3;
-    const ids = await createBatch(12);
+    const ids = await createBatch(h, 12, rx.url);
     await expectAllSettled(h, ids, rx);
     expect(h.sim.callbacks.filter((c) => c.ok)).toHaveLength(0);
   });
@@ -52,7 +39,7 @@ describe('upstream faults', () => {
   it('duplicates and reorders callbacks: no task goes backwards, no event is told twice', async () => {
     h.sim.faults.duplicateCallbacks = true;
     h.sim.faults.reorderCallbacks = true;
-    const ids = await createBatch(12);
+    const ids = await createBatch(h, 12, rx.url);
     await expectAllSettled(h, ids, rx);
     const events = await h.api.db.taskEvent.groupBy({ by: ['taskId', 'toState'], where: { taskId: { in: ids } }, _count: true });
     expect(events.every((e) => e._count === 1)).toBe(true);
@@ -63,7 +50,7 @@ describe('upstream faults', () => {
       h.sim.faults.createErrors.push(
         i % 2 ? { http: 500, code: 5000, message: 'internal error' } : { http: 429, code: 1303, message: 'concurrency limit' },
       );
-    const ids = await createBatch(10);
+    const ids = await createBatch(h, 10, rx.url);
     await expectAllSettled(h, ids, rx);
     expect(await h.api.db.task.count({ where: { id: { in: ids }, state: 'failed' } })).toBe(0);
     expect(h.sim.faults.createErrors).toHaveLength(0);
@@ -71,7 +58,7 @@ describe('upstream faults', () => {
 
   it('hangs for a while: timed-out submissions that did reach it are adopted, never created twice', async () => {
     h.sim.faults.hang = true;
-    const ids = await createBatch(6);
+    const ids = await createBatch(h, 6, rx.url);
     await new Promise((r) => setTimeout(r, 1500));
     h.sim.faults.hang = false;
     await expectAllSettled(h, ids, rx);

@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { bearer } from '../helpers/fixtures';
+import { createBatch } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { expectAllSettled, eventually } from '../helpers/invariants';
 import { startProcess, type Proc } from '../helpers/processes';
@@ -32,25 +32,11 @@ afterEach(async () => {
   await h.close();
 });
 
-async function createBatch(count: number): Promise<string[]> {
-  const key = (await h.newTenant()).api_key;
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const res = await request(h.url)
-      .post('/v1/images/generations')
-      .set(bearer(key))
-      .send({ prompt: `p${i}`, n: 1 + (i % 3), callback_url: rx.url });
-    expect(res.status).toBe(200);
-    ids.push(res.body.data.task_id);
-  }
-  return ids;
-}
-
 describe('a worker process killed with SIGKILL while tasks are in flight', () => {
   it('loses nothing: a restarted worker finishes every task, one upstream task each, webhooks complete and in order', async () => {
     // Slow upstream answers keep submissions in flight at the moment of the kill.
     h.sim.faults.createLatencyMs = 150;
-    const ids = await createBatch(16);
+    const ids = await createBatch(h, 16, rx.url, (i) => ({ n: 1 + (i % 3) }));
     const first = await startWorker();
     await eventually('some tasks at the upstream', async () => h.sim.createdCount() >= 3);
     expect(await first.kill('SIGKILL')).toBeNull();
@@ -61,7 +47,7 @@ describe('a worker process killed with SIGKILL while tasks are in flight', () =>
   });
 
   it('survives two workers at once and one of them dying, with no double processing', async () => {
-    const ids = await createBatch(12);
+    const ids = await createBatch(h, 12, rx.url, (i) => ({ n: 1 + (i % 3) }));
     const [a] = [await startWorker(), await startWorker()];
     await eventually('some tasks at the upstream', async () => h.sim.createdCount() >= 2);
     await a.kill('SIGKILL');
@@ -73,7 +59,7 @@ describe('a worker process killed with SIGKILL while tasks are in flight', () =>
 describe('graceful shutdown', () => {
   it('lets in-flight submissions finish on SIGTERM and exits 0', async () => {
     h.sim.faults.createLatencyMs = 800;
-    const ids = await createBatch(3);
+    const ids = await createBatch(h, 3, rx.url, (i) => ({ n: 1 + (i % 3) }));
     const w = await startWorker();
     await eventually('a submission in flight', async () => h.sim.received.some((r) => r.method === 'POST'));
     expect(await w.kill('SIGTERM')).toBe(0);

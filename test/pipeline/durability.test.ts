@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { startHarness, type Harness } from '../helpers/harness';
-import { bearer } from '../helpers/fixtures';
+import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { randomUUID } from 'node:crypto';
 import { submitJobId } from '../../src/queues/queues';
 import { insertTask } from '../../src/tasks/task-transitions';

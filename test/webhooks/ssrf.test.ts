@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { applyUpstreamUpdate, insertTask } from '../../src/tasks/task-transitions';
 import { checkPublicUrl, isPublicAddress } from '../../src/webhooks/ssrf';
-import { bearer } from '../helpers/fixtures';
+import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
