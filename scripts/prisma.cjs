@@ -11,6 +11,9 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const args = process.argv.slice(2);
+// Like `npm start`, read ./.env when there is one (variables already set win).
+const dotenv = path.join(root, '.env');
+if (require('node:fs').existsSync(dotenv)) process.loadEnvFile(dotenv);
 const env = {
   ...process.env,
   PRISMA_QUERY_ENGINE_LIBRARY: process.env.PRISMA_QUERY_ENGINE_LIBRARY || process.execPath,
