@@ -103,6 +103,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
       slots: config.UPSTREAM_CONCURRENCY,
       throttlePauseMs: config.UPSTREAM_THROTTLE_PAUSE_MS,
+      idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       limits: { queueMs: config.QUEUE_TIMEOUT_MS, startMs: config.START_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
     });
     log.info({ upstream: klingBaseUrl }, 'workers started');

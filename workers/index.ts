@@ -34,6 +34,8 @@ export interface WorkerDeps {
   slots: number;
   throttlePauseMs: number;
   limits: StageLimits;
+  /** Idempotency keys older than this are deleted by the sweep (IDEMPOTENCY_TTL_HOURS). */
+  idempotencyTtlMs: number;
 }
 
 export interface RunningWorkers {
@@ -100,7 +102,10 @@ async function runMaintenance(deps: WorkerDeps, job: Job): Promise<unknown> {
     const timedOut = await failTimedOutTasks(deps);
     const tasks = await sweepQueuedTasks({ ...deps, minAgeMs: deps.sweepMinAgeMs });
     const deliveries = await sweepDueDeliveries({ ...deps, minAgeMs: deps.sweepMinAgeMs });
-    return { timedOut, tasks, deliveries };
+    const forgotten = await deps.db.idempotencyKey.deleteMany({
+      where: { createdAt: { lt: new Date(Date.now() - deps.idempotencyTtlMs) } },
+    });
+    return { timedOut, tasks, deliveries, forgottenKeys: forgotten.count };
   }
   if (job.name === 'reconcile') return reconcileDueTasks(deps);
   deps.log.warn({ job: job.name }, 'unknown maintenance job; dropped');

@@ -77,6 +77,23 @@ describe('retention', () => {
   });
 });
 
+describe('retention cleanup', () => {
+  it('deletes expired keys in the sweep, so the table does not grow forever', async () => {
+    const h = await startHarness({ env: { IDEMPOTENCY_TTL_HOURS: '0.00003' } });
+    try {
+      const key = (await h.newTenant()).api_key;
+      await post(h, key, { prompt: 'x' }, 'old');
+      expect(await h.api.db.idempotencyKey.count()).toBe(1);
+      const until = Date.now() + 10_000;
+      while ((await h.api.db.idempotencyKey.count()) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      expect(await h.api.db.idempotencyKey.count()).toBe(0);
+      expect(await h.api.db.task.count()).toBe(1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('rate limits', () => {
   it("limits each tenant's requests per minute across API processes, with 429/1302 and Retry-After", async () => {
     const h = await startHarness({ workers: false, env: { RATE_LIMIT_PER_MINUTE: '5' } });
