@@ -38,15 +38,7 @@ export async function startProcess(env: Record<string, string>, ready: RegExp, t
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
-    child,
-    output: () => out,
-    exited,
-    async kill(signal = 'SIGKILL') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-  };
+  return asProc(child, () => out, exited);
 }
 
 export async function freePort(): Promise<number> {
@@ -70,9 +62,13 @@ export async function startRedis(port: number): Promise<Proc> {
     if (Date.now() > until || child.exitCode !== null) throw new Error(`redis-server did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+  return asProc(child, () => out, exited);
+}
+
+function asProc(child: ChildProcess, output: () => string, exited: Promise<number | null>): Proc {
   return {
     child,
-    output: () => out,
+    output,
     exited,
     async kill(signal = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -1,9 +1,7 @@
 import request from 'supertest';
 import { startHarness, type Harness } from '../helpers/harness';
 import { bearer, insertQueuedTask } from '../helpers/fixtures';
-import { randomUUID } from 'node:crypto';
 import { submitJobId } from '../../src/queues/queues';
-import { insertTask } from '../../src/tasks/task-transitions';
 
 describe('durable before async', () => {
   let h: Harness;
@@ -29,15 +27,7 @@ describe('durable before async', () => {
     h = await startHarness();
     const tenant = await h.newTenant();
     // A crash between commit and enqueue: the row exactly as createTask commits it, and no job.
-    const id = randomUUID();
-    await insertTask(h.api.db, {
-      id,
-      tenantId: tenant.id,
-      request: { model_name: 'kling-v3', prompt: 'x' },
-      modelName: 'kling-v3',
-      n: 1,
-      callbackToken: 'tok-'.repeat(8),
-    });
+    const id = await insertQueuedTask(h.api.db, tenant.id);
     expect(await h.api.queues.submit.getJob(submitJobId(id))).toBeUndefined();
     await h.waitForTask(id, (t) => t.state === 'succeed');
     expect(h.sim.createdCount()).toBe(1);

@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { applyUpstreamUpdate, insertTask } from '../../src/tasks/task-transitions';
+import { applyUpstreamUpdate } from '../../src/tasks/task-transitions';
 import { checkPublicUrl, isPublicAddress } from '../../src/webhooks/ssrf';
 import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
@@ -66,17 +65,8 @@ describe('webhook URLs on private networks (WEBHOOK_ALLOW_PRIVATE_NETWORKS=false
 
   it('refuses them again at delivery time (DNS may have changed since)', async () => {
     const tenant = await h.newTenant('b');
-    const id = randomUUID();
     // As if the host was public at create time and points at 127.0.0.1 now.
-    await insertTask(h.api.db, {
-      id,
-      tenantId: tenant.id,
-      request: { model_name: 'kling-v3', prompt: 'x' },
-      modelName: 'kling-v3',
-      n: 1,
-      callbackUrl: rx.url,
-      callbackToken: 'tok'.repeat(10),
-    });
+    const id = await insertQueuedTask(h.api.db, tenant.id, rx.url);
     await h.api.db.task.update({ where: { id }, data: { state: 'submitted', upstreamTaskId: 'up-1' } });
     await applyUpstreamUpdate(h.api.store, id, { task_id: 'up-1', task_status: 'processing' }, 'callback');
     const until = Date.now() + 10_000;
