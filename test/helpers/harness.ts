@@ -123,7 +123,17 @@ async function truncateAll(databaseUrl: string): Promise<void> {
     const { rows } = await c.query<{ t: string }>(
       `SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_prisma_migrations'`,
     );
-    if (rows.length) await c.query(`TRUNCATE ${rows.map((r) => r.t).join(', ')} RESTART IDENTITY CASCADE`);
+    if (!rows.length) return;
+    // The harness's own workers keep running (sweeps, polls, deliveries): TRUNCATE can deadlock
+    // with one of their transactions, and Postgres then cancels it. Trying again is safe.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await c.query(`TRUNCATE ${rows.map((r) => r.t).join(', ')} RESTART IDENTITY CASCADE`);
+        return;
+      } catch (err) {
+        if ((err as { code?: string }).code !== '40P01' || attempt >= 5) throw err;
+      }
+    }
   } finally {
     await c.end();
   }
