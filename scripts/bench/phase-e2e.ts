@@ -1,5 +1,6 @@
-import { bench, taskBody } from './config';
-import { closedLoopFeeder, createClient, drain } from './feeder';
+import { bench } from './config';
+import { closedLoopFeeder, drain } from './feeder';
+import { startPhase } from './phase-common';
 import { cpuPerTask, type CpuReader, type CpuShare } from './cpu';
 import { countKeys, diffCounters, pgCounters, submitOutcomes, type PgCounters } from './infra';
 import { startPgSampler, type PgSample } from './pg-sampler';
@@ -49,13 +50,7 @@ export async function runE2e(
   redis: Redis,
   readCpu: CpuReader,
 ): Promise<E2eResult> {
-  receiver.reset();
-  await sim.reset();
-  const client = createClient(
-    apis.map((a) => a.url),
-    pipeline.headers,
-    taskBody(receiver.url),
-  );
+  const client = await startPhase(pipeline, apis, sim, receiver);
   const feeder = closedLoopFeeder(client, bench.feederConcurrency, bench.e2eBacklog, () => receiver.succeeded());
   progress(`${pipeline.kind}: end-to-end, backlog ${bench.e2eBacklog}, warm-up ${bench.e2eWarmupS}s, window ${bench.e2eWindowS}s`);
   await sleep(bench.e2eWarmupS * 1000);

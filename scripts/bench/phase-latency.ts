@@ -1,6 +1,7 @@
-import { bench, taskBody } from './config';
+import { bench } from './config';
 import { cpuPerTask, type CpuReader, type CpuShare } from './cpu';
-import { createClient, drain, fixedRateFeeder } from './feeder';
+import { drain, fixedRateFeeder } from './feeder';
+import { startPhase } from './phase-common';
 import type { Api, Pipeline } from './pipelines';
 import type { Receiver } from './receiver';
 import type { SimHandle } from './sim-protocol';
@@ -35,13 +36,7 @@ export async function runLatency(
   receiver: Receiver,
   readCpu: CpuReader,
 ): Promise<LatencyResult> {
-  receiver.reset();
-  await sim.reset();
-  const client = createClient(
-    apis.map((a) => a.url),
-    pipeline.headers,
-    taskBody(receiver.url),
-  );
+  const client = await startPhase(pipeline, apis, sim, receiver);
   progress(`${pipeline.kind}: latency at ${bench.latencyRate} tasks/s for ${bench.latencyDurationS}s`);
   const cpuBefore = await readCpu();
   const started = Date.now();

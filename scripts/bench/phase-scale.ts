@@ -1,5 +1,6 @@
-import { bench, taskBody } from './config';
-import { createClient, drain } from './feeder';
+import { bench } from './config';
+import { drain } from './feeder';
+import { startPhase } from './phase-common';
 import { serviceTaskSummary } from './infra';
 import type { Api, Pipeline } from './pipelines';
 import type { Receiver } from './receiver';
@@ -33,13 +34,7 @@ export interface ScaleResult {
  * attempt each, every task terminal, one webhook per status change.
  */
 export async function runScale(pipeline: Pipeline, apis: Api[], sim: SimHandle, receiver: Receiver): Promise<ScaleResult> {
-  receiver.reset();
-  await sim.reset();
-  const client = createClient(
-    apis.map((a) => a.url),
-    pipeline.headers,
-    taskBody(receiver.url),
-  );
+  const client = await startPhase(pipeline, apis, sim, receiver);
   progress(`${pipeline.kind}: scale-out, ${bench.scaleTasks} tasks through ${apis.length} APIs and ${apis.length} workers`);
   const ids: string[] = [];
   let issued = 0;
