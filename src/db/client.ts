@@ -1,25 +1,67 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client';
 
-export type Db = PrismaClient;
+/**
+ * Prisma for everything, plus its own `pg` pool for the few statements every task runs (create,
+ * claim, status change, webhook attempt): Prisma's per-call CPU (~1.4 ms through its WebAssembly
+ * query compiler, docs/benchmarks.md) is most of a task's cost there. One pool serves both, so a
+ * process never holds more than `poolSize` connections.
+ */
+export type Db = PrismaClient & { pool: pg.Pool };
 export { Prisma } from '../generated/prisma/client';
 export type { Task, Tenant, TaskEvent } from '../generated/prisma/client';
 export { TaskState } from '../generated/prisma/enums';
 
+const TIMESTAMP_OID = 1114;
+const INT8_OID = 20;
+
+/**
+ * Columns are `timestamp(3)` holding UTC (Prisma's convention) and `bigint`: read them as UTC
+ * Dates and BigInts like Prisma does. Prisma's adapter sets its own parsers per query.
+ */
+const types = {
+  getTypeParser(oid: number, format?: string) {
+    if (oid === TIMESTAMP_OID) return (v: string) => new Date(`${v.replace(' ', 'T')}Z`);
+    if (oid === INT8_OID) return (v: string) => BigInt(v);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+} as pg.CustomTypesConfig;
+
 export function createDb(databaseUrl: string, poolSize = 10): Db {
-  return new PrismaClient({
-    adapter: new PrismaPg({
-      connectionString: databaseUrl,
-      max: poolSize,
-      // Fail fast while Postgres is down instead of queueing requests behind a dead pool.
-      connectionTimeoutMillis: 5_000,
-    }),
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: poolSize,
+    // Fail fast while Postgres is down instead of queueing requests behind a dead pool.
+    connectionTimeoutMillis: 5_000,
+    types,
+    // now() and timestamp(3) columns agree whatever the server's default time zone is.
+    options: '-c TimeZone=UTC',
+  });
+  // An idle connection dropped by the server must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  const client = new PrismaClient({ adapter: new PrismaPg(pool) });
+  let ended = false;
+  const disconnect = client.$disconnect.bind(client);
+  return Object.assign(client, {
+    pool,
+    async $disconnect() {
+      await disconnect();
+      if (!ended) {
+        ended = true;
+        await pool.end();
+      }
+    },
   });
 }
 
-/** Prisma's "unique constraint failed" (e.g. a duplicate external_task_id racing in). */
+/** A Date as the UTC literal a `timestamp(3)` column stores (never the process's local time). */
+export const utc = (d: Date): string => d.toISOString().replace('T', ' ').replace('Z', '');
+
+/** "Unique constraint failed" from Prisma (P2002) or from `pg` (23505). */
 export function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string } | null)?.code === 'P2002';
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'P2002' || code === '23505';
 }
 
 /** Prisma's "record to update not found", which a conditional update raises when its guard fails. */

@@ -7,43 +7,26 @@ import type { Db, Task } from '../db/client';
  * restart has nothing to recompute and nothing can leak.
  */
 
-/** Serialises claims across every process (one configured credential: one pool). */
-const SLOT_LOCK = 0x6b6c696e67; // "kling"
-
-export type ClaimResult = 'claimed' | 'held' | 'wait';
+export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone';
 
 /** Slots a task needs; a request larger than the whole pool takes the whole pool rather than waiting forever. */
 export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1), limit);
 
 /**
- * Claims the task's slots if they are free and no older queued task is still waiting for slots
- * (tasks start in the order they were accepted; a large task is not starved by small ones).
+ * Claims the task's slots if they are free, leaving enough for every older task already waiting for
+ * slots (so a large task is not starved by small ones). A task told to `wait` is marked as waiting
+ * and is woken when slots are released (dispatchWaiting) or by the sweep. One round trip: the SQL
+ * function `claim_task_slots` (migration `slot_claims`) does the check and the claim under a lock
+ * that never leaves the database server.
  */
 export async function claimSlots(db: Db, taskId: string, limit: number): Promise<ClaimResult> {
-  return db.$transaction(async (tx) => {
-    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${SLOT_LOCK})`;
-    const task = await tx.task.findUnique({ where: { id: taskId } });
-    if (!task || task.state !== 'queued') return 'wait';
-    if (task.slotsHeld > 0) return 'held';
-    const [{ held }] = await tx.$queryRaw<{ held: bigint | null }[]>`SELECT sum(slots_held) AS held FROM tasks WHERE slots_held > 0`;
-    const ahead = await tx.task.findFirst({
-      where: {
-        state: 'queued',
-        slotsHeld: 0,
-        OR: [{ createdAt: { lt: task.createdAt } }, { createdAt: task.createdAt, id: { lt: task.id } }],
-      },
-      select: { id: true },
-    });
-    const need = slotsNeeded(task.n, limit);
-    if (ahead || Number(held ?? 0) + need > limit) return 'wait';
-    await tx.task.update({ where: { id: task.id }, data: { slotsHeld: need } });
-    return 'claimed';
-  });
+  const { rows } = await db.pool.query<{ result: ClaimResult }>('SELECT claim_task_slots($1, $2) AS result', [taskId, limit]);
+  return rows[0].result;
 }
 
 export async function slotsInUse(db: Db): Promise<number> {
-  const [{ held }] = await db.$queryRaw<{ held: bigint | null }[]>`SELECT sum(slots_held) AS held FROM tasks WHERE slots_held > 0`;
-  return Number(held ?? 0);
+  const { rows } = await db.pool.query<{ held: number }>('SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks WHERE slots_held > 0');
+  return rows[0].held;
 }
 
 /** 1-based place of a queued task among all tasks still waiting to be submitted. */
@@ -54,13 +37,12 @@ export async function queuePosition(db: Db, task: Pick<Task, 'id' | 'createdAt'>
   return before + 1;
 }
 
-/** The oldest tasks waiting to be submitted, in the order they may take slots. */
+/** The oldest tasks told to wait for slots, in the order they may take them. Cheap when none waits. */
 export async function nextWaiting(db: Db, limit: number): Promise<string[]> {
-  const rows = await db.task.findMany({
-    where: { state: 'queued', slotsHeld: 0 },
-    orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
-    select: { id: true },
-    take: limit,
-  });
+  const { rows } = await db.pool.query<{ id: string }>(
+    `SELECT id FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0
+     ORDER BY created_at, id LIMIT $1`,
+    [limit],
+  );
   return rows.map((r) => r.id);
 }
