@@ -14,5 +14,24 @@ export default defineConfig({
   schema: path.join('prisma', 'schema.prisma'),
   migrations: { path: path.join('prisma', 'migrations') },
   // eslint-disable-next-line @typescript-eslint/require-await
-  adapter: async () => new PrismaPg({ connectionString: url, allowExitOnIdle: true, idleTimeoutMillis: 100 }) as never,
+  adapter: async () => wholeScripts(new PrismaPg({ connectionString: url, allowExitOnIdle: true, idleTimeoutMillis: 100 })) as never,
 });
+
+/**
+ * The adapter runs a migration by splitting its SQL on every ';', even inside comments and function
+ * bodies (migration `slot_claims` has a PL/pgSQL function). Send each script whole instead: one
+ * simple-protocol query, which Postgres also runs as one transaction.
+ */
+function wholeScripts(factory: PrismaPg): PrismaPg {
+  const connect = factory.connect.bind(factory);
+  factory.connect = async () => {
+    const adapter = await connect();
+    const client = adapter.underlyingDriver();
+    const onError = (adapter as unknown as { onError(err: unknown): never }).onError.bind(adapter);
+    adapter.executeScript = async (script: string) => {
+      await client.query(script).catch(onError);
+    };
+    return adapter;
+  };
+  return factory;
+}

@@ -5,6 +5,7 @@ import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
+import { readTask } from '../src/tasks/task-rows';
 import { claimSlots } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
@@ -31,7 +32,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
   return async (job: Job): Promise<string> => {
     const { taskId } = SubmitJob.parse(job.data);
     let log = deps.log.child({ task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 });
-    const task = await deps.db.task.findUnique({ where: { id: taskId } });
+    const task = await readTask(deps.db, taskId);
     if (!task) {
       log.warn('submit job for a task that does not exist; dropped');
       return 'missing';
@@ -40,7 +41,9 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     log = log.child({ request_id: task.requestId });
     if (task.state !== 'queued') return 'already-submitted';
     // No free slot (or older tasks first): end this job; freed slots or the sweep bring it back.
-    if ((await claimSlots(deps.db, task.id, deps.slots)) === 'wait') return 'waiting-for-slots';
+    const claim = await claimSlots(deps.db, task.id, deps.slots);
+    if (claim === 'wait') return 'waiting-for-slots';
+    if (claim === 'gone') return 'already-submitted';
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
       if (task.submitAttempts > 0 && (await adoptExisting(deps, task))) return 'adopted';

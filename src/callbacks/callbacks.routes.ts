@@ -5,6 +5,7 @@ import { AppError, envelope, invalidParameter } from '../errors';
 import { UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
+import { readTask } from '../tasks/task-rows';
 import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
 import { safeEqual } from '../tenants/tenants.service';
 
@@ -32,7 +33,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
 
   r.post('/kling/:taskId/:token', async (req, res) => {
     const { taskId, token } = req.params;
-    const task = await deps.db.task.findUnique({ where: { id: taskId }, select: { id: true, callbackToken: true, requestId: true } });
+    const task = await readTask(deps.db, taskId);
     // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
     if (!task || !safeEqual(task.callbackToken, token)) {
       metrics.callbacks.inc({ outcome: 'unauthorized' });
@@ -42,7 +43,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     const body = UpstreamTask.safeParse(req.body);
     if (!body.success) metrics.callbacks.inc({ outcome: 'invalid' });
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
-    const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback');
+    const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback', task);
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
     const log = deps.log.child({
       task_id: task.id,

@@ -42,8 +42,9 @@ export function submitJobOptions(s: QueueSettings, taskId: string): IdentifiedJo
     jobId: submitJobId(taskId),
     attempts: s.submitAttempts,
     backoff: { type: 'exponential', delay: s.submitBackoffMs, jitter: 0.5 },
-    // Finished jobs are only a cache of what Postgres records; keep enough for the dashboard.
-    removeOnComplete: { age: 3600, count: 1000 },
+    // Postgres records every outcome; a finished submit job is gone at once, so waking a task that
+    // waited for slots is a single add. Failed jobs stay for the dashboard.
+    removeOnComplete: true,
     removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
   };
 }
@@ -94,16 +95,14 @@ export function createQueues(connection: Redis, settings: QueueSettings): Queues
 }
 
 /**
- * Adds the job unless one with its id is waiting, delayed or running. A finished job keeps its id
- * and would silently swallow the add, so it is removed first. True when a job was added.
+ * Adds the job unless one with its id is waiting, delayed or running. A finished job kept for the
+ * dashboard keeps its id and would silently swallow the add, so it is removed first. True when a
+ * job was added.
  */
 export async function ensureJob(queue: Queue, name: string, data: object, opts: IdentifiedJobOptions): Promise<boolean> {
-  const job = await queue.getJob(opts.jobId);
-  if (job) {
-    const state = await job.getState();
-    if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return false;
-    await job.remove();
-  }
+  const state = await queue.getJobState(opts.jobId);
+  if (state !== 'completed' && state !== 'failed' && state !== 'unknown') return false;
+  if (state !== 'unknown') await queue.remove(opts.jobId);
   await queue.add(name, data, opts);
   return true;
 }

@@ -25,7 +25,9 @@ export async function claimSlots(db: Db, taskId: string, limit: number): Promise
 }
 
 export async function slotsInUse(db: Db): Promise<number> {
-  const { rows } = await db.pool.query<{ held: number }>('SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks WHERE slots_held > 0');
+  const { rows } = await db.pool.query<{ held: number }>(
+    'SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks WHERE slots_held > 0',
+  );
   return rows[0].held;
 }
 

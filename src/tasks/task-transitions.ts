@@ -1,21 +1,24 @@
 import type { Db, Prisma, Task, TaskState } from '../db/client';
-import { isRecordNotFound, isUniqueViolation } from '../db/client';
+import { isUniqueViolation, utc } from '../db/client';
 import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
-import { recordDeliveryInTx } from '../webhooks/outbox';
+import { EVENT_TYPE, newDeliveryId } from '../webhooks/outbox';
+import { patchAssignments, readTask, type ReadTask, type TaskPatch } from './task-rows';
 import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
+import { toTaskObject } from './task-view';
 
 /**
- * The task status machine. Every write to a task row goes through this module, and every applied
- * state change is recorded as a TaskEvent in the same transaction.
+ * The task status machine. Every state change goes through this module, and every applied change
+ * is recorded as a TaskEvent in the same statement.
  *
- * Concurrency: a change is a conditional update (`where id and state = the state we read`). Two
- * writers racing on one task serialise on the row lock; the loser's guard no longer matches, it
- * re-reads and decides again, so no change is ever applied from a stale read.
+ * Concurrency: a change is guarded by the version of the row it was decided from (`xmin`), so it
+ * applies only if nothing wrote the task since it was read. Two writers racing on one task
+ * serialise on the row lock; the loser's guard no longer matches, it re-reads and decides again,
+ * so no change is ever applied from a stale read.
  *
  * Outbox: a change of the status a client sees, on a task with a callback_url, writes its webhook
- * delivery in the same transaction; `afterCommit` then asks for its sending. If that request is lost
+ * delivery in the same statement; `afterCommit` then asks for its sending. If that request is lost
  * (crash, Redis down) the sweep sends it: nothing between commit and enqueue can lose a webhook.
  */
 
@@ -38,10 +41,10 @@ export interface TaskStore {
 const DEFAULT_POLL_AFTER_MS = 30_000;
 
 /** Bookkeeping every change implies: polling while at the upstream, no slots and no polls once ended. */
-function lifecycleFields(store: TaskStore, to: TaskState): Prisma.TaskUpdateInput {
+function lifecycleFields(store: TaskStore, to: TaskState, now: Date): TaskPatch {
   if (isTerminal(to)) return { slotsHeld: 0, nextPollAt: null };
   if (to === 'submitted' || to === 'processing') {
-    return { nextPollAt: new Date(Date.now() + (store.pollAfterMs ?? DEFAULT_POLL_AFTER_MS)), pollCount: 0 };
+    return { nextPollAt: new Date(now.getTime() + (store.pollAfterMs ?? DEFAULT_POLL_AFTER_MS)), pollCount: 0 };
   }
   return {};
 }
@@ -54,71 +57,82 @@ export type ApplyOutcome =
 
 interface Change {
   to: TaskState;
-  data: Prisma.TaskUpdateInput;
+  data: TaskPatch;
   source: EventSource;
   payload?: unknown;
 }
 
-/** Applies a change if the task is still in `from`; returns null when another writer got there first. */
-async function transition(store: TaskStore, task: Task, change: Change): Promise<Task | null> {
+/**
+ * Applies a change if the task is exactly as read; returns null when another writer got there
+ * first. One statement: the update, its event and (when the client's status changes and it has a
+ * callback_url) its webhook delivery, whose body is the task as this change leaves it.
+ */
+async function transition(store: TaskStore, task: ReadTask, change: Change): Promise<Task | null> {
+  const now = new Date();
+  const patch: TaskPatch = { ...change.data, ...lifecycleFields(store, change.to, now) };
+  const { version: _version, ...read } = task;
+  const next: Task = { ...read, ...(patch as Partial<Task>), state: change.to, eventSeq: task.eventSeq + 1, updatedAt: now };
+
+  const params: unknown[] = [task.id, task.version, change.to, utc(now)];
+  const sets = patchAssignments(patch, params)
+    .map((a) => `, ${a}`)
+    .join('');
+  const p = (v: unknown) => (params.push(v), `$${params.length}`);
+  const payload = change.payload === undefined ? null : JSON.stringify(change.payload);
+  let delivery = '';
   let deliveryId: string | null = null;
-  try {
-    const updated = await store.db.$transaction(async (tx) => {
-      const updated = await tx.task.update({
-        where: { id: task.id, state: task.state },
-        data: { ...change.data, ...lifecycleFields(store, change.to), state: change.to, eventSeq: { increment: 1 } },
-      });
-      await tx.taskEvent.create({
-        data: {
-          taskId: task.id,
-          seq: updated.eventSeq,
-          fromState: task.state,
-          toState: change.to,
-          source: change.source,
-          payload: change.payload === undefined ? undefined : (change.payload as Prisma.InputJsonValue),
-        },
-      });
-      if (updated.callbackUrl && toClientStatus(task.state) !== toClientStatus(change.to)) {
-        deliveryId = await recordDeliveryInTx(tx, updated);
-      }
-      return updated;
-    });
-    if (isTerminal(change.to)) {
-      metrics.tasksFinished.inc({ status: change.to, reason: updated.failureReason ?? 'none' });
-      metrics.taskDuration.observe({ status: change.to }, (Date.now() - updated.createdAt.getTime()) / 1000);
-    }
-    const effects = {
-      taskId: task.id,
-      deliveryIds: deliveryId ? [deliveryId] : [],
-      slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0,
-    };
-    await store.afterCommit?.(effects).catch(() => undefined);
-    return updated;
-  } catch (err) {
-    if (isRecordNotFound(err)) return null;
-    throw err;
+  if (next.callbackUrl && toClientStatus(task.state) !== toClientStatus(change.to)) {
+    deliveryId = newDeliveryId();
+    delivery = `, d AS (
+      INSERT INTO webhook_deliveries (id, task_id, tenant_id, seq, event_type, url, body, next_attempt_at, created_at, updated_at)
+      SELECT ${p(deliveryId)}, id, tenant_id, event_seq, ${p(EVENT_TYPE[toClientStatus(change.to)])}, ${p(next.callbackUrl)},
+        ${p(JSON.stringify(toTaskObject(next)))}, $4::timestamp, $4::timestamp, $4::timestamp FROM t)`;
   }
+  const { rowCount } = await store.db.pool.query(
+    `WITH t AS (
+       UPDATE tasks SET state = $3::task_state, event_seq = event_seq + 1, updated_at = $4::timestamp${sets}
+       WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq),
+     e AS (
+       INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
+       SELECT id, event_seq, ${p(task.state)}::task_state, $3::task_state, ${p(change.source)}, ${p(payload)}::jsonb, $4::timestamp FROM t)${delivery}
+     SELECT 1 FROM t`,
+    params,
+  );
+  if (rowCount !== 1) return null;
+  if (isTerminal(change.to)) {
+    metrics.tasksFinished.inc({ status: change.to, reason: next.failureReason ?? 'none' });
+    metrics.taskDuration.observe({ status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
+  }
+  const effects = {
+    taskId: task.id,
+    deliveryIds: deliveryId ? [deliveryId] : [],
+    slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0,
+  };
+  await store.afterCommit?.(effects).catch(() => undefined);
+  return next;
 }
 
-const MAX_RACES = 5;
+/** Attempts at one change when other writers keep changing the task in between (polls, claims, cancels). */
+const MAX_RACES = 10;
 
 export const CANCELED_MESSAGE = 'canceled by the client';
 
 /**
  * Applies what the upstream says about a task (callback, poll or submit answer). Never moves a task
  * backwards, never leaves a terminal state, ignores updates older than the newest one applied, and
- * treats repeats as harmless no-ops.
+ * treats repeats as harmless no-ops. `known` is the task if the caller has just read it.
  */
 export async function applyUpstreamUpdate(
   store: TaskStore,
   taskId: string,
   update: UpstreamTask,
   source: EventSource,
+  known?: ReadTask,
 ): Promise<ApplyOutcome> {
   const { db } = store;
   const target = fromUpstreamStatus(update.task_status);
   for (let race = 0; race < MAX_RACES; race++) {
-    const task = await db.task.findUnique({ where: { id: taskId } });
+    const task = race === 0 && known ? known : await readTask(db, taskId);
     if (!task) return { applied: false, reason: 'missing' };
     if (task.upstreamTaskId && task.upstreamTaskId !== update.task_id) return { applied: false, reason: 'task_mismatch', task };
     if (!target) return { applied: false, reason: 'unknown_status', task };
@@ -138,10 +152,10 @@ export async function applyUpstreamUpdate(
   throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
 }
 
-function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): Prisma.TaskUpdateInput {
+function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPatch {
   const now = new Date();
   const images = imagesOf(u);
-  const common = {
+  const common: TaskPatch = {
     upstreamTaskId: task.upstreamTaskId ?? u.task_id,
     upstreamCreatedAt: u.created_at != null ? BigInt(Math.trunc(u.created_at)) : task.upstreamCreatedAt,
     upstreamUpdatedAt: u.updated_at != null ? BigInt(Math.trunc(u.updated_at)) : task.upstreamUpdatedAt,
@@ -152,24 +166,28 @@ function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): Prisma.
     return { ...common, statusMsg: CANCELED_MESSAGE, failureReason: 'canceled', finishedAt: now };
   }
   return {
-    upstreamTaskId: task.upstreamTaskId ?? u.task_id,
+    ...common,
     statusMsg: u.task_status_msg ?? task.statusMsg,
-    upstreamCreatedAt: u.created_at != null ? BigInt(Math.trunc(u.created_at)) : task.upstreamCreatedAt,
-    upstreamUpdatedAt: u.updated_at != null ? BigInt(Math.trunc(u.updated_at)) : task.upstreamUpdatedAt,
-    submittedAt: task.submittedAt ?? now,
-    ...(images.length ? { images: images as unknown as Prisma.InputJsonValue } : {}),
+    ...(images.length ? { images } : {}),
     ...(target === 'failed' ? { failureReason: 'upstream_failed' } : {}),
     ...(isTerminal(target) ? { finishedAt: now } : {}),
   };
 }
 
 async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<void> {
-  await db.task.updateMany({ where: { id: task.id, upstreamTaskId: null }, data: { upstreamTaskId: u.task_id } });
+  await db.pool.query('UPDATE tasks SET upstream_task_id = $2, updated_at = $3::timestamp WHERE id = $1 AND upstream_task_id IS NULL', [
+    task.id,
+    u.task_id,
+    utc(new Date()),
+  ]);
 }
 
 /** Counts a submission attempt BEFORE the HTTP call, so a crash mid-call is visible to the retry. */
 export async function recordSubmitAttempt(db: Db, taskId: string): Promise<void> {
-  await db.task.update({ where: { id: taskId }, data: { submitAttempts: { increment: 1 } } });
+  await db.pool.query('UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1', [
+    taskId,
+    utc(new Date()),
+  ]);
 }
 
 /** Ends a task that has not ended yet as failed, with our own reason. Returns null if it had already ended. */
@@ -181,7 +199,7 @@ export async function failTask(
   source: EventSource,
 ): Promise<Task | null> {
   for (let race = 0; race < MAX_RACES; race++) {
-    const task = await store.db.task.findUnique({ where: { id: taskId } });
+    const task = await readTask(store.db, taskId);
     if (!task || isTerminal(task.state)) return null;
     const updated = await transition(store, task, {
       to: 'failed',
@@ -249,7 +267,8 @@ export type CancelOutcome = { result: 'canceled' | 'canceling' | 'finished'; tas
  */
 export async function cancelTask(store: TaskStore, taskId: string): Promise<CancelOutcome> {
   for (let race = 0; race < MAX_RACES; race++) {
-    const task = await store.db.task.findUniqueOrThrow({ where: { id: taskId } });
+    const task = await readTask(store.db, taskId);
+    if (!task) throw new Error(`task ${taskId}: not found`);
     if (isTerminal(task.state)) return { result: 'finished', task };
     if (task.state === 'queued') {
       const ended = await transition(store, task, {

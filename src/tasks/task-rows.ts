@@ -1,0 +1,74 @@
+import type { Db, Task } from '../db/client';
+import { utc } from '../db/client';
+
+/**
+ * Raw SQL for the statements every task runs (read, status change, create): Prisma's per-call CPU
+ * is most of a task's cost there (docs/benchmarks.md). Rows come back with Prisma's field names and
+ * types, so the rest of the code sees the same `Task` either way.
+ */
+export const TASK_COLUMNS = `id, tenant_id AS "tenantId", request_id AS "requestId", external_task_id AS "externalTaskId", state,
+  request, model_name AS "modelName", n, callback_url AS "callbackUrl", callback_token AS "callbackToken",
+  upstream_task_id AS "upstreamTaskId", status_msg AS "statusMsg", failure_reason AS "failureReason", images,
+  upstream_created_at AS "upstreamCreatedAt", upstream_updated_at AS "upstreamUpdatedAt", submit_attempts AS "submitAttempts",
+  slots_held AS "slotsHeld", slots_wait_since AS "slotsWaitSince", next_poll_at AS "nextPollAt", poll_count AS "pollCount",
+  cancel_requested_at AS "cancelRequestedAt", event_seq AS "eventSeq", created_at AS "createdAt", updated_at AS "updatedAt",
+  submitted_at AS "submittedAt", finished_at AS "finishedAt"`;
+
+/**
+ * A task as read, with the row version it was read at (Postgres's `xmin`: it changes with every
+ * write of the row). A change guarded by it applies only to exactly the row that was read.
+ */
+export type ReadTask = Task & { version: string };
+
+export async function readTask(db: Db, id: string): Promise<ReadTask | null> {
+  const { rows } = await db.pool.query<ReadTask>(`SELECT ${TASK_COLUMNS}, xmin::text AS version FROM tasks WHERE id = $1`, [id]);
+  return rows[0] ?? null;
+}
+
+/** The task fields a status change may set (beside state, event_seq and updated_at). */
+export interface TaskPatch {
+  upstreamTaskId?: string | null;
+  statusMsg?: string | null;
+  failureReason?: string | null;
+  images?: unknown;
+  upstreamCreatedAt?: bigint | null;
+  upstreamUpdatedAt?: bigint | null;
+  slotsHeld?: number;
+  nextPollAt?: Date | null;
+  pollCount?: number;
+  submittedAt?: Date | null;
+  finishedAt?: Date | null;
+}
+
+const PATCH_COLUMNS: Record<keyof TaskPatch, [column: string, cast: string]> = {
+  upstreamTaskId: ['upstream_task_id', 'text'],
+  statusMsg: ['status_msg', 'text'],
+  failureReason: ['failure_reason', 'text'],
+  images: ['images', 'jsonb'],
+  upstreamCreatedAt: ['upstream_created_at', 'bigint'],
+  upstreamUpdatedAt: ['upstream_updated_at', 'bigint'],
+  slotsHeld: ['slots_held', 'int'],
+  nextPollAt: ['next_poll_at', 'timestamp'],
+  pollCount: ['poll_count', 'int'],
+  submittedAt: ['submitted_at', 'timestamp'],
+  finishedAt: ['finished_at', 'timestamp'],
+};
+
+function sqlValue(key: keyof TaskPatch, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return utc(v);
+  if (typeof v === 'bigint') return v.toString();
+  return key === 'images' ? JSON.stringify(v) : v;
+}
+
+/** `col = $n::type, ...` for the patch's fields, appending their values to `params`. */
+export function patchAssignments(patch: TaskPatch, params: unknown[]): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(patch) as (keyof TaskPatch)[]) {
+    if (patch[key] === undefined) continue;
+    const [column, cast] = PATCH_COLUMNS[key];
+    params.push(sqlValue(key, patch[key]));
+    out.push(`${column} = $${params.length}::${cast}`);
+  }
+  return out;
+}
