@@ -19,10 +19,13 @@ import type { TaskStore } from './tasks/task-transitions';
 import type { SecretBox } from './tenants/secret-box';
 import { tasksRouter } from './tasks/tasks.routes';
 import { authenticate } from './tenants/auth.middleware';
+import type { TenantCache } from './tenants/tenant-cache';
 
 export interface AppDeps {
   db: Db;
   secrets: SecretBox;
+  /** Tenants by credential, cached (dropped on any change of the tenants table). */
+  tenants: TenantCache;
   store: TaskStore;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: client webhook URLs may point at private addresses. */
   allowPrivateWebhooks: boolean;
@@ -73,7 +76,7 @@ export function createApp(deps: AppDeps): Express {
     '/v1/images/generations',
     express.json({ limit: MAX_BODY, strict: false }),
     requireJsonBody,
-    authenticate(deps.db, deps.secrets),
+    authenticate(deps.tenants, deps.secrets),
     tenantRateLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.rateLimitPerMinute }),
     tasksRouter(deps),
   );

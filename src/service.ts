@@ -10,6 +10,7 @@ import { secretBoxFor, type SecretBox } from './tenants/secret-box';
 import { dispatchWaiting } from './queues/dispatch';
 import { createTaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
+import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
 
 export interface Service {
   db: Db;
@@ -49,11 +50,14 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     },
   };
   const service: Service = { db, secrets, redis, queues, store, close: async () => undefined };
+  let tenants: TenantCache | undefined;
   if (config.ROLE !== 'worker') {
+    tenants = createTenantCache({ db, databaseUrl: config.DATABASE_URL, log });
     service.server = await startServer(
       {
         db,
         secrets,
+        tenants,
         store,
         redis,
         queues,
@@ -111,6 +115,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   // Order matters: stop taking requests, let workers finish their jobs, then drop connections.
   service.close = async () => {
     await service.server?.close();
+    await tenants?.close();
     await service.workers?.close();
     await changes.close();
     // With Redis unreachable a graceful close would wait for a connection that never comes.

@@ -5,6 +5,7 @@ import { AppError, envelope, invalidParameter } from '../errors';
 import { UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
+import { pathOfNul } from '../tasks/create-task.schema';
 import { readTask } from '../tasks/task-rows';
 import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
 import { safeEqual } from '../tenants/tenants.service';
@@ -43,6 +44,9 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     const body = UpstreamTask.safeParse(req.body);
     if (!body.success) metrics.callbacks.inc({ outcome: 'invalid' });
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
+    const nul = pathOfNul(body.data);
+    if (nul !== null) metrics.callbacks.inc({ outcome: 'invalid' });
+    if (nul !== null) throw invalidParameter(`body: ${nul || 'task'}: must not contain the NUL character (\\u0000)`);
     const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback', task);
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
     const log = deps.log.child({

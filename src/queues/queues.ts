@@ -153,10 +153,15 @@ export async function enqueueDeliveryAttempt(
 }
 
 /**
- * Enqueues the submission of a task. Bounded in time: the task is already committed, and the sweep
+ * Enqueues the submission of tasks (one round trip). Bounded in time: the task is already committed, and the sweep
  * enqueues it later if Redis is slow or down, so the caller never waits long for Redis.
  */
-export async function enqueueSubmit(queues: Queues, taskId: string, timeoutMs = 2000): Promise<boolean> {
+export async function enqueueSubmits(queues: Queues, taskIds: string[], timeoutMs = 2000): Promise<boolean> {
   if (!queues.connected()) return false;
-  return bounded(() => queues.submit.add('submit', { taskId } satisfies SubmitJob, submitJobOptions(queues.settings, taskId)), timeoutMs);
+  const jobs = taskIds.map((taskId) => ({
+    name: 'submit',
+    data: { taskId } satisfies SubmitJob,
+    opts: submitJobOptions(queues.settings, taskId),
+  }));
+  return bounded(() => queues.submit.addBulk(jobs), timeoutMs);
 }

@@ -252,6 +252,21 @@ function firstFailure(issues: readonly z.core.$ZodIssue[]): ValidationResult {
 }
 
 /** Validates a create-task body; never throws for any body. */
+/**
+ * Where a value holds a string with U+0000 (Postgres can store it in neither text nor jsonb): its
+ * dotted path ('' for the value itself), or null when there is none.
+ */
+export function pathOfNul(value: unknown, path = ''): string | null {
+  if (typeof value === 'string') return value.includes('\0') ? path : null;
+  if (typeof value !== 'object' || value === null) return null;
+  for (const [k, v] of Object.entries(value)) {
+    if (k.includes('\0')) return path ? `${path}.${k}` : k;
+    const found = pathOfNul(v, path ? `${path}.${k}` : k);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 export function validateCreateTaskRequest(body: unknown, models: readonly string[]): ValidationResult {
   const schema = schemaFor(models);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -259,7 +274,9 @@ export function validateCreateTaskRequest(body: unknown, models: readonly string
   }
   try {
     const result = schema.safeParse(body);
-    return result.success ? { ok: true, value: result.data } : firstFailure(result.error.issues);
+    if (!result.success) return firstFailure(result.error.issues);
+    const nul = pathOfNul(result.data);
+    return nul === null ? { ok: true, value: result.data } : failure(nul || 'body', 'must not contain the NUL character (\\u0000)');
   } catch {
     // Only exotic inputs (throwing getters, proxies) get here; JSON.parse output never does.
     return failure('body', 'could not be validated');

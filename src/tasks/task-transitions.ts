@@ -225,6 +225,76 @@ export interface NewTask {
   callbackToken: string;
 }
 
+/** A new task as it is once recorded (the defaults of every column not given). */
+export function newTaskRow(t: NewTask, createdAt: Date): Task {
+  return {
+    id: t.id,
+    tenantId: t.tenantId,
+    requestId: t.requestId ?? null,
+    externalTaskId: t.externalTaskId ?? null,
+    state: 'queued',
+    request: t.request as Prisma.JsonValue,
+    modelName: t.modelName,
+    n: t.n,
+    callbackUrl: t.callbackUrl ?? null,
+    callbackToken: t.callbackToken,
+    upstreamTaskId: null,
+    statusMsg: null,
+    failureReason: null,
+    images: null,
+    upstreamCreatedAt: null,
+    upstreamUpdatedAt: null,
+    submitAttempts: 0,
+    slotsHeld: 0,
+    slotsWaitSince: null,
+    nextPollAt: null,
+    pollCount: 0,
+    cancelRequestedAt: null,
+    eventSeq: 1,
+    createdAt,
+    updatedAt: createdAt,
+    submittedAt: null,
+    finishedAt: null,
+  };
+}
+
+/**
+ * Records accepted tasks and their first events in one statement (group commit of concurrent
+ * creates). Each comes back as its row, or 'duplicate' when its external_task_id is already taken
+ * by another task of its tenant (then nothing of it was written).
+ */
+export async function insertTasks(db: Db, tasks: { task: NewTask; at: Date }[]): Promise<(Task | 'duplicate')[]> {
+  const col = <T>(f: (x: { task: NewTask; at: Date }) => T) => tasks.map(f);
+  const { rows } = await db.pool.query<{ id: string }>(
+    `WITH t AS (
+       INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, n, callback_url, callback_token,
+                          state, event_seq, created_at, updated_at)
+       SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.n, i.callback_url, i.callback_token,
+              'queued', 1, i.at, i.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::int[], $8::text[], $9::text[], $10::timestamp[])
+         AS i(id, request_id, tenant_id, external_task_id, request, model_name, n, callback_url, callback_token, at)
+       ON CONFLICT (tenant_id, external_task_id) DO NOTHING
+       RETURNING id, created_at),
+     e AS (
+       INSERT INTO task_events (task_id, seq, from_state, to_state, source, created_at) SELECT id, 1, NULL, 'queued', 'api', created_at FROM t)
+     SELECT id FROM t`,
+    [
+      col((x) => x.task.id),
+      col((x) => x.task.requestId ?? null),
+      col((x) => x.task.tenantId),
+      col((x) => x.task.externalTaskId ?? null),
+      col((x) => JSON.stringify(x.task.request)),
+      col((x) => x.task.modelName),
+      col((x) => x.task.n),
+      col((x) => x.task.callbackUrl ?? null),
+      col((x) => x.task.callbackToken),
+      col((x) => utc(x.at)),
+    ],
+  );
+  const inserted = new Set(rows.map((r) => r.id));
+  return tasks.map(({ task, at }) => (inserted.has(task.id) ? newTaskRow(task, at) : 'duplicate'));
+}
+
 /** Records an accepted task and its first event together; a duplicate external_task_id raises P2002. */
 export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string; requestHash: string; ttlMs: number }): Promise<Task> {
   const data: Prisma.TaskUncheckedCreateInput = {

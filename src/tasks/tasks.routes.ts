@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { envelope, invalidParameter } from '../errors';
 import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
-import { createTask, findTask, listTasks, type TasksDeps } from './tasks.service';
+import { createTaskCreator, findTask, listTasks, type TasksDeps } from './tasks.service';
 import { parseIdempotencyKey } from './idempotency';
 import { addWatchRoutes } from './task-watch.routes';
 import { cancelTask } from './task-transitions';
@@ -19,10 +19,11 @@ export const TaskIdParam = z.string().min(1).max(256);
 
 export function tasksRouter(deps: TasksDeps): Router {
   const r = Router();
+  const createTask = createTaskCreator(deps);
 
   r.post('/', async (req, res) => {
     const idempotencyKey = parseIdempotencyKey(req.get('idempotency-key'));
-    const { task, replayed } = await createTask(deps, res.locals.tenant, req.body, { idempotencyKey, requestId: res.locals.requestId });
+    const { task, replayed } = await createTask(res.locals.tenant, req.body, { idempotencyKey, requestId: res.locals.requestId });
     if (replayed) res.set('idempotent-replayed', 'true');
     res.json(envelope(res.locals.requestId, toCreatedObject(task)));
   });

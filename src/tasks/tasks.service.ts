@@ -3,13 +3,14 @@ import type { Db, Task, Tenant } from '../db/client';
 import { isUniqueViolation } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
 import type { Logger } from '../logger';
-import { enqueueSubmit, type Queues } from '../queues/queues';
+import { groupCommit } from '../lib/group-commit';
+import { enqueueSubmits, type Queues } from '../queues/queues';
 import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
 import { validateCreateTaskRequest } from './create-task.schema';
 import { IdempotencyKeyTaken, requestHash } from './idempotency';
 import type { TaskChanges } from './task-changes';
-import { insertTask, type TaskStore } from './task-transitions';
+import { insertTask, insertTasks, type NewTask, type TaskStore } from './task-transitions';
 
 export interface TasksDeps {
   db: Db;
@@ -35,63 +36,130 @@ export interface Created {
   replayed: boolean;
 }
 
+/** Creates written together at most (one statement, one commit). */
+const MAX_INSERT_BATCH = 100;
+/** How long a tenant's count of unfinished tasks is trusted before it is read again. */
+const UNFINISHED_RECOUNT_MS = 1000;
+
+export type CreateTask = (tenant: Tenant, body: unknown, opts?: CreateOptions) => Promise<Created>;
+
 /**
- * Validates and records a task, then asks for its submission. The row is committed before this
- * returns; enqueueing is best effort because the sweep picks up any queued task without a job.
+ * The create path of one API process. Concurrent creates share one INSERT statement and one
+ * BullMQ round trip (group commit: src/lib/group-commit.ts); each answer still comes only after its
+ * own row has committed.
  */
-export async function createTask(deps: TasksDeps, tenant: Tenant, body: unknown, opts: CreateOptions = {}): Promise<Created> {
-  const result = validateCreateTaskRequest(body, deps.models);
-  if (!result.ok) throw invalidParameter(result.message);
-  // The client's callback_url and external_task_id are ours to honour, never the upstream's.
-  const { callback_url, external_task_id, ...request } = result.value;
-  if (callback_url && !deps.allowPrivateWebhooks) {
-    const problem = await checkPublicUrl(callback_url);
-    if (problem) throw invalidParameter(`callback_url: ${problem}`);
-  }
-  const key = opts.idempotencyKey;
-  const idempotency = key ? { key, requestHash: requestHash(body), ttlMs: deps.idempotencyTtlMs } : undefined;
-  // A retry of a request already accepted gets its task, whatever the limits say now.
-  if (idempotency) {
-    const earlier = await replay(deps.db, tenant.id, idempotency);
-    if (earlier) return { task: earlier, replayed: true };
-  }
-  // A soft cap (concurrent creates may pass it by a few): it bounds a runaway client, not billing.
-  const unfinished = await deps.db.task.count({ where: { tenantId: tenant.id, state: { in: ['queued', 'submitted', 'processing'] } } });
-  if (unfinished >= deps.maxUnfinishedTasks) {
-    throw new AppError('rate_limited', `too many unfinished tasks (limit ${deps.maxUnfinishedTasks}); retry when some have finished`, {
-      'retry-after': '10',
-    });
-  }
-  let task: Task;
-  try {
-    task = await insertTask(
-      deps.db,
-      {
-        id: randomUUID(),
-        requestId: opts.requestId,
-        tenantId: tenant.id,
-        externalTaskId: external_task_id,
-        request,
-        modelName: request.model_name,
-        n: request.n ?? 1,
-        callbackUrl: callback_url,
-        callbackToken: randomBytes(24).toString('base64url'),
-      },
-      idempotency,
-    );
-  } catch (err) {
-    if (err instanceof IdempotencyKeyTaken) {
-      const winner = await replay(deps.db, tenant.id, idempotency!);
-      if (!winner) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
-      return { task: winner, replayed: true };
+export function createTaskCreator(deps: TasksDeps): CreateTask {
+  const insert = groupCommit(async (items: { task: NewTask; at: Date }[]) => {
+    try {
+      return await insertTasks(deps.db, items);
+    } catch (err) {
+      if (items.length === 1) throw err;
+      // One bad row must not fail the others: write them one by one, each with its own outcome.
+      return Promise.all(
+        items.map((item) =>
+          insertTasks(deps.db, [item]).then(
+            ([r]) => r,
+            (e: unknown) => asError(e),
+          ),
+        ),
+      );
     }
-    if (isUniqueViolation(err)) throw invalidParameter('external_task_id: is already used by another task of yours');
-    throw err;
-  }
-  metrics.tasksCreated.inc();
-  const queued = await enqueueSubmit(deps.queues, task.id);
-  if (!queued) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
-  return { task, replayed: false };
+  }, MAX_INSERT_BATCH);
+  const enqueue = groupCommit(async (taskIds: string[]) => {
+    const ok = await enqueueSubmits(deps.queues, taskIds);
+    return taskIds.map(() => ok);
+  }, MAX_INSERT_BATCH);
+  const unfinished = unfinishedCounter(deps);
+
+  return async (tenant, body, opts = {}) => {
+    const result = validateCreateTaskRequest(body, deps.models);
+    if (!result.ok) throw invalidParameter(result.message);
+    // The client's callback_url and external_task_id are ours to honour, never the upstream's.
+    const { callback_url, external_task_id, ...request } = result.value;
+    if (callback_url && !deps.allowPrivateWebhooks) {
+      const problem = await checkPublicUrl(callback_url);
+      if (problem) throw invalidParameter(`callback_url: ${problem}`);
+    }
+    const key = opts.idempotencyKey;
+    const idempotency = key ? { key, requestHash: requestHash(body), ttlMs: deps.idempotencyTtlMs } : undefined;
+    // A retry of a request already accepted gets its task, whatever the limits say now.
+    if (idempotency) {
+      const earlier = await replay(deps.db, tenant.id, idempotency);
+      if (earlier) return { task: earlier, replayed: true };
+    }
+    await unfinished.check(tenant.id);
+    const newTask: NewTask = {
+      id: randomUUID(),
+      requestId: opts.requestId,
+      tenantId: tenant.id,
+      externalTaskId: external_task_id,
+      request,
+      modelName: request.model_name,
+      n: request.n ?? 1,
+      callbackUrl: callback_url,
+      callbackToken: randomBytes(24).toString('base64url'),
+    };
+    let task: Task;
+    try {
+      if (idempotency) task = await insertTask(deps.db, newTask, idempotency);
+      else {
+        const inserted = await insert({ task: newTask, at: new Date() });
+        if (inserted === 'duplicate') throw duplicateExternalId();
+        task = inserted;
+      }
+    } catch (err) {
+      if (err instanceof IdempotencyKeyTaken) {
+        const winner = await replay(deps.db, tenant.id, idempotency!);
+        if (!winner) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
+        return { task: winner, replayed: true };
+      }
+      if (isUniqueViolation(err)) throw duplicateExternalId();
+      throw err;
+    }
+    unfinished.added(tenant.id);
+    metrics.tasksCreated.inc();
+    if (!(await enqueue(task.id))) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
+    return { task, replayed: false };
+  };
+}
+
+const duplicateExternalId = () => invalidParameter('external_task_id: is already used by another task of yours');
+const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
+
+/**
+ * The per-tenant cap on unfinished tasks, without a count per create: a count is reused for a
+ * second (plus this process's own creates), and read afresh before any refusal, so a refusal
+ * always reflects the database. Soft: concurrent creates in other processes may pass it by a few.
+ */
+function unfinishedCounter(deps: TasksDeps) {
+  const counts = new Map<string, { n: number; at: number }>();
+  const recount = async (tenantId: string) => {
+    const { rows } = await deps.db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (
+         SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`,
+      [tenantId, deps.maxUnfinishedTasks],
+    );
+    if (counts.size >= 10_000) counts.clear();
+    counts.set(tenantId, { n: rows[0].n, at: Date.now() });
+    return rows[0].n;
+  };
+  return {
+    async check(tenantId: string) {
+      const known = counts.get(tenantId);
+      const fresh = known && Date.now() - known.at < UNFINISHED_RECOUNT_MS;
+      let n = fresh ? known.n : await recount(tenantId);
+      if (n >= deps.maxUnfinishedTasks && fresh) n = await recount(tenantId);
+      if (n >= deps.maxUnfinishedTasks) {
+        throw new AppError('rate_limited', `too many unfinished tasks (limit ${deps.maxUnfinishedTasks}); retry when some have finished`, {
+          'retry-after': '10',
+        });
+      }
+    },
+    added(tenantId: string) {
+      const known = counts.get(tenantId);
+      if (known) known.n++;
+    },
+  };
 }
 
 /**

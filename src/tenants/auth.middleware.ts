@@ -1,9 +1,9 @@
 import type { RequestHandler } from 'express';
 import jwt from 'jsonwebtoken';
-import type { Db, Tenant } from '../db/client';
+import type { Tenant } from '../db/client';
 import { AppError } from '../errors';
 import type { SecretBox } from './secret-box';
-import { findTenantByAccessKey, findTenantByApiKey } from './tenants.service';
+import type { TenantCache } from './tenant-cache';
 
 /** Clock skew tolerated on a client's JWT exp/nbf, in seconds. */
 const CLOCK_TOLERANCE_SEC = 5;
@@ -22,14 +22,14 @@ declare global {
  * Authenticates a tenant exactly as Kling does: `Authorization: Bearer <api_key>`, or a Bearer
  * HS256 JWT `{iss: access_key, exp, nbf}` signed with the tenant's secret_key.
  */
-export function authenticate(db: Db, secrets: SecretBox): RequestHandler {
+export function authenticate(tenants: TenantCache, secrets: SecretBox): RequestHandler {
   return async (req, res, next) => {
     const header = req.get('authorization');
     if (!header) return next(new AppError('auth_missing', 'Authorization header is missing'));
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!m) return next(new AppError('auth_invalid', 'Authorization header must be "Bearer <token>"'));
     const token = m[1];
-    const tenant = looksLikeJwt(token) ? await tenantFromJwt(db, secrets, token) : await findTenantByApiKey(db, token);
+    const tenant = looksLikeJwt(token) ? await tenantFromJwt(tenants, secrets, token) : await tenants.byApiKey(token);
     if (!tenant) return next(new AppError('auth_invalid', 'invalid credentials'));
     res.locals.tenant = tenant;
     next();
@@ -40,11 +40,11 @@ function looksLikeJwt(token: string): boolean {
   return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token);
 }
 
-async function tenantFromJwt(db: Db, secrets: SecretBox, token: string): Promise<Tenant | null> {
+async function tenantFromJwt(tenants: TenantCache, secrets: SecretBox, token: string): Promise<Tenant | null> {
   const claims = jwt.decode(token);
   const iss = claims && typeof claims === 'object' ? claims.iss : undefined;
   if (typeof iss !== 'string' || !iss) return null;
-  const tenant = await findTenantByAccessKey(db, iss);
+  const tenant = await tenants.byAccessKey(iss);
   if (!tenant) return null;
   try {
     const verified = jwt.verify(token, secrets.open(tenant.secretKey), { algorithms: ['HS256'], clockTolerance: CLOCK_TOLERANCE_SEC });

@@ -75,16 +75,6 @@ export async function revokeTenant(db: Db, id: string): Promise<boolean> {
   return r.count === 1;
 }
 
-export async function findTenantByApiKey(db: Db, apiKey: string): Promise<Tenant | null> {
-  const t = await db.tenant.findUnique({ where: { apiKeyHash: hashApiKey(apiKey) } });
-  return t && !t.revokedAt ? t : null;
-}
-
-export async function findTenantByAccessKey(db: Db, accessKey: string): Promise<Tenant | null> {
-  const t = await db.tenant.findUnique({ where: { accessKey } });
-  return t && !t.revokedAt ? t : null;
-}
-
 /**
  * Starts a webhook secret rotation: a new secret signs from now on, and the current one keeps
  * signing too (two signatures per webhook) until `finishWebhookRotation`. Null for an unknown key.

@@ -1,0 +1,94 @@
+import pg from 'pg';
+import type { Db, Tenant } from '../db/client';
+import type { Logger } from '../logger';
+import { hashApiKey } from './tenants.service';
+
+/**
+ * Tenants by credential, cached in the API process: looking one up on every request was a fifth of
+ * a create's cost (docs/benchmarks.md). Any write to `tenants` (revocation by the CLI, an edit in
+ * Prisma Studio, plain SQL) fires a trigger that NOTIFYs `tenant_changes`; every API process
+ * LISTENs and drops its whole cache at once. While that connection is down nothing is served from
+ * the cache, so a revocation is never missed; entries also expire after `ttlMs` as a backstop.
+ */
+export interface TenantCache {
+  byApiKey(apiKey: string): Promise<Tenant | null>;
+  byAccessKey(accessKey: string): Promise<Tenant | null>;
+  close(): Promise<void>;
+}
+
+export const TENANT_CHANGES_CHANNEL = 'tenant_changes';
+const MAX_ENTRIES = 10_000;
+const RECONNECT_MS = 1_000;
+
+const TENANT_COLUMNS = `id, name, api_key_hash AS "apiKeyHash", api_key_prefix AS "apiKeyPrefix", access_key AS "accessKey",
+  secret_key AS "secretKey", webhook_secret AS "webhookSecret", webhook_secret_previous AS "webhookSecretPrevious",
+  created_at AS "createdAt", revoked_at AS "revokedAt"`;
+
+export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logger; ttlMs?: number }): TenantCache {
+  const ttlMs = opts.ttlMs ?? 60_000;
+  const entries = new Map<string, { tenant: Tenant | null; at: number }>();
+  let listener: pg.Client | undefined;
+  let listening = false;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  // Bumped by every change: a lookup that raced with one does not store what it read.
+  let generation = 0;
+  const forget = () => {
+    generation++;
+    entries.clear();
+  };
+
+  const listen = async () => {
+    const client = new pg.Client({ connectionString: opts.databaseUrl });
+    listener = client;
+    const lost = () => {
+      if (listener !== client) return;
+      listening = false;
+      forget();
+      listener = undefined;
+      void client.end().catch(() => undefined);
+      if (!closed) retry = setTimeout(() => void listen(), RECONNECT_MS);
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('notification', forget);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${TENANT_CHANGES_CHANNEL}`);
+      // Whatever changed while not listening is forgotten too.
+      forget();
+      listening = true;
+    } catch (err) {
+      opts.log.debug({ err: (err as Error).message }, 'tenant cache: cannot listen for changes; not caching');
+      lost();
+    }
+  };
+  void listen();
+
+  const lookup = async (key: string, where: string, value: string): Promise<Tenant | null> => {
+    const hit = listening ? entries.get(key) : undefined;
+    if (hit && Date.now() - hit.at < ttlMs) return hit.tenant;
+    const readAt = generation;
+    const { rows } = await opts.db.pool.query<Tenant>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE ${where} = $1`, [value]);
+    const tenant = rows[0] && !rows[0].revokedAt ? rows[0] : null;
+    // Only known tenants are kept: unknown keys must not be able to fill the cache.
+    if (tenant && listening && generation === readAt) {
+      if (entries.size >= MAX_ENTRIES) entries.clear();
+      entries.set(key, { tenant, at: Date.now() });
+    }
+    return tenant;
+  };
+
+  return {
+    byApiKey: (apiKey) => lookup(`k:${hashApiKey(apiKey)}`, 'api_key_hash', hashApiKey(apiKey)),
+    byAccessKey: (accessKey) => lookup(`a:${accessKey}`, 'access_key', accessKey),
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      const client = listener;
+      listener = undefined;
+      listening = false;
+      await client?.end().catch(() => undefined);
+    },
+  };
+}
