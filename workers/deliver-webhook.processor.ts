@@ -3,8 +3,8 @@ import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
 import { metrics } from '../src/observability/metrics';
 import { DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
-import { nextPendingOfTask, pendingPredecessor, recordAttempt } from '../src/webhooks/deliveries.service';
-import type { SecretBox } from '../src/tenants/secret-box';
+import { readDueDelivery, recordAttempt, type DeliveryRef } from '../src/webhooks/deliveries.service';
+import { memoizedOpen, type SecretBox } from '../src/tenants/secret-box';
 import { sendWebhook } from '../src/webhooks/webhook-sender';
 
 export interface WebhookSettings {
@@ -31,15 +31,17 @@ const ORDER_RECHECK_MS = 1000;
  * same task must go first (then the job waits), and records the attempt conditionally.
  */
 export function deliverWebhookProcessor(deps: DeliverDeps) {
+  // AES-GCM per delivery is wasted work: a tenant's webhook secret changes only on rotation.
+  const openSecret = memoizedOpen(deps.secrets);
   return async (job: Job, token?: string): Promise<string> => {
     const { deliveryId } = DeliverJob.parse(job.data);
-    const d = await deps.db.webhookDelivery.findUnique({ where: { id: deliveryId }, include: { tenant: true } });
-    if (!d) return 'missing';
+    const due = await readDueDelivery(deps.db, deliveryId);
+    if (!due) return 'missing';
+    const { delivery: d, predecessor } = due;
     if (d.status !== 'pending') return d.status;
     if (job.id !== deliverJobId(d)) return 'stale';
 
     const now = Date.now();
-    const predecessor = await pendingPredecessor(deps.db, d);
     const waitUntil = predecessor
       ? Math.max(now + ORDER_RECHECK_MS, predecessor.nextAttemptAt?.getTime() ?? 0)
       : (d.nextAttemptAt?.getTime() ?? now);
@@ -48,14 +50,11 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
       throw new DelayedError();
     }
 
-    const secrets = [d.tenant.webhookSecret, d.tenant.webhookSecretPrevious]
-      .filter((x): x is string => !!x)
-      .map((x) => deps.secrets.open(x));
     const result = await sendWebhook({
       url: d.url,
       id: d.id,
       body: d.body,
-      secrets,
+      secrets: due.sealedSecrets.map(openSecret),
       timeoutMs: deps.webhooks.timeoutMs,
       allowPrivate: deps.webhooks.allowPrivate,
     });
@@ -77,7 +76,7 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
       'webhook attempt',
     );
     if (outcome.finished) {
-      await kickSuccessor(deps, next);
+      if (outcome.successor) await kickSuccessor(deps, outcome.successor);
     } else {
       await deps.queues.deliver.add(
         'deliver',
@@ -90,9 +89,7 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
 }
 
 /** The next status of the same task may have been waiting for this one: let it go now. */
-async function kickSuccessor(deps: DeliverDeps, d: { taskId: string; seq: number }): Promise<void> {
-  const successor = await nextPendingOfTask(deps.db, d as never);
-  if (!successor) return;
+async function kickSuccessor(deps: DeliverDeps, successor: DeliveryRef): Promise<void> {
   const job = await deps.queues.deliver.getJob(deliverJobId(successor));
   if (job && (await job.isDelayed())) await job.promote().catch(() => undefined);
   else if (!job) await deps.queues.deliver.add('deliver', { deliveryId: successor.id }, deliverJobOptions(successor));

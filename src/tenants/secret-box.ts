@@ -34,6 +34,25 @@ export function createSecretBox(key: Buffer): SecretBox {
 }
 
 /**
+ * `box.open` remembered per sealed string, for secrets opened on every use of a hot path (the
+ * webhook secrets, per delivery). Keyed by the ciphertext, not the tenant: a rotation stores a new
+ * ciphertext (fresh IV), so it is a miss and the new secret is used at once; nothing can go stale.
+ * Cleared when full rather than evicted one by one: a refill costs one decryption per tenant.
+ */
+export function memoizedOpen(box: SecretBox, maxEntries = 10_000): (sealed: string) => string {
+  const opened = new Map<string, string>();
+  return (sealed) => {
+    let plain = opened.get(sealed);
+    if (plain === undefined) {
+      plain = box.open(sealed);
+      if (opened.size >= maxEntries) opened.clear();
+      opened.set(sealed, plain);
+    }
+    return plain;
+  };
+}
+
+/**
  * The key: SECRETS_KEY (base64 of 32 bytes) when set; otherwise the file SECRETS_KEY_FILE, created
  * with a random key (mode 0600) the first time. Every process of a deployment must use the same key.
  */

@@ -1,8 +1,19 @@
 import type { Db, Prisma } from '../db/client';
+import { utc } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
 import type { AttemptResult } from './webhook-sender';
 
 type Delivery = Prisma.WebhookDeliveryGetPayload<object>;
+
+/**
+ * The statements every delivery runs (read, attempt record) are raw SQL through `db.pool`: Prisma's
+ * per-call CPU is most of a delivery's cost (docs/benchmarks.md, finding 5). Rows come back with
+ * Prisma's field names and types, so the rest of the code sees the same `WebhookDelivery`.
+ */
+const deliveryColumns = (t: string) => `${t}.id, ${t}.task_id AS "taskId", ${t}.tenant_id AS "tenantId", ${t}.seq,
+  ${t}.event_type AS "eventType", ${t}.url, ${t}.body, ${t}.status, ${t}.attempt_count AS "attemptCount", ${t}.chain,
+  ${t}.next_attempt_at AS "nextAttemptAt", ${t}.last_error AS "lastError", ${t}.created_at AS "createdAt",
+  ${t}.updated_at AS "updatedAt", ${t}.delivered_at AS "deliveredAt"`;
 
 /** A Retry-After longer than this is taken as this (a receiver cannot park a delivery for weeks). */
 const MAX_RETRY_AFTER_MS = 24 * 3600 * 1000;
@@ -19,58 +30,129 @@ export function nextDelayMs(schedule: readonly number[], attemptsMade: number, r
   return Math.round(Math.max(base, Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS)));
 }
 
+/** What one attempt of a delivery needs to know, read in one round trip. */
+export interface DueDelivery {
+  delivery: Delivery;
+  /** The tenant's sealed webhook secrets: the current one first, then the previous one during a rotation. */
+  sealedSecrets: string[];
+  /**
+   * The earliest still-pending delivery of the same task before this one (it must go out first),
+   * with its next attempt time; null when there is none or this delivery is no longer pending.
+   */
+  predecessor: { nextAttemptAt: Date | null } | null;
+}
+
+/** The delivery, its tenant's webhook secrets and its pending predecessor, if any. Null when missing. */
+export async function readDueDelivery(db: Db, id: string): Promise<DueDelivery | null> {
+  const { rows } = await db.pool.query<
+    Delivery & {
+      webhookSecret: string;
+      webhookSecretPrevious: string | null;
+      predecessorId: string | null;
+      predecessorNextAttemptAt: Date | null;
+    }
+  >(
+    `SELECT ${deliveryColumns('d')}, t.webhook_secret AS "webhookSecret", t.webhook_secret_previous AS "webhookSecretPrevious",
+       p.id AS "predecessorId", p.next_attempt_at AS "predecessorNextAttemptAt"
+     FROM webhook_deliveries d
+     JOIN tenants t ON t.id = d.tenant_id
+     LEFT JOIN LATERAL (
+       SELECT p.id, p.next_attempt_at FROM webhook_deliveries p
+       WHERE d.status = 'pending' AND p.task_id = d.task_id AND p.seq < d.seq AND p.status = 'pending'
+       ORDER BY p.seq LIMIT 1
+     ) p ON true
+     WHERE d.id = $1`,
+    [id],
+  );
+  if (!rows.length) return null;
+  const { webhookSecret, webhookSecretPrevious, predecessorId, predecessorNextAttemptAt, ...delivery } = rows[0];
+  return {
+    delivery,
+    sealedSecrets: [webhookSecret, webhookSecretPrevious].filter((x): x is string => !!x),
+    predecessor: predecessorId === null ? null : { nextAttemptAt: predecessorNextAttemptAt },
+  };
+}
+
+/** Enough of a delivery to name its job (deliverJobId). */
+export interface DeliveryRef {
+  id: string;
+  chain: number;
+  attemptCount: number;
+}
+
 export interface AttemptOutcome {
   delivery: Delivery;
   /** True when this attempt ended the delivery (delivered, gone or dead). */
   finished: boolean;
+  /**
+   * When finished: the next still-pending delivery of the same task, which may have been waiting
+   * for this one; null when there is none (and always while this one is still pending).
+   */
+  successor: DeliveryRef | null;
 }
 
 /**
  * Records one attempt and moves the delivery on: delivered on 2xx, gone on 410, dead when the
  * schedule is used up, otherwise pending with its next attempt time. Conditional on the attempt
  * count read, so one attempt is never recorded twice. Null when another writer got there first.
+ *
+ * One statement, so atomic without a transaction of several round trips: the attempt row is
+ * inserted from the UPDATE's RETURNING, hence only when the guarded update matched. A concurrent
+ * writer that matched first makes the UPDATE re-check its guard after the row lock and match
+ * nothing. The successor is looked up in the same statement, so a delivery ending a task's last
+ * pending one costs no further query; one committed while this statement runs is missed, as it
+ * could be by a later query too, and then sees this delivery ended at its next re-check.
  */
 export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, schedule: readonly number[]): Promise<AttemptOutcome | null> {
   const attempt = d.attemptCount + 1;
   const delay = r.ok || r.httpStatus === 410 ? null : nextDelayMs(schedule, attempt, r.retryAfterMs);
   const status = r.ok ? 'delivered' : r.httpStatus === 410 ? 'gone' : delay === null ? 'dead' : 'pending';
   const lastError = r.ok ? null : (r.error ?? `HTTP ${r.httpStatus}`);
-  return db.$transaction(async (tx) => {
-    const moved = await tx.webhookDelivery.updateMany({
-      where: { id: d.id, chain: d.chain, attemptCount: d.attemptCount, status: 'pending' },
-      data: {
-        attemptCount: attempt,
-        status,
-        lastError,
-        nextAttemptAt: delay === null ? null : new Date(Date.now() + delay),
-        ...(r.ok ? { deliveredAt: new Date() } : {}),
-      },
-    });
-    if (moved.count === 0) return null;
-    await tx.webhookAttempt.create({
-      data: {
-        deliveryId: d.id,
-        chain: d.chain,
-        attempt,
-        startedAt: r.startedAt,
-        durationMs: r.durationMs,
-        httpStatus: r.httpStatus ?? null,
-        error: r.error?.slice(0, 1000) ?? null,
-        responseBody: r.responseBody ?? null,
-      },
-    });
-    const delivery = await tx.webhookDelivery.findUniqueOrThrow({ where: { id: d.id } });
-    return { delivery, finished: status !== 'pending' };
-  });
-}
-
-/** The earliest still-pending delivery of the same task before this one: it must go out first. */
-export function pendingPredecessor(db: Db, d: Delivery): Promise<Delivery | null> {
-  return db.webhookDelivery.findFirst({ where: { taskId: d.taskId, seq: { lt: d.seq }, status: 'pending' }, orderBy: { seq: 'asc' } });
-}
-
-export function nextPendingOfTask(db: Db, d: Delivery): Promise<Delivery | null> {
-  return db.webhookDelivery.findFirst({ where: { taskId: d.taskId, seq: { gt: d.seq }, status: 'pending' }, orderBy: { seq: 'asc' } });
+  const now = new Date();
+  const { rows } = await db.pool.query<
+    Delivery & { successorId: string | null; successorChain: number | null; successorAttemptCount: number | null }
+  >(
+    `WITH moved AS (
+       UPDATE webhook_deliveries
+       SET attempt_count = $4, status = $5::delivery_status, last_error = $6, next_attempt_at = $7::timestamp,
+           delivered_at = coalesce($8::timestamp, delivered_at), updated_at = $9::timestamp
+       WHERE id = $1 AND chain = $2 AND attempt_count = $3 AND status = 'pending'
+       RETURNING *
+     ), attempt AS (
+       INSERT INTO webhook_attempts (delivery_id, chain, attempt, started_at, duration_ms, http_status, error, response_body)
+       SELECT id, chain, attempt_count, $10::timestamp, $11::int, $12::int, $13::text, $14::text FROM moved
+     )
+     SELECT ${deliveryColumns('m')}, s.id AS "successorId", s.chain AS "successorChain", s.attempt_count AS "successorAttemptCount"
+     FROM moved m
+     LEFT JOIN LATERAL (
+       SELECT s.id, s.chain, s.attempt_count FROM webhook_deliveries s
+       WHERE m.status <> 'pending' AND s.task_id = m.task_id AND s.seq > m.seq AND s.status = 'pending'
+       ORDER BY s.seq LIMIT 1
+     ) s ON true`,
+    [
+      d.id,
+      d.chain,
+      d.attemptCount,
+      attempt,
+      status,
+      lastError,
+      delay === null ? null : utc(new Date(now.getTime() + delay)),
+      r.ok ? utc(now) : null,
+      utc(now),
+      utc(r.startedAt),
+      r.durationMs,
+      r.httpStatus ?? null,
+      r.error?.slice(0, 1000) ?? null,
+      r.responseBody ?? null,
+    ],
+  );
+  if (!rows.length) return null;
+  const { successorId, successorChain, successorAttemptCount, ...delivery } = rows[0];
+  return {
+    delivery,
+    finished: status !== 'pending',
+    successor: successorId === null ? null : { id: successorId, chain: successorChain!, attemptCount: successorAttemptCount! },
+  };
 }
 
 export interface DeliveryView {

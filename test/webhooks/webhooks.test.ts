@@ -4,7 +4,10 @@ import { startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { applyUpstreamUpdate } from '../../src/tasks/task-transitions';
-import { rotateWebhookSecret } from '../../src/tenants/tenants.service';
+import { finishWebhookRotation, rotateWebhookSecret } from '../../src/tenants/tenants.service';
+import { deliverJobOptions } from '../../src/queues/queues';
+import { newDeliveryId } from '../../src/webhooks/outbox';
+import { insertQueuedTask } from '../helpers/fixtures';
 
 let h: Harness;
 let rx: Receiver;
@@ -184,6 +187,53 @@ describe('outgoing webhooks', () => {
     expect(() => verify(rotated!.webhook_secret, only(sigs[0]))).not.toThrow();
     expect(() => verify(tenant.webhook_secret, only(sigs[1]))).not.toThrow();
     expect(() => verify(tenant.webhook_secret, only(sigs[0]))).toThrow();
+  });
+
+  it('signs with the new secret alone once a rotation is finished, although the old one signed just before', async () => {
+    await createTask();
+    const [before] = await rx.waitFor(1);
+    expect(String(before.headers['webhook-signature']).split(' ')).toHaveLength(1);
+    verify(tenant.webhook_secret, before);
+    const rotated = await rotateWebhookSecret(h.api.db, h.api.secrets, tenant.id);
+    expect(await finishWebhookRotation(h.api.db, tenant.id)).toBe(true);
+    await rx.waitFor(2);
+    const n = rx.received.length;
+    await createTask();
+    const [after] = (await rx.waitFor(n + 1)).slice(n);
+    expect(String(after.headers['webhook-signature']).split(' ')).toHaveLength(1);
+    expect(() => verify(rotated!.webhook_secret, after)).not.toThrow();
+    expect(() => verify(tenant.webhook_secret, after)).toThrow();
+  });
+
+  it('holds a delivery while an earlier one of its task is pending, and sends it as soon as that one ends', async () => {
+    const taskId = await insertQueuedTask(h.api.db, tenant.id, rx.url);
+    const add = (seq: number, nextAttemptAt: Date) =>
+      h.api.db.webhookDelivery.create({
+        data: {
+          id: newDeliveryId(),
+          taskId,
+          tenantId: tenant.id,
+          seq,
+          eventType: 'task.processing',
+          url: rx.url,
+          body: `{"seq":${seq}}`,
+          nextAttemptAt,
+        },
+      });
+    // The first is due in an hour: the second, due now, must wait for it (re-checking no sooner than that).
+    const first = await add(1, new Date(Date.now() + 3_600_000));
+    const second = await add(2, new Date());
+    await h.api.queues.deliver.add('deliver', { deliveryId: second.id }, deliverJobOptions(second));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(rx.received).toHaveLength(0);
+    expect(await h.api.db.webhookDelivery.findUnique({ where: { id: second.id } })).toMatchObject({ status: 'pending', attemptCount: 0 });
+    expect(await (await h.api.queues.deliver.getJob(deliverJobOptions(second).jobId))?.isDelayed()).toBe(true);
+    // The first becomes due and is delivered: that ends its turn and lets the second go at once.
+    await h.api.db.webhookDelivery.update({ where: { id: first.id }, data: { nextAttemptAt: new Date() } });
+    await h.api.queues.deliver.add('deliver', { deliveryId: first.id }, deliverJobOptions(first));
+    const got = await rx.waitFor(2, 5_000);
+    expect(got.map((r) => r.json.seq)).toEqual([1, 2]);
+    await waitForDeliveries(taskId, (ds) => ds.every((d) => d.status === 'delivered'));
   });
 
   it("shows deliveries only to the task's tenant", async () => {
