@@ -47,9 +47,9 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
       if (task.submitAttempts > 0 && (await adoptExisting(deps, task))) return 'adopted';
-      await recordSubmitAttempt(deps.db, task.id);
+      const counted = await recordSubmitAttempt(deps.db, task.id);
       const created = await deps.kling.createTask(upstreamBody(deps, task));
-      await applyUpstreamUpdate(deps.store, task.id, created, 'submit');
+      await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       log.info({ upstream_task_id: created.task_id }, 'submitted upstream');
       throttled = 0;
       return 'submitted';

@@ -4,7 +4,7 @@ import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
 import { EVENT_TYPE, newDeliveryId } from '../webhooks/outbox';
-import { patchAssignments, readTask, type ReadTask, type TaskPatch } from './task-rows';
+import { patchAssignments, readTask, TASK_COLUMNS, type ReadTask, type TaskPatch } from './task-rows';
 import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
 import { toTaskObject } from './task-view';
 
@@ -182,12 +182,17 @@ async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<voi
   ]);
 }
 
-/** Counts a submission attempt BEFORE the HTTP call, so a crash mid-call is visible to the retry. */
-export async function recordSubmitAttempt(db: Db, taskId: string): Promise<void> {
-  await db.pool.query('UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1', [
-    taskId,
-    utc(new Date()),
-  ]);
+/**
+ * Counts a submission attempt BEFORE the HTTP call, so a crash mid-call is visible to the retry.
+ * Returns the task as this leaves it (the upstream's answer is usually the next change).
+ */
+export async function recordSubmitAttempt(db: Db, taskId: string): Promise<ReadTask | undefined> {
+  const { rows } = await db.pool.query<ReadTask>(
+    `UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1
+     RETURNING ${TASK_COLUMNS}, xmin::text AS version`,
+    [taskId, utc(new Date())],
+  );
+  return rows[0];
 }
 
 /** Ends a task that has not ended yet as failed, with our own reason. Returns null if it had already ended. */
