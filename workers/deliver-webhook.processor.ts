@@ -1,8 +1,8 @@
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, Job } from 'bullmq';
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
 import { metrics } from '../src/observability/metrics';
-import { DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
+import { DELIVERY_ORDER_RECHECK_MS, DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
 import { readDueDelivery, recordAttempt, type DeliveryRef } from '../src/webhooks/deliveries.service';
 import { memoizedOpen, type SecretBox } from '../src/tenants/secret-box';
 import { sendWebhook } from '../src/webhooks/webhook-sender';
@@ -22,9 +22,6 @@ export interface DeliverDeps {
   webhooks: WebhookSettings;
 }
 
-/** A job that waits for an earlier delivery of its task looks again at least this often. */
-const ORDER_RECHECK_MS = 1000;
-
 /**
  * Sends one attempt of one delivery. Guarded step: the row says whether the attempt is still due
  * (a leftover job of an earlier attempt or chain does nothing), whether an earlier status of the
@@ -43,7 +40,7 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
 
     const now = Date.now();
     const waitUntil = predecessor
-      ? Math.max(now + ORDER_RECHECK_MS, predecessor.nextAttemptAt?.getTime() ?? 0)
+      ? Math.max(now + DELIVERY_ORDER_RECHECK_MS, predecessor.nextAttemptAt?.getTime() ?? 0)
       : (d.nextAttemptAt?.getTime() ?? now);
     if (waitUntil > now + 20) {
       await job.moveToDelayed(waitUntil, token);
@@ -90,7 +87,13 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
 
 /** The next status of the same task may have been waiting for this one: let it go now. */
 async function kickSuccessor(deps: DeliverDeps, successor: DeliveryRef): Promise<void> {
-  const job = await deps.queues.deliver.getJob(deliverJobId(successor));
-  if (job && (await job.isDelayed())) await job.promote().catch(() => undefined);
-  else if (!job) await deps.queues.deliver.add('deliver', { deliveryId: successor.id }, deliverJobOptions(successor));
+  const queue = deps.queues.deliver;
+  const jobId = deliverJobId(successor);
+  const data: DeliverJob = { deliveryId: successor.id };
+  // Usually it is delayed, waiting for this one: one script moves it on (no read of the job first).
+  const promoted = await new Job(queue, 'deliver', data, {}, jobId).promote().then(
+    () => true,
+    () => false,
+  );
+  if (!promoted && (await queue.getJobState(jobId)) === 'unknown') await queue.add('deliver', data, deliverJobOptions(successor));
 }

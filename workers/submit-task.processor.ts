@@ -41,13 +41,16 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     log = log.child({ request_id: task.requestId });
     if (task.state !== 'queued') return 'already-submitted';
     // No free slot (or older tasks first): end this job; freed slots or the sweep bring it back.
-    const claim = await claimSlots(deps.db, task.id, deps.slots);
+    // A first attempt is counted with the claim (one commit); a later one only after the check
+    // whether an earlier attempt reached the upstream after all.
+    const first = task.submitAttempts === 0;
+    const claim = await claimSlots(deps.db, task.id, deps.slots, first);
     if (claim === 'wait') return 'waiting-for-slots';
     if (claim === 'gone') return 'already-submitted';
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
-      if (task.submitAttempts > 0 && (await adoptExisting(deps, task))) return 'adopted';
-      const counted = await recordSubmitAttempt(deps.db, task.id);
+      if (!first && (await adoptExisting(deps, task))) return 'adopted';
+      const counted = first ? undefined : await recordSubmitAttempt(deps.db, task.id);
       const created = await deps.kling.createTask(upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       log.info({ upstream_task_id: created.task_id }, 'submitted upstream');

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client';
@@ -8,7 +9,11 @@ import { PrismaClient } from '../generated/prisma/client';
  * query compiler, docs/benchmarks.md) is most of a task's cost there. One pool serves both, so a
  * process never holds more than `poolSize` connections.
  */
-export type Db = PrismaClient & { pool: pg.Pool };
+export type Db = PrismaClient & {
+  pool: pg.Pool;
+  /** A query on the shared pool as a named prepared statement: parsed and planned once per connection. */
+  sql<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+};
 export { Prisma } from '../generated/prisma/client';
 export type { Task, Tenant, TaskEvent } from '../generated/prisma/client';
 export { TaskState } from '../generated/prisma/enums';
@@ -45,6 +50,7 @@ export function createDb(databaseUrl: string, poolSize = 10): Db {
   const disconnect = client.$disconnect.bind(client);
   return Object.assign(client, {
     pool,
+    sql: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => pool.query<R>({ name: statementName(text), text, values }),
     async $disconnect() {
       await disconnect();
       if (!ended) {
@@ -53,6 +59,21 @@ export function createDb(databaseUrl: string, poolSize = 10): Db {
       }
     },
   });
+}
+
+/**
+ * Statement names by text. The texts are the code's own (a few dozen shapes), never built from
+ * input, so the map stays small. Behind PgBouncer in transaction mode this needs its prepared
+ * statement support (max_prepared_statements > 0, PgBouncer 1.21+).
+ */
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `kt_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 /** A Date as the UTC literal a `timestamp(3)` column stores (never the process's local time). */

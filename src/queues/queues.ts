@@ -131,13 +131,20 @@ async function bounded(work: () => Promise<unknown>, timeoutMs: number): Promise
   }
 }
 
-/** Asks for the first attempt of new deliveries (their rows are committed; the sweep is the safety net). */
-export async function enqueueDeliveries(queues: Queues, deliveryIds: string[], timeoutMs = 2000): Promise<boolean> {
+/** A delivery job that waits for an earlier delivery of its task looks again at least this often. */
+export const DELIVERY_ORDER_RECHECK_MS = 1000;
+
+/**
+ * Asks for the first attempt of new deliveries (their rows are committed; the sweep is the safety
+ * net). Behind a pending delivery of the same task, the job starts delayed: that delivery's end
+ * promotes it, and the delay is only the fallback.
+ */
+export async function enqueueDeliveries(queues: Queues, deliveryIds: string[], behindPending = false, timeoutMs = 2000): Promise<boolean> {
   if (!queues.connected() || deliveryIds.length === 0) return false;
   const jobs = deliveryIds.map((id) => ({
     name: 'deliver',
     data: { deliveryId: id } satisfies DeliverJob,
-    opts: deliverJobOptions({ id, chain: 1, attemptCount: 0 }),
+    opts: deliverJobOptions({ id, chain: 1, attemptCount: 0 }, behindPending ? DELIVERY_ORDER_RECHECK_MS : 0),
   }));
   return bounded(() => queues.deliver.addBulk(jobs), timeoutMs);
 }

@@ -17,17 +17,16 @@ export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1)
  * slots (so a large task is not starved by small ones). A task told to `wait` is marked as waiting
  * and is woken when slots are released (dispatchWaiting) or by the sweep. One round trip: the SQL
  * function `claim_task_slots` (migration `slot_claims`) does the check and the claim under a lock
- * that never leaves the database server.
+ * that never leaves the database server. With `countAttempt`, a claimed (or already held) task also
+ * counts the submission attempt about to start, in the same commit.
  */
-export async function claimSlots(db: Db, taskId: string, limit: number): Promise<ClaimResult> {
-  const { rows } = await db.pool.query<{ result: ClaimResult }>('SELECT claim_task_slots($1, $2) AS result', [taskId, limit]);
+export async function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<ClaimResult> {
+  const { rows } = await db.sql<{ result: ClaimResult }>('SELECT claim_task_slots($1, $2, $3) AS result', [taskId, limit, countAttempt]);
   return rows[0].result;
 }
 
 export async function slotsInUse(db: Db): Promise<number> {
-  const { rows } = await db.pool.query<{ held: number }>(
-    'SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks WHERE slots_held > 0',
-  );
+  const { rows } = await db.sql<{ held: number }>('SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks WHERE slots_held > 0');
   return rows[0].held;
 }
 
@@ -41,7 +40,7 @@ export async function queuePosition(db: Db, task: Pick<Task, 'id' | 'createdAt'>
 
 /** The oldest tasks told to wait for slots, in the order they may take them. Cheap when none waits. */
 export async function nextWaiting(db: Db, limit: number): Promise<string[]> {
-  const { rows } = await db.pool.query<{ id: string }>(
+  const { rows } = await db.sql<{ id: string }>(
     `SELECT id FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0
      ORDER BY created_at, id LIMIT $1`,
     [limit],

@@ -27,6 +27,9 @@ export interface CommitEffects {
   /** The task that changed (waiters on it are woken). */
   taskId: string;
   deliveryIds: string[];
+  /** The new delivery comes after one of the same task that is still pending (it must wait for it). */
+  deliveryBehindPending: boolean;
+  /** Slots freed while tasks were waiting for slots (0 when none was waiting). */
   slotsReleased: number;
 }
 
@@ -88,17 +91,24 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
       SELECT ${p(deliveryId)}, id, tenant_id, event_seq, ${p(EVENT_TYPE[toClientStatus(change.to)])}, ${p(next.callbackUrl)},
         ${p(JSON.stringify(toTaskObject(next)))}, $4::timestamp, $4::timestamp, $4::timestamp FROM t)`;
   }
-  const { rowCount } = await store.db.pool.query(
+  const releases = isTerminal(change.to) && task.slotsHeld > 0;
+  // Whether anyone waits for the slots this frees: usually nobody, and then nothing more is asked.
+  const waiters = releases
+    ? `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`
+    : 'false';
+  // The statement's snapshot does not see its own new delivery: any pending one is an earlier one.
+  const behind = deliveryId ? `EXISTS (SELECT 1 FROM webhook_deliveries WHERE task_id = $1 AND status = 'pending')` : 'false';
+  const { rows } = await store.db.sql<{ waiters: boolean; behind: boolean }>(
     `WITH t AS (
        UPDATE tasks SET state = $3::task_state, event_seq = event_seq + 1, updated_at = $4::timestamp${sets}
        WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq),
      e AS (
        INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
        SELECT id, event_seq, ${p(task.state)}::task_state, $3::task_state, ${p(change.source)}, ${p(payload)}::jsonb, $4::timestamp FROM t)${delivery}
-     SELECT 1 FROM t`,
+     SELECT ${waiters} AS waiters, ${behind} AS behind FROM t`,
     params,
   );
-  if (rowCount !== 1) return null;
+  if (rows.length !== 1) return null;
   if (isTerminal(change.to)) {
     metrics.tasksFinished.inc({ status: change.to, reason: next.failureReason ?? 'none' });
     metrics.taskDuration.observe({ status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
@@ -106,7 +116,8 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   const effects = {
     taskId: task.id,
     deliveryIds: deliveryId ? [deliveryId] : [],
-    slotsReleased: isTerminal(change.to) ? task.slotsHeld : 0,
+    deliveryBehindPending: rows[0].behind,
+    slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
   };
   await store.afterCommit?.(effects).catch(() => undefined);
   return next;
@@ -175,7 +186,7 @@ function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPat
 }
 
 async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<void> {
-  await db.pool.query('UPDATE tasks SET upstream_task_id = $2, updated_at = $3::timestamp WHERE id = $1 AND upstream_task_id IS NULL', [
+  await db.sql('UPDATE tasks SET upstream_task_id = $2, updated_at = $3::timestamp WHERE id = $1 AND upstream_task_id IS NULL', [
     task.id,
     u.task_id,
     utc(new Date()),
@@ -187,7 +198,7 @@ async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<voi
  * Returns the task as this leaves it (the upstream's answer is usually the next change).
  */
 export async function recordSubmitAttempt(db: Db, taskId: string): Promise<ReadTask | undefined> {
-  const { rows } = await db.pool.query<ReadTask>(
+  const { rows } = await db.sql<ReadTask>(
     `UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1
      RETURNING ${TASK_COLUMNS}, xmin::text AS version`,
     [taskId, utc(new Date())],
@@ -270,7 +281,7 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
  */
 export async function insertTasks(db: Db, tasks: { task: NewTask; at: Date }[]): Promise<(Task | 'duplicate')[]> {
   const col = <T>(f: (x: { task: NewTask; at: Date }) => T) => tasks.map(f);
-  const { rows } = await db.pool.query<{ id: string }>(
+  const { rows } = await db.sql<{ id: string }>(
     `WITH t AS (
        INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, n, callback_url, callback_token,
                           state, event_seq, created_at, updated_at)

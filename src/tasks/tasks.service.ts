@@ -134,7 +134,7 @@ const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
 function unfinishedCounter(deps: TasksDeps) {
   const counts = new Map<string, { n: number; at: number }>();
   const recount = async (tenantId: string) => {
-    const { rows } = await deps.db.pool.query<{ n: number }>(
+    const { rows } = await deps.db.sql<{ n: number }>(
       `SELECT count(*)::int AS n FROM (
          SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`,
       [tenantId, deps.maxUnfinishedTasks],

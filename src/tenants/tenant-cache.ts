@@ -69,7 +69,7 @@ export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logg
     const hit = listening ? entries.get(key) : undefined;
     if (hit && Date.now() - hit.at < ttlMs) return hit.tenant;
     const readAt = generation;
-    const { rows } = await opts.db.pool.query<Tenant>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE ${where} = $1`, [value]);
+    const { rows } = await opts.db.sql<Tenant>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE ${where} = $1`, [value]);
     const tenant = rows[0] && !rows[0].revokedAt ? rows[0] : null;
     // Only known tenants are kept: unknown keys must not be able to fill the cache.
     if (tenant && listening && generation === readAt) {

@@ -44,7 +44,7 @@ export interface DueDelivery {
 
 /** The delivery, its tenant's webhook secrets and its pending predecessor, if any. Null when missing. */
 export async function readDueDelivery(db: Db, id: string): Promise<DueDelivery | null> {
-  const { rows } = await db.pool.query<
+  const { rows } = await db.sql<
     Delivery & {
       webhookSecret: string;
       webhookSecretPrevious: string | null;
@@ -109,7 +109,7 @@ export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, sched
   const status = r.ok ? 'delivered' : r.httpStatus === 410 ? 'gone' : delay === null ? 'dead' : 'pending';
   const lastError = r.ok ? null : (r.error ?? `HTTP ${r.httpStatus}`);
   const now = new Date();
-  const { rows } = await db.pool.query<
+  const { rows } = await db.sql<
     Delivery & { successorId: string | null; successorChain: number | null; successorAttemptCount: number | null }
   >(
     `WITH moved AS (

@@ -14,7 +14,9 @@ CREATE INDEX "tasks_slots_wait_since_idx" ON "tasks"("slots_wait_since");
 -- Order: a task never overtakes an older queued task that was told to wait for slots; otherwise
 -- any task takes free slots at once (no waiting behind older tasks whose jobs have not run yet).
 -- Returns 'claimed', 'held' (it already holds its slots), 'wait' or 'gone' (no longer queued).
-CREATE FUNCTION "claim_task_slots"(p_task_id TEXT, p_limit INTEGER) RETURNS TEXT
+-- With p_count_attempt, a claimed or held task also counts the submission attempt about to start
+-- (tasks.submit_attempts), saving the submission a separate write and commit.
+CREATE FUNCTION "claim_task_slots"(p_task_id TEXT, p_limit INTEGER, p_count_attempt BOOLEAN) RETURNS TEXT
 LANGUAGE plpgsql AS $$
 DECLARE
   t RECORD;
@@ -28,6 +30,9 @@ BEGIN
     RETURN 'gone';
   END IF;
   IF t.slots_held > 0 THEN
+    IF p_count_attempt THEN
+      UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = now() AT TIME ZONE 'UTC' WHERE id = p_task_id;
+    END IF;
     RETURN 'held';
   END IF;
   need := least(greatest(t.n, 1), p_limit);
@@ -43,7 +48,8 @@ BEGIN
     UPDATE tasks SET slots_wait_since = coalesce(slots_wait_since, now() AT TIME ZONE 'UTC') WHERE id = p_task_id;
     RETURN 'wait';
   END IF;
-  UPDATE tasks SET slots_held = need, slots_wait_since = NULL, updated_at = now() AT TIME ZONE 'UTC' WHERE id = p_task_id;
+  UPDATE tasks SET slots_held = need, slots_wait_since = NULL, submit_attempts = submit_attempts + p_count_attempt::int,
+    updated_at = now() AT TIME ZONE 'UTC' WHERE id = p_task_id;
   RETURN 'claimed';
 END
 $$;
