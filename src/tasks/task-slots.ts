@@ -1,4 +1,5 @@
 import type { Db, Task } from '../db/client';
+import { groupCommit } from '../lib/group-commit';
 
 /**
  * Upstream concurrency slots. Each image of a task holds one slot from its submission until it ends
@@ -12,17 +13,39 @@ export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone';
 /** Slots a task needs; a request larger than the whole pool takes the whole pool rather than waiting forever. */
 export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1), limit);
 
+/** Claims written together at most (one lock, one commit). */
+const MAX_CLAIM_BATCH = 50;
+
+type Claim = { taskId: string; countAttempt: boolean };
+const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<ClaimResult>>>();
+
 /**
  * Claims the task's slots if they are free, leaving enough for every older task already waiting for
  * slots (so a large task is not starved by small ones). A task told to `wait` is marked as waiting
- * and is woken when slots are released (dispatchWaiting) or by the sweep. One round trip: the SQL
- * function `claim_task_slots` (migration `slot_claims`) does the check and the claim under a lock
- * that never leaves the database server. With `countAttempt`, a claimed (or already held) task also
- * counts the submission attempt about to start, in the same commit.
+ * and is woken when slots are released (dispatchWaiting) or by the sweep. With `countAttempt`, a
+ * claimed (or already held) task also counts the submission attempt about to start, in the same
+ * commit.
+ *
+ * The SQL function `claim_task_slots` (migration `slot_claims`) checks and claims under one lock
+ * for the whole deployment, held until its commit: concurrent claims of this process go together
+ * (group commit), so a busy worker takes that lock once per batch rather than once per task.
  */
-export async function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<ClaimResult> {
-  const { rows } = await db.sql<{ result: ClaimResult }>('SELECT claim_task_slots($1, $2, $3) AS result', [taskId, limit, countAttempt]);
-  return rows[0].result;
+export function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<ClaimResult> {
+  let byLimit = claimers.get(db);
+  if (!byLimit) claimers.set(db, (byLimit = new Map()));
+  let claim = byLimit.get(limit);
+  if (!claim) {
+    claim = groupCommit(async (claims: Claim[]) => {
+      const { rows } = await db.sql<{ task_id: string; result: ClaimResult }>(
+        'SELECT task_id, result FROM claim_task_slots($1::text[], $2, $3::boolean[])',
+        [claims.map((c) => c.taskId), limit, claims.map((c) => c.countAttempt)],
+      );
+      const results = new Map(rows.map((r) => [r.task_id, r.result]));
+      return claims.map((c) => results.get(c.taskId) ?? new Error(`no claim result for task ${c.taskId}`));
+    }, MAX_CLAIM_BATCH);
+    byLimit.set(limit, claim);
+  }
+  return claim({ taskId, countAttempt });
 }
 
 export async function slotsInUse(db: Db): Promise<number> {

@@ -61,6 +61,21 @@ describe('upstream concurrency slots', () => {
     expect(await slotsInUse(h.api.db)).toBe(2);
   });
 
+  it('claims for concurrent submissions together: the oldest first, never past the pool, a task counted once', async () => {
+    h = await startHarness({ workers: false, env: { UPSTREAM_CONCURRENCY: '4' } });
+    const key = (await h.newTenant()).api_key;
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) ids.push((await create(h, key, { n: 1 })).body.data.task_id);
+    // The same task twice in one batch must not take two slots.
+    const results = await Promise.all([...ids, ids[9]].map((id) => claimSlots(h.api.db, id, 4, true)));
+    expect(results).toEqual([...Array(4).fill('claimed'), ...Array(6).fill('wait'), 'wait']);
+    expect(await slotsInUse(h.api.db)).toBe(4);
+    const tasks = await h.api.db.task.findMany({ where: { id: { in: ids } } });
+    const byId = new Map(tasks.map((t) => [t.id, t]));
+    expect(ids.map((id) => byId.get(id)!.submitAttempts)).toEqual([1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
+    expect(ids.map((id) => byId.get(id)!.slotsWaitSince !== null)).toEqual([...Array(4).fill(false), ...Array(6).fill(true)]);
+  });
+
   it('gives a task asking for more images than the pool the whole pool instead of starving it', async () => {
     h = await startHarness({ env: { UPSTREAM_CONCURRENCY: '2' } });
     const key = (await h.newTenant()).api_key;
