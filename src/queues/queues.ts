@@ -139,7 +139,7 @@ export const DELIVERY_ORDER_RECHECK_MS = 1000;
  * earlier one's end normally promotes it well before; this bounds the wait when that end raced
  * with this delivery's commit and did not see it.
  */
-export const DELIVERY_BEHIND_DELAY_MS = 50;
+export const DELIVERY_BEHIND_DELAY_MS = 20;
 
 /**
  * Asks for the first attempt of new deliveries (their rows are committed; the sweep is the safety

@@ -2,6 +2,7 @@ import request from 'supertest';
 import { createLogger } from '../../src/logger';
 import { startService } from '../../src/service';
 import { bearer } from '../helpers/fixtures';
+import { chunkSize } from '../../src/http/rate-limit';
 import { startHarness, type Harness } from '../helpers/harness';
 
 const post = (h: Harness, key: string, body: object, idem?: string) => {
@@ -134,6 +135,28 @@ describe('rate limits', () => {
       expect(third.headers['retry-after']).toBeDefined();
       expect((await post(h, key, { prompt: 'a' }, 'a')).body.data.task_id).toBe(first.body.data.task_id);
       expect(await h.api.db.task.count()).toBe(2);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('rate limit reserves', () => {
+  it('counts a large limit in chunks: every request counted, one Redis update per chunk, never under the real count', async () => {
+    const h = await startHarness({ workers: false, env: { RATE_LIMIT_PER_MINUTE: '5000' } });
+    try {
+      expect(chunkSize(5000)).toBe(5);
+      expect(chunkSize(1999)).toBe(1);
+      const tenant = await h.newTenant();
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, () => request(h.url).get('/v1/images/generations').set(bearer(tenant.api_key))),
+      );
+      expect(answers.map((r) => r.status)).toEqual(Array(12).fill(200));
+      // 12 requests took three chunks of 5 from the shared count, concurrent ones waiting for one refill.
+      expect(await h.api.redis.get(`${h.config.QUEUE_PREFIX}:rate:${tenant.id}`)).toBe('15');
+      const remaining = answers.map((r) => Number(r.headers['x-ratelimit-remaining'])).sort((a, b) => b - a);
+      expect(remaining[0]).toBe(4999);
+      expect(new Set(remaining).size).toBe(12);
     } finally {
       await h.close();
     }
