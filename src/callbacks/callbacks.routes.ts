@@ -49,17 +49,18 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     if (nul !== null) throw invalidParameter(`body: ${nul || 'task'}: must not contain the NUL character (\\u0000)`);
     const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback', task);
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
-    const log = deps.log.child({
+    const fields = {
       task_id: task.id,
       upstream_status: body.data.task_status,
       request_id: res.locals.requestId,
       // The id of the call that created the task, to follow it across processes.
       task_request_id: task.requestId,
-    });
-    if (outcome.applied) log.info({ state: outcome.task.state }, 'callback applied');
-    else if (outcome.reason === 'unknown_status') log.warn('ALERT: callback with an undocumented task_status; task left as it is');
+    };
+    if (outcome.applied) deps.log.info({ ...fields, state: outcome.task.state }, 'callback applied');
+    else if (outcome.reason === 'unknown_status')
+      deps.log.warn(fields, 'ALERT: callback with an undocumented task_status; task left as it is');
     else if (outcome.reason === 'task_mismatch') throw invalidParameter('task_id: does not match the upstream task of this callback URL');
-    else log.info({ reason: outcome.reason }, 'callback ignored');
+    else deps.log.info({ ...fields, reason: outcome.reason }, 'callback ignored');
     res.json(envelope(res.locals.requestId, { applied: outcome.applied }));
   });
 

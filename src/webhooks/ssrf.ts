@@ -1,7 +1,8 @@
 import { lookup } from 'node:dns/promises';
 import ipaddr from 'ipaddr.js';
-import { useAgent } from 'request-filtering-agent';
-import type { Agent } from 'node:http';
+import http, { type Agent } from 'node:http';
+import https from 'node:https';
+import { RequestFilteringHttpAgent, RequestFilteringHttpsAgent } from 'request-filtering-agent';
 
 /**
  * Client webhook URLs must not reach this service's own network: loopback, private, link-local
@@ -32,9 +33,18 @@ export async function checkPublicUrl(url: string): Promise<string | null> {
   return blocked ? `points at a private, loopback, link-local or reserved address (${blocked}); webhooks only go to public hosts` : null;
 }
 
-/** An http(s) agent that refuses to connect to a non-public address, checked on the resolved IP. */
-export function deliveryAgent(url: string, allowPrivate: boolean): Agent | undefined {
-  if (allowPrivate) return undefined;
-  // The library's shared agents refuse private and meta addresses by default.
-  return useAgent(url);
+/**
+ * Connections to receivers are kept alive and reused: a webhook per status change to the same
+ * receiver should not cost a TCP (and TLS) handshake each. The filtering agents check the address
+ * of every new connection; a reused one was checked when it was opened.
+ */
+const agents = {
+  filtered: { http: new RequestFilteringHttpAgent({ keepAlive: true }), https: new RequestFilteringHttpsAgent({ keepAlive: true }) },
+  open: { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) },
+};
+
+/** An http(s) agent that refuses to connect to a non-public address (checked on the resolved IP) unless allowed. */
+export function deliveryAgent(url: string, allowPrivate: boolean): Agent {
+  const pair = allowPrivate ? agents.open : agents.filtered;
+  return url.startsWith('https:') ? pair.https : pair.http;
 }

@@ -82,7 +82,7 @@ export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
       const status = res.statusCode ?? 0;
       const chunks: Buffer[] = [];
       let kept = 0;
-      const done = () => {
+      const done = (cutShort = false) => {
         const responseBody = Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_BYTES_KEPT);
         const redirect = status >= 300 && status < 400;
         finish({
@@ -92,16 +92,17 @@ export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
           ...(redirect ? { error: `redirect to ${String(res.headers.location ?? '?').slice(0, 200)} not followed` } : {}),
           retryAfterMs: status === 429 || status === 503 ? retryAfterMs(res.headers['retry-after']) : undefined,
         });
-        res.destroy();
+        // A socket with an unread answer cannot be reused; one read to the end goes back to the agent.
+        if (cutShort) res.destroy();
       };
       res.on('data', (chunk: Buffer) => {
         if (kept < RESPONSE_BYTES_KEPT) chunks.push(chunk.subarray(0, RESPONSE_BYTES_KEPT - kept));
         kept += chunk.length;
         // The rest of a large answer is of no use: stop reading.
-        if (kept >= RESPONSE_BYTES_KEPT) done();
+        if (kept >= RESPONSE_BYTES_KEPT) done(true);
       });
-      res.on('end', done);
-      res.on('error', done);
+      res.on('end', () => done());
+      res.on('error', () => done(true));
     });
     outgoing.end(req.body);
   });
