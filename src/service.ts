@@ -41,9 +41,9 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   const store: TaskStore = {
     db,
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
-    afterCommit: async ({ taskId, deliveryIds, deliveryBehindPending, slotsReleased }) => {
+    afterCommit: async ({ taskId, deliveryIds, slotsReleased }) => {
       changes.publish(taskId);
-      if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds, deliveryBehindPending))) {
+      if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
         log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
       }
       if (slotsReleased) await dispatchWaiting(db, queues).catch(() => undefined);

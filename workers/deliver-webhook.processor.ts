@@ -2,7 +2,14 @@ import { DelayedError, Job } from 'bullmq';
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
 import { metrics } from '../src/observability/metrics';
-import { DELIVERY_ORDER_RECHECK_MS, DeliverJob, deliverJobId, deliverJobOptions, type Queues } from '../src/queues/queues';
+import {
+  DELIVERY_FIRST_RECHECK_MS,
+  DELIVERY_ORDER_RECHECK_MS,
+  DeliverJob,
+  deliverJobId,
+  deliverJobOptions,
+  type Queues,
+} from '../src/queues/queues';
 import { readDueDelivery, recordAttempt, type DeliveryRef } from '../src/webhooks/deliveries.service';
 import { memoizedOpen, type SecretBox } from '../src/tenants/secret-box';
 import { sendWebhook } from '../src/webhooks/webhook-sender';
@@ -39,8 +46,9 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
     if (job.id !== deliverJobId(d)) return 'stale';
 
     const now = Date.now();
+    const recheck = now - job.timestamp < DELIVERY_ORDER_RECHECK_MS ? DELIVERY_FIRST_RECHECK_MS : DELIVERY_ORDER_RECHECK_MS;
     const waitUntil = predecessor
-      ? Math.max(now + DELIVERY_ORDER_RECHECK_MS, predecessor.nextAttemptAt?.getTime() ?? 0)
+      ? Math.max(now + recheck, predecessor.nextAttemptAt?.getTime() ?? 0)
       : (d.nextAttemptAt?.getTime() ?? now);
     if (waitUntil > now + 20) {
       await job.moveToDelayed(waitUntil, token);

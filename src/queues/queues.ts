@@ -135,23 +135,19 @@ async function bounded(work: () => Promise<unknown>, timeoutMs: number): Promise
 export const DELIVERY_ORDER_RECHECK_MS = 1000;
 
 /**
- * How long a new delivery behind a pending one of its task waits before it looks for itself. The
- * earlier one's end normally promotes it well before; this bounds the wait when that end raced
- * with this delivery's commit and did not see it.
+ * A job that finds an earlier delivery of its task pending looks again after this while it is
+ * young: the earlier one usually ends within milliseconds and promotes it, but an end that raced
+ * with this delivery's commit does not see it (BullMQ's delayed jobs also run up to ~100 ms late).
  */
-export const DELIVERY_BEHIND_DELAY_MS = 20;
+export const DELIVERY_FIRST_RECHECK_MS = 50;
 
-/**
- * Asks for the first attempt of new deliveries (their rows are committed; the sweep is the safety
- * net). Behind a pending delivery of the same task, the job starts delayed (it could not go yet):
- * the earlier delivery's end promotes it.
- */
-export async function enqueueDeliveries(queues: Queues, deliveryIds: string[], behindPending = false, timeoutMs = 2000): Promise<boolean> {
+/** Asks for the first attempt of new deliveries (their rows are committed; the sweep is the safety net). */
+export async function enqueueDeliveries(queues: Queues, deliveryIds: string[], timeoutMs = 2000): Promise<boolean> {
   if (!queues.connected() || deliveryIds.length === 0) return false;
   const jobs = deliveryIds.map((id) => ({
     name: 'deliver',
     data: { deliveryId: id } satisfies DeliverJob,
-    opts: deliverJobOptions({ id, chain: 1, attemptCount: 0 }, behindPending ? DELIVERY_BEHIND_DELAY_MS : 0),
+    opts: deliverJobOptions({ id, chain: 1, attemptCount: 0 }),
   }));
   return bounded(() => queues.deliver.addBulk(jobs), timeoutMs);
 }

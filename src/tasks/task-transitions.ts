@@ -27,8 +27,6 @@ export interface CommitEffects {
   /** The task that changed (waiters on it are woken). */
   taskId: string;
   deliveryIds: string[];
-  /** The new delivery comes after one of the same task that is still pending (it must wait for it). */
-  deliveryBehindPending: boolean;
   /** Slots freed while tasks were waiting for slots (0 when none was waiting). */
   slotsReleased: number;
 }
@@ -96,16 +94,14 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   const waiters = releases
     ? `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`
     : 'false';
-  // The statement's snapshot does not see its own new delivery: any pending one is an earlier one.
-  const behind = deliveryId ? `EXISTS (SELECT 1 FROM webhook_deliveries WHERE task_id = $1 AND status = 'pending')` : 'false';
-  const { rows } = await store.db.sql<{ waiters: boolean; behind: boolean }>(
+  const { rows } = await store.db.sql<{ waiters: boolean }>(
     `WITH t AS (
        UPDATE tasks SET state = $3::task_state, event_seq = event_seq + 1, updated_at = $4::timestamp${sets}
        WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq),
      e AS (
        INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
        SELECT id, event_seq, ${p(task.state)}::task_state, $3::task_state, ${p(change.source)}, ${p(payload)}::jsonb, $4::timestamp FROM t)${delivery}
-     SELECT ${waiters} AS waiters, ${behind} AS behind FROM t`,
+     SELECT ${waiters} AS waiters FROM t`,
     params,
   );
   if (rows.length !== 1) return null;
@@ -116,7 +112,6 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   const effects = {
     taskId: task.id,
     deliveryIds: deliveryId ? [deliveryId] : [],
-    deliveryBehindPending: rows[0].behind,
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
   };
   await store.afterCommit?.(effects).catch(() => undefined);
