@@ -5,8 +5,8 @@ import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
-import { readTask } from '../src/tasks/task-rows';
-import { claimSlots } from '../src/tasks/task-slots';
+import { readTask, type ReadTask } from '../src/tasks/task-rows';
+import { claimSlotsVersioned, slotsNeeded, type Claimed } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
@@ -44,13 +44,14 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     // A first attempt is counted with the claim (one commit); a later one only after the check
     // whether an earlier attempt reached the upstream after all.
     const first = task.submitAttempts === 0;
-    const claim = await claimSlots(deps.db, task.id, deps.slots, first);
-    if (claim === 'wait') return 'waiting-for-slots';
-    if (claim === 'gone') return 'already-submitted';
+    const claim = await claimSlotsVersioned(deps.db, task.id, deps.slots, first);
+    if (claim.result === 'wait') return 'waiting-for-slots';
+    if (claim.result === 'gone') return 'already-submitted';
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
       if (!first && (await adoptExisting(deps, task))) return 'adopted';
-      const counted = first ? undefined : await recordSubmitAttempt(deps.db, task.id);
+      // The row as the claim or the attempt count left it: the upstream's answer applies without a re-read.
+      const counted = first ? afterClaim(task, claim, deps.slots) : await recordSubmitAttempt(deps.db, task.id);
       const created = await deps.kling.createTask(upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       log.info({ upstream_task_id: created.task_id }, 'submitted upstream');
@@ -84,6 +85,13 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       throw new UnrecoverableError(message);
     }
   };
+}
+
+/** The task as a first attempt's claim wrote it (slots taken, attempt counted), if the claim wrote it. */
+function afterClaim(task: ReadTask, claim: Claimed, limit: number): ReadTask | undefined {
+  if (!claim.version) return undefined;
+  const slotsHeld = claim.result === 'claimed' ? slotsNeeded(task.n, limit) : task.slotsHeld;
+  return { ...task, slotsHeld, slotsWaitSince: null, submitAttempts: task.submitAttempts + 1, version: claim.version };
 }
 
 /** Consecutive 1302/1303 answers in this process; the pause doubles with each, up to a minute. */

@@ -113,7 +113,8 @@ export function deliverJobOptions(d: { id: string; chain: number; attemptCount: 
     jobId: deliverJobId(d),
     delay: Math.max(0, delayMs),
     attempts: 1,
-    removeOnComplete: { age: 3600, count: 1000 },
+    // Every attempt is recorded in Postgres (webhook_attempts); finished jobs would only repeat it.
+    removeOnComplete: true,
     removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
   };
 }

@@ -10,6 +10,12 @@ import { groupCommit } from '../lib/group-commit';
 
 export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone';
 
+/** A claim's outcome, with the version of the task row it wrote (when it wrote one). */
+export interface Claimed {
+  result: ClaimResult;
+  version: string | null;
+}
+
 /** Slots a task needs; a request larger than the whole pool takes the whole pool rather than waiting forever. */
 export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1), limit);
 
@@ -17,7 +23,7 @@ export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1)
 const MAX_CLAIM_BATCH = 50;
 
 type Claim = { taskId: string; countAttempt: boolean };
-const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<ClaimResult>>>();
+const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<Claimed>>>();
 
 /**
  * Claims the task's slots if they are free, leaving enough for every older task already waiting for
@@ -30,17 +36,22 @@ const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<ClaimResult>>
  * for the whole deployment, held until its commit: concurrent claims of this process go together
  * (group commit), so a busy worker takes that lock once per batch rather than once per task.
  */
-export function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<ClaimResult> {
+export async function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<ClaimResult> {
+  return (await claimSlotsVersioned(db, taskId, limit, countAttempt)).result;
+}
+
+/** claimSlots, also giving the row version the claim left (so the caller can change the task without re-reading it). */
+export function claimSlotsVersioned(db: Db, taskId: string, limit: number, countAttempt = false): Promise<Claimed> {
   let byLimit = claimers.get(db);
   if (!byLimit) claimers.set(db, (byLimit = new Map()));
   let claim = byLimit.get(limit);
   if (!claim) {
     claim = groupCommit(async (claims: Claim[]) => {
-      const { rows } = await db.sql<{ task_id: string; result: ClaimResult }>(
-        'SELECT task_id, result FROM claim_task_slots($1::text[], $2, $3::boolean[])',
+      const { rows } = await db.sql<{ task_id: string; result: ClaimResult; version: string | null }>(
+        'SELECT task_id, result, version FROM claim_task_slots($1::text[], $2, $3::boolean[])',
         [claims.map((c) => c.taskId), limit, claims.map((c) => c.countAttempt)],
       );
-      const results = new Map(rows.map((r) => [r.task_id, r.result]));
+      const results = new Map(rows.map((r) => [r.task_id, { result: r.result, version: r.version }]));
       return claims.map((c) => results.get(c.taskId) ?? new Error(`no claim result for task ${c.taskId}`));
     }, MAX_CLAIM_BATCH);
     byLimit.set(limit, claim);

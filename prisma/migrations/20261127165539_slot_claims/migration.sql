@@ -14,11 +14,12 @@ CREATE INDEX "tasks_slots_wait_since_idx" ON "tasks"("slots_wait_since");
 -- (and for the commit that releases it) once.
 -- Order: a task never overtakes an older queued task that was told to wait for slots; otherwise
 -- any task takes free slots at once (no waiting behind older tasks whose jobs have not run yet).
--- Each task gets 'claimed', 'held' (it already holds its slots), 'wait' or 'gone' (not queued).
+-- Each task gets 'claimed', 'held' (it already holds its slots), 'wait' or 'gone' (not queued),
+-- and, when this call wrote it (claimed, or held and counted), the row version (xmin) it left.
 -- With its p_count_attempts entry true, a claimed or held task also counts the submission attempt
 -- about to start (tasks.submit_attempts), saving the submission a separate write and commit.
 CREATE FUNCTION "claim_task_slots"(p_task_ids TEXT[], p_limit INTEGER, p_count_attempts BOOLEAN[])
-RETURNS TABLE (task_id TEXT, result TEXT)
+RETURNS TABLE (task_id TEXT, result TEXT, version TEXT)
 LANGUAGE plpgsql AS $$
 DECLARE
   t RECORD;
@@ -35,11 +36,13 @@ BEGIN
     ORDER BY k.created_at, i.id
   LOOP
     task_id := t.id;
+    version := NULL;
     IF t.state IS DISTINCT FROM 'queued' THEN
       result := 'gone';
     ELSIF t.slots_held > 0 THEN
       IF t.count_attempt THEN
-        UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = now() AT TIME ZONE 'UTC' WHERE id = t.id;
+        UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = now() AT TIME ZONE 'UTC' WHERE id = t.id
+        RETURNING xmin::text INTO version;
       END IF;
       result := 'held';
     ELSE
@@ -57,7 +60,8 @@ BEGIN
       ELSE
         UPDATE tasks SET slots_held = need, slots_wait_since = NULL, submit_attempts = submit_attempts + t.count_attempt::int,
           updated_at = now() AT TIME ZONE 'UTC'
-        WHERE id = t.id;
+        WHERE id = t.id
+        RETURNING xmin::text INTO version;
         held := held + need;
         result := 'claimed';
       END IF;
