@@ -6,7 +6,8 @@ import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
 import { createProducerConnection, createQueues, enqueueDeliveries, type Queues } from './queues/queues';
 import type { TaskStore } from './tasks/task-transitions';
-import { secretBoxFor, type SecretBox } from './tenants/secret-box';
+import { memoizedOpen, secretBoxFor, type SecretBox } from './tenants/secret-box';
+import { createInlineDeliveries } from './webhooks/delivery-attempt';
 import { dispatchWaiting } from './queues/dispatch';
 import { createTaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
@@ -38,8 +39,15 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     submitBackoffMs: config.SUBMIT_BACKOFF_MS,
   });
   const changes = createTaskChanges({ db, publisher: redis, redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX });
+  const webhooks = {
+    schedule: config.WEBHOOK_RETRY_SCHEDULE_MS,
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+  };
+  const inline = createInlineDeliveries({ db, queues, log, webhooks, openSecret: memoizedOpen(secrets) });
   const store: TaskStore = {
     db,
+    inline,
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
     afterCommit: async ({ taskId, deliveryIds, slotsReleased }) => {
       changes.publish(taskId);
@@ -89,11 +97,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       db,
       secrets,
       store,
-      webhooks: {
-        schedule: config.WEBHOOK_RETRY_SCHEDULE_MS,
-        timeoutMs: config.WEBHOOK_TIMEOUT_MS,
-        allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
-      },
+      webhooks,
       queues,
       kling,
       log,
@@ -117,6 +121,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     await service.server?.close();
     await tenants?.close();
     await service.workers?.close();
+    await inline.drain();
     await changes.close();
     // With Redis unreachable a graceful close would wait for a connection that never comes.
     if (redis.status === 'ready') {

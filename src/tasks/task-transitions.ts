@@ -3,6 +3,7 @@ import { isUniqueViolation, utc } from '../db/client';
 import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
+import type { InlineDeliveries } from '../webhooks/delivery-attempt';
 import { EVENT_TYPE, newDeliveryId } from '../webhooks/outbox';
 import { patchAssignments, readTask, TASK_COLUMNS, type ReadTask, type TaskPatch } from './task-rows';
 import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
@@ -35,11 +36,15 @@ export interface TaskStore {
   db: Db;
   /** A submitted task with no upstream news for this long is polled (UPSTREAM_POLL_AFTER_MS). */
   pollAfterMs?: number;
+  /** Sends first webhook attempts from this process (when absent, every delivery goes through the queue). */
+  inline?: InlineDeliveries;
   /** Called after a change commits (best effort: the sweep covers anything it does not do). */
   afterCommit?: (effects: CommitEffects) => Promise<void>;
 }
 
 const DEFAULT_POLL_AFTER_MS = 30_000;
+
+type Delivery = Prisma.WebhookDeliveryGetPayload<object>;
 
 /** Bookkeeping every change implies: polling while at the upstream, no slots and no polls once ended. */
 function lifecycleFields(store: TaskStore, to: TaskState, now: Date): TaskPatch {
@@ -81,37 +86,80 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   const p = (v: unknown) => (params.push(v), `$${params.length}`);
   const payload = change.payload === undefined ? null : JSON.stringify(change.payload);
   let delivery = '';
-  let deliveryId: string | null = null;
+  let deliveryCols = '';
+  let created: Delivery | null = null;
+  let inline = false;
   if (next.callbackUrl && toClientStatus(task.state) !== toClientStatus(change.to)) {
-    deliveryId = newDeliveryId();
-    delivery = `, d AS (
+    const eventType = EVENT_TYPE[toClientStatus(change.to)];
+    const body = JSON.stringify(toTaskObject(next));
+    const d: Delivery = {
+      ...{ id: newDeliveryId(), taskId: task.id, tenantId: task.tenantId, seq: next.eventSeq, eventType, url: next.callbackUrl, body },
+      ...{
+        status: 'pending',
+        attemptCount: 0,
+        chain: 1,
+        nextAttemptAt: now,
+        lastError: null,
+        createdAt: now,
+        updatedAt: now,
+        deliveredAt: null,
+      },
+    };
+    // Sent by this process right after the commit unless an earlier delivery of the task is still
+    // pending (order) or too many are in flight: then its first attempt is due at once, for the
+    // queue; otherwise it is leased to this process (see InlineDeliveries).
+    created = d;
+    inline = store.inline?.reserve() ?? false;
+    const due = inline
+      ? `CASE WHEN b.behind THEN $4::timestamp ELSE ${p(utc(new Date(now.getTime() + store.inline!.leaseMs)))}::timestamp END`
+      : '$4::timestamp';
+    delivery = `,
+     b AS (SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE task_id = $1 AND status = 'pending') AS behind),
+     d AS (
       INSERT INTO webhook_deliveries (id, task_id, tenant_id, seq, event_type, url, body, next_attempt_at, created_at, updated_at)
-      SELECT ${p(deliveryId)}, id, tenant_id, event_seq, ${p(EVENT_TYPE[toClientStatus(change.to)])}, ${p(next.callbackUrl)},
-        ${p(JSON.stringify(toTaskObject(next)))}, $4::timestamp, $4::timestamp, $4::timestamp FROM t)`;
+      SELECT ${p(d.id)}, id, tenant_id, event_seq, ${p(eventType)}, ${p(d.url)}, ${p(body)}, ${due}, $4::timestamp, $4::timestamp FROM t, b)`;
+    deliveryCols = `, (SELECT behind FROM b) AS behind,
+      (SELECT ARRAY[webhook_secret, webhook_secret_previous] FROM tenants WHERE id = t.tenant_id) AS secrets`;
   }
   const releases = isTerminal(change.to) && task.slotsHeld > 0;
   // Whether anyone waits for the slots this frees: usually nobody, and then nothing more is asked.
   const waiters = releases
     ? `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`
     : 'false';
-  const { rows } = await store.db.sql<{ waiters: boolean }>(
-    `WITH t AS (
+  let result: { rows: { waiters: boolean; behind?: boolean; secrets?: (string | null)[] }[] };
+  try {
+    result = await store.db.sql(
+      `WITH t AS (
        UPDATE tasks SET state = $3::task_state, event_seq = event_seq + 1, updated_at = $4::timestamp${sets}
        WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq),
      e AS (
        INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
        SELECT id, event_seq, ${p(task.state)}::task_state, $3::task_state, ${p(change.source)}, ${p(payload)}::jsonb, $4::timestamp FROM t)${delivery}
-     SELECT ${waiters} AS waiters FROM t`,
-    params,
-  );
+     SELECT ${waiters} AS waiters${deliveryCols} FROM t`,
+      params,
+    );
+  } catch (err) {
+    if (inline) store.inline!.release();
+    throw err;
+  }
+  const { rows } = result;
+  if (inline && (rows.length !== 1 || rows[0].behind)) {
+    store.inline!.release();
+    inline = false;
+  }
   if (rows.length !== 1) return null;
   if (isTerminal(change.to)) {
     metrics.tasksFinished.inc({ status: change.to, reason: next.failureReason ?? 'none' });
     metrics.taskDuration.observe({ status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
   }
+  if (created && inline)
+    store.inline!.send(
+      created,
+      (rows[0].secrets ?? []).filter((x): x is string => !!x),
+    );
   const effects = {
     taskId: task.id,
-    deliveryIds: deliveryId ? [deliveryId] : [],
+    deliveryIds: created && !inline ? [created.id] : [],
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
   };
   await store.afterCommit?.(effects).catch(() => undefined);

@@ -1,0 +1,135 @@
+import { Job } from 'bullmq';
+import type { Db, Prisma } from '../db/client';
+import type { Logger } from '../logger';
+import { metrics } from '../observability/metrics';
+import { deliverJobId, deliverJobOptions, type DeliverJob, type Queues } from '../queues/queues';
+import { recordAttempt, type DeliveryRef } from './deliveries.service';
+import { sendWebhook } from './webhook-sender';
+
+type Delivery = Prisma.WebhookDeliveryGetPayload<object>;
+
+export interface WebhookSettings {
+  /** Delays before each attempt (WEBHOOK_RETRY_SCHEDULE_MS); its length is the number of attempts. */
+  schedule: readonly number[];
+  timeoutMs: number;
+  allowPrivate: boolean;
+}
+
+export interface AttemptDeps {
+  db: Db;
+  queues: Queues;
+  log: Logger;
+  webhooks: WebhookSettings;
+  /** Opens a tenant's sealed webhook secret (memoized: see secret-box.ts). */
+  openSecret: (sealed: string) => string;
+}
+
+/**
+ * Sends one attempt of a delivery that is due and first in its task's order, records it
+ * (conditionally: an attempt is never recorded twice), then lets the task's next delivery go or
+ * schedules this one's next attempt. The caller has checked that it is due. Returns the delivery's
+ * status after the attempt, or 'raced' when another sender recorded this attempt first.
+ */
+export async function attemptDelivery(deps: AttemptDeps, d: Delivery, sealedSecrets: string[]): Promise<string> {
+  const result = await sendWebhook({
+    url: d.url,
+    id: d.id,
+    body: d.body,
+    secrets: sealedSecrets.map(deps.openSecret),
+    timeoutMs: deps.webhooks.timeoutMs,
+    allowPrivate: deps.webhooks.allowPrivate,
+  });
+  const outcome = await recordAttempt(deps.db, d, result, deps.webhooks.schedule);
+  if (!outcome) return 'raced';
+  const next = outcome.delivery;
+  metrics.webhookAttempts.inc({ outcome: result.ok ? 'delivered' : next.status === 'pending' ? 'failed' : next.status });
+  if (result.ok) metrics.webhookLatency.observe((Date.now() - d.createdAt.getTime()) / 1000);
+  deps.log.info(
+    {
+      task_id: d.taskId,
+      webhook_id: d.id,
+      event: d.eventType,
+      attempt: next.attemptCount,
+      http_status: result.httpStatus,
+      error: result.error,
+      status: next.status,
+    },
+    'webhook attempt',
+  );
+  if (outcome.finished) {
+    if (outcome.successor) await kickSuccessor(deps.queues, outcome.successor);
+  } else {
+    await deps.queues.deliver.add(
+      'deliver',
+      { deliveryId: d.id } satisfies DeliverJob,
+      deliverJobOptions(next, (next.nextAttemptAt?.getTime() ?? Date.now()) - Date.now()),
+    );
+  }
+  return next.status;
+}
+
+/** The next status of the same task may have been waiting for this one: let it go now. */
+async function kickSuccessor(queues: Queues, successor: DeliveryRef): Promise<void> {
+  const queue = queues.deliver;
+  const jobId = deliverJobId(successor);
+  const data: DeliverJob = { deliveryId: successor.id };
+  // Usually it is delayed, waiting for this one: one script moves it on (no read of the job first).
+  const promoted = await new Job(queue, 'deliver', data, {}, jobId).promote().then(
+    () => true,
+    () => false,
+  );
+  if (!promoted && (await queue.getJobState(jobId)) === 'unknown') await queue.add('deliver', data, deliverJobOptions(successor));
+}
+
+/**
+ * First attempts sent by the process that committed the status change, without a queue hop: a
+ * BullMQ job per webhook was a large share of a task's cost (docs/benchmarks.md). Bounded: past
+ * `max` sends in flight, new deliveries go through the queue as before. The delivery row is
+ * committed before the send and its first attempt is due only after `leaseMs` (longer than a send
+ * can take), so if this process dies mid-send the sweep sends it then; a retry, an ordering wait or
+ * any failure of this path goes through the queue.
+ */
+export interface InlineDeliveries {
+  /** Takes a place for one send; false when `max` are in flight (then use the queue). */
+  reserve(): boolean;
+  /** Gives back a place that was not used. */
+  release(): void;
+  /** Sends the first attempt of a committed delivery (its place was reserved); never throws. */
+  send(d: Delivery, sealedSecrets: string[]): void;
+  /** How long the first attempt of an inline delivery is leased to this process. */
+  leaseMs: number;
+  /** Waits for the sends in flight (bounded by the webhook timeout). */
+  drain(): Promise<void>;
+}
+
+export function createInlineDeliveries(deps: AttemptDeps, max = 64): InlineDeliveries {
+  let reserved = 0;
+  const inFlight = new Set<Promise<unknown>>();
+  const inline: InlineDeliveries = {
+    leaseMs: deps.webhooks.timeoutMs + 5_000,
+    reserve() {
+      if (reserved >= max) return false;
+      reserved++;
+      return true;
+    },
+    release() {
+      reserved--;
+    },
+    send(d, sealedSecrets) {
+      const run = attemptDelivery(deps, d, sealedSecrets)
+        .catch((err: Error) => {
+          // Recorded or not, the row is pending: the sweep sends it once the lease has run out.
+          deps.log.warn({ webhook_id: d.id, err: err.message }, 'inline webhook attempt failed; the sweep will retry it');
+        })
+        .finally(() => {
+          inline.release();
+          inFlight.delete(run);
+        });
+      inFlight.add(run);
+    },
+    async drain() {
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+  return inline;
+}

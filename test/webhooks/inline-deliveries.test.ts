@@ -1,0 +1,90 @@
+import request from 'supertest';
+import { createLogger } from '../../src/logger';
+import { createInlineDeliveries } from '../../src/webhooks/delivery-attempt';
+import { bearer } from '../helpers/fixtures';
+import { startHarness, type Harness } from '../helpers/harness';
+import { startReceiver, type Receiver } from '../helpers/receiver';
+
+/**
+ * The first attempt of a webhook is sent by the process that committed the status change, not
+ * through a queue job; retries, ordering waits and crashes still go through the queue and the sweep.
+ */
+describe('first webhook attempts sent inline', () => {
+  let h: Harness;
+  let rx: Receiver;
+  beforeAll(async () => {
+    // No worker process: whatever arrives was sent by the API process itself.
+    h = await startHarness({ workers: false, env: { WEBHOOK_TIMEOUT_MS: '3000' } });
+    rx = await startReceiver();
+  });
+  afterAll(async () => {
+    await rx.close();
+    await h.close();
+  });
+
+  const createAndCancel = async () => {
+    const key = (await h.newTenant()).api_key;
+    const id = (await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x', callback_url: rx.url })).body.data
+      .task_id as string;
+    await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(key)).expect(200);
+    return id;
+  };
+
+  it('delivers a status change without any queue job, and records the attempt', async () => {
+    rx.received.length = 0;
+    rx.reply = () => ({ status: 200 });
+    const id = await createAndCancel();
+    const [got] = await rx.waitFor(1, 5000);
+    expect(got.json).toMatchObject({ task_id: id, task_status: 'failed' });
+    await expect(h.api.queues.deliver.count()).resolves.toBe(0);
+    const d = await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId: id }, include: { attempts: true } });
+    expect(d.status).toBe('delivered');
+    expect(d.attempts.map((a) => [a.attempt, a.httpStatus])).toEqual([[1, 200]]);
+    expect(got.headers['webhook-id']).toBe(d.id);
+  });
+
+  it('leases the first attempt while it is being sent, so the sweep does not send it twice', async () => {
+    rx.received.length = 0;
+    rx.reply = () => ({ status: 200, delayMs: 800 });
+    const id = await createAndCancel();
+    const d = await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId: id } });
+    // Due only after the webhook timeout plus a margin: a dead sender's delivery is then swept.
+    expect(d.nextAttemptAt!.getTime() - d.createdAt.getTime()).toBe(3000 + 5000);
+    await rx.waitFor(1, 5000);
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(rx.received).toHaveLength(1);
+    expect((await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: d.id } })).status).toBe('delivered');
+  });
+
+  it('hands a failed first attempt to the queue for its retry', async () => {
+    rx.received.length = 0;
+    rx.reply = () => ({ status: 500 });
+    const id = await createAndCancel();
+    await rx.waitFor(1, 5000);
+    const d = await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId: id } });
+    await new Promise((r) => setTimeout(r, 100));
+    const after = await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: d.id } });
+    expect([after.status, after.attemptCount]).toEqual(['pending', 1]);
+    // The retry is a job of the deliver queue (run by workers, none here).
+    expect(await h.api.queues.deliver.getJobState(`deliver-${d.id}-1-1`)).toMatch(/^(delayed|waiting)$/);
+  });
+});
+
+describe('inline sends are bounded', () => {
+  it('refuses a place past the maximum in flight, and gives it back', () => {
+    const inline = createInlineDeliveries(
+      {
+        db: null as never,
+        queues: null as never,
+        log: createLogger('silent'),
+        openSecret: (x) => x,
+        webhooks: { schedule: [0], timeoutMs: 1000, allowPrivate: true },
+      },
+      2,
+    );
+    expect([inline.reserve(), inline.reserve(), inline.reserve()]).toEqual([true, true, false]);
+    inline.release();
+    expect(inline.reserve()).toBe(true);
+    expect(inline.leaseMs).toBe(6000);
+  });
+});
