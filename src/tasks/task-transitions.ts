@@ -89,6 +89,7 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   let deliveryCols = '';
   let created: Delivery | null = null;
   let inline = false;
+  let after: Promise<string> | undefined;
   if (next.callbackUrl && toClientStatus(task.state) !== toClientStatus(change.to)) {
     const eventType = EVENT_TYPE[toClientStatus(change.to)];
     const body = JSON.stringify(toTaskObject(next));
@@ -105,14 +106,16 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
         deliveredAt: null,
       },
     };
-    // Sent by this process right after the commit unless an earlier delivery of the task is still
-    // pending (order) or too many are in flight: then its first attempt is due at once, for the
-    // queue; otherwise it is leased to this process (see InlineDeliveries).
+    // Sent by this process right after the commit (or right after an earlier delivery of the task
+    // that this process is sending) unless an earlier one is pending elsewhere (order) or too many
+    // are in flight: then its first attempt is due at once, for the queue; otherwise it is leased
+    // to this process (see InlineDeliveries).
     created = d;
     inline = store.inline?.reserve() ?? false;
-    const due = inline
-      ? `CASE WHEN b.behind THEN $4::timestamp ELSE ${p(utc(new Date(now.getTime() + store.inline!.leaseMs)))}::timestamp END`
-      : '$4::timestamp';
+    // An earlier delivery of the task being sent by this process: this one follows it (chained).
+    after = inline ? store.inline!.sending(task.id) : undefined;
+    const lease = () => `${p(utc(new Date(now.getTime() + store.inline!.leaseMs)))}::timestamp`;
+    const due = !inline ? '$4::timestamp' : after ? lease() : `CASE WHEN b.behind THEN $4::timestamp ELSE ${lease()} END`;
     delivery = `,
      b AS (SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE task_id = $1 AND status = 'pending') AS behind),
      d AS (
@@ -143,7 +146,7 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
     throw err;
   }
   const { rows } = result;
-  if (inline && (rows.length !== 1 || rows[0].behind)) {
+  if (inline && (rows.length !== 1 || (rows[0].behind && !after))) {
     store.inline!.release();
     inline = false;
   }
@@ -152,11 +155,13 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
     metrics.tasksFinished.inc({ status: change.to, reason: next.failureReason ?? 'none' });
     metrics.taskDuration.observe({ status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
   }
-  if (created && inline)
+  if (created && inline) {
     store.inline!.send(
       created,
       (rows[0].secrets ?? []).filter((x): x is string => !!x),
+      after,
     );
+  }
   const effects = {
     taskId: task.id,
     deliveryIds: created && !inline ? [created.id] : [],

@@ -88,7 +88,8 @@ export interface AttemptOutcome {
    * When finished: the next still-pending delivery of the same task, which may have been waiting
    * for this one; null when there is none (and always while this one is still pending).
    */
-  successor: DeliveryRef | null;
+  /** The task's next pending delivery when this attempt ended the delivery, with when it is due. */
+  successor: (DeliveryRef & { dueAt: Date | null }) | null;
 }
 
 /**
@@ -110,7 +111,12 @@ export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, sched
   const lastError = r.ok ? null : (r.error ?? `HTTP ${r.httpStatus}`);
   const now = new Date();
   const { rows } = await db.sql<
-    Delivery & { successorId: string | null; successorChain: number | null; successorAttemptCount: number | null }
+    Delivery & {
+      successorId: string | null;
+      successorChain: number | null;
+      successorAttemptCount: number | null;
+      successorDueAt: Date | null;
+    }
   >(
     `WITH moved AS (
        UPDATE webhook_deliveries
@@ -122,10 +128,11 @@ export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, sched
        INSERT INTO webhook_attempts (delivery_id, chain, attempt, started_at, duration_ms, http_status, error, response_body)
        SELECT id, chain, attempt_count, $10::timestamp, $11::int, $12::int, $13::text, $14::text FROM moved
      )
-     SELECT ${deliveryColumns('m')}, s.id AS "successorId", s.chain AS "successorChain", s.attempt_count AS "successorAttemptCount"
+     SELECT ${deliveryColumns('m')}, s.id AS "successorId", s.chain AS "successorChain", s.attempt_count AS "successorAttemptCount",
+       s.next_attempt_at AS "successorDueAt"
      FROM moved m
      LEFT JOIN LATERAL (
-       SELECT s.id, s.chain, s.attempt_count FROM webhook_deliveries s
+       SELECT s.id, s.chain, s.attempt_count, s.next_attempt_at FROM webhook_deliveries s
        WHERE m.status <> 'pending' AND s.task_id = m.task_id AND s.seq > m.seq AND s.status = 'pending'
        ORDER BY s.seq LIMIT 1
      ) s ON true`,
@@ -147,11 +154,14 @@ export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, sched
     ],
   );
   if (!rows.length) return null;
-  const { successorId, successorChain, successorAttemptCount, ...delivery } = rows[0];
+  const { successorId, successorChain, successorAttemptCount, successorDueAt, ...delivery } = rows[0];
   return {
     delivery,
     finished: status !== 'pending',
-    successor: successorId === null ? null : { id: successorId, chain: successorChain!, attemptCount: successorAttemptCount! },
+    successor:
+      successorId === null
+        ? null
+        : { id: successorId, chain: successorChain!, attemptCount: successorAttemptCount!, dueAt: successorDueAt },
   };
 }
 

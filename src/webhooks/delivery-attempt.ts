@@ -1,5 +1,5 @@
 import { Job } from 'bullmq';
-import type { Db, Prisma } from '../db/client';
+import { utc, type Db, type Prisma } from '../db/client';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import { deliverJobId, deliverJobOptions, type DeliverJob, type Queues } from '../queues/queues';
@@ -57,7 +57,10 @@ export async function attemptDelivery(deps: AttemptDeps, d: Delivery, sealedSecr
     'webhook attempt',
   );
   if (outcome.finished) {
-    if (outcome.successor) await kickSuccessor(deps.queues, outcome.successor);
+    // A successor due later is not waiting for this one: it is being retried, or leased to the
+    // process sending it right after this one (InlineDeliveries); its own time stands.
+    const s = outcome.successor;
+    if (s && (s.dueAt?.getTime() ?? 0) <= Date.now()) await kickSuccessor(deps.queues, s);
   } else {
     await deps.queues.deliver.add(
       'deliver',
@@ -94,17 +97,38 @@ export interface InlineDeliveries {
   reserve(): boolean;
   /** Gives back a place that was not used. */
   release(): void;
-  /** Sends the first attempt of a committed delivery (its place was reserved); never throws. */
-  send(d: Delivery, sealedSecrets: string[]): void;
+  /**
+   * Sends the first attempt of a committed delivery (its place was reserved); never throws. With
+   * `after` (the send of an earlier delivery of the same task, from `sending`), it goes only once
+   * that one has ended; if it did not end (a retry is scheduled), it is handed to the queue.
+   */
+  send(d: Delivery, sealedSecrets: string[], after?: Promise<string>): void;
+  /** The send in flight in this process for a task's latest delivery, if any. */
+  sending(taskId: string): Promise<string> | undefined;
   /** How long the first attempt of an inline delivery is leased to this process. */
   leaseMs: number;
   /** Waits for the sends in flight (bounded by the webhook timeout). */
   drain(): Promise<void>;
 }
 
+const ENDED = new Set(['delivered', 'gone', 'dead']);
+
 export function createInlineDeliveries(deps: AttemptDeps, max = 64): InlineDeliveries {
   let reserved = 0;
   const inFlight = new Set<Promise<unknown>>();
+  const byTask = new Map<string, Promise<string>>();
+
+  /** An inline delivery that cannot go now: due at once, for the queue (where it waits for its predecessor). */
+  const handOver = async (d: Delivery): Promise<string> => {
+    await deps.db.sql(
+      `UPDATE webhook_deliveries SET next_attempt_at = $2::timestamp, updated_at = $2::timestamp
+       WHERE id = $1 AND status = 'pending' AND attempt_count = 0`,
+      [d.id, utc(new Date())],
+    );
+    await deps.queues.deliver.add('deliver', { deliveryId: d.id } satisfies DeliverJob, deliverJobOptions(d));
+    return 'queued';
+  };
+
   const inline: InlineDeliveries = {
     leaseMs: deps.webhooks.timeoutMs + 5_000,
     reserve() {
@@ -115,17 +139,22 @@ export function createInlineDeliveries(deps: AttemptDeps, max = 64): InlineDeliv
     release() {
       reserved--;
     },
-    send(d, sealedSecrets) {
-      const run = attemptDelivery(deps, d, sealedSecrets)
+    sending: (taskId) => byTask.get(taskId),
+    send(d, sealedSecrets, after) {
+      const attempt = () => attemptDelivery(deps, d, sealedSecrets);
+      const run: Promise<string> = (after ? after.then((status) => (ENDED.has(status) ? attempt() : handOver(d))) : attempt())
         .catch((err: Error) => {
           // Recorded or not, the row is pending: the sweep sends it once the lease has run out.
           deps.log.warn({ webhook_id: d.id, err: err.message }, 'inline webhook attempt failed; the sweep will retry it');
+          return 'failed';
         })
         .finally(() => {
           inline.release();
           inFlight.delete(run);
+          if (byTask.get(d.taskId) === run) byTask.delete(d.taskId);
         });
       inFlight.add(run);
+      byTask.set(d.taskId, run);
     },
     async drain() {
       await Promise.allSettled([...inFlight]);

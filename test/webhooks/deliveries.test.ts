@@ -113,7 +113,7 @@ describe('recordAttempt', () => {
     const retried = await recordAttempt(h.api.db, first, result({ httpStatus: 500 }), SCHEDULE);
     expect(retried).toMatchObject({ finished: false, successor: null });
     const ended = await recordAttempt(h.api.db, retried!.delivery, result({ ok: true, httpStatus: 200 }), SCHEDULE);
-    expect(ended!.successor).toEqual({ id: third.id, chain: 1, attemptCount: 0 });
+    expect(ended!.successor).toEqual({ id: third.id, chain: 1, attemptCount: 0, dueAt: third.nextAttemptAt });
     const last = await recordAttempt(
       h.api.db,
       (await h.api.db.webhookDelivery.findFirst({ where: { taskId, seq: 4 } }))!,

@@ -70,6 +70,65 @@ describe('first webhook attempts sent inline', () => {
   });
 });
 
+describe('inline sends of one task, in order', () => {
+  let h: Harness;
+  let rx: Receiver;
+  beforeAll(async () => {
+    h = await startHarness({ workers: false });
+    rx = await startReceiver();
+  });
+  afterAll(async () => {
+    await rx.close();
+    await h.close();
+  });
+
+  /** A task with two status changes recorded back to back by this API process (upstream callbacks). */
+  const twoChanges = async () => {
+    const key = (await h.newTenant()).api_key;
+    const id = (await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x', callback_url: rx.url })).body.data
+      .task_id as string;
+    const task = await h.api.db.task.findUniqueOrThrow({ where: { id } });
+    const url = `/callbacks/kling/${id}/${task.callbackToken}`;
+    await request(h.url).post(url).send({ task_id: 'up-1', task_status: 'processing' }).expect(200);
+    await request(h.url)
+      .post(url)
+      .send({ task_id: 'up-1', task_status: 'succeed', task_result: { images: [{ index: 0, url: 'https://x/1.png' }] } })
+      .expect(200);
+    return h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+  };
+
+  it('sends a change after the earlier one still being sent, in order, without a queue job', async () => {
+    rx.received.length = 0;
+    rx.reply = (r) => (r.json.task_status === 'processing' ? { status: 200, delayMs: 300 } : { status: 200 });
+    const [first, second] = await twoChanges();
+    // The second is leased to this process while it waits for the first.
+    expect(second.nextAttemptAt!.getTime()).toBeGreaterThan(second.createdAt.getTime());
+    const got = await rx.waitFor(2, 5000);
+    expect(got.map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
+    expect(got.map((r) => r.headers['webhook-id'])).toEqual([first.id, second.id]);
+    expect(await h.api.queues.deliver.count()).toBe(0);
+  });
+
+  it('hands the later change to the queue, due at once, when the earlier one has to be retried', async () => {
+    rx.received.length = 0;
+    rx.reply = (r) => (r.json.task_status === 'processing' ? { status: 503, delayMs: 200 } : { status: 200 });
+    const [first, second] = await twoChanges();
+    await rx.waitFor(1, 5000);
+    const { eventually } = await import('../helpers/invariants');
+    await eventually(
+      'the later change is queued',
+      async () => (await h.api.queues.deliver.getJobState(`deliver-${second.id}-1-0`)) !== 'unknown',
+      3000,
+    );
+    const after = await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: second.id } });
+    expect([after.status, after.attemptCount]).toEqual(['pending', 0]);
+    expect(after.nextAttemptAt!.getTime()).toBeLessThanOrEqual(Date.now());
+    // Nothing of the later one went out before the earlier one was delivered.
+    expect(rx.received.map((r) => r.json.task_status)).toEqual(['processing']);
+    expect((await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: first.id } })).status).toBe('pending');
+  });
+});
+
 describe('inline sends are bounded', () => {
   it('refuses a place past the maximum in flight, and gives it back', () => {
     const inline = createInlineDeliveries(
