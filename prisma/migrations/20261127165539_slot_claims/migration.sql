@@ -28,7 +28,8 @@ DECLARE
   ahead BIGINT;
 BEGIN
   PERFORM pg_advisory_xact_lock(461707669351); -- 0x6b6c696e67, "kling": one pool per credential
-  SELECT coalesce(sum(slots_held), 0) INTO held FROM tasks WHERE slots_held > 0;
+  -- Each holder holds at least one slot: past p_limit holders the pool is full whatever the rest hold.
+  SELECT coalesce(sum(h.slots_held), 0) INTO held FROM (SELECT slots_held FROM tasks WHERE slots_held > 0 LIMIT p_limit) h;
   FOR t IN
     SELECT i.id, i.count_attempt, k.state, k.n, k.slots_held, k.created_at
     FROM (SELECT DISTINCT ON (u.id) u.id, u.count_attempt FROM unnest(p_task_ids, p_count_attempts) AS u(id, count_attempt)) i
