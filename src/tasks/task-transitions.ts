@@ -94,17 +94,21 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
     const eventType = EVENT_TYPE[toClientStatus(change.to)];
     const body = JSON.stringify(toTaskObject(next));
     const d: Delivery = {
-      ...{ id: newDeliveryId(), taskId: task.id, tenantId: task.tenantId, seq: next.eventSeq, eventType, url: next.callbackUrl, body },
-      ...{
-        status: 'pending',
-        attemptCount: 0,
-        chain: 1,
-        nextAttemptAt: now,
-        lastError: null,
-        createdAt: now,
-        updatedAt: now,
-        deliveredAt: null,
-      },
+      id: newDeliveryId(),
+      taskId: task.id,
+      tenantId: task.tenantId,
+      seq: next.eventSeq,
+      eventType,
+      url: next.callbackUrl,
+      body,
+      status: 'pending',
+      attemptCount: 0,
+      chain: 1,
+      nextAttemptAt: now,
+      lastError: null,
+      createdAt: now,
+      updatedAt: now,
+      deliveredAt: null,
     };
     // Sent by this process right after the commit (or right after an earlier delivery of the task
     // that this process is sending) unless an earlier one is pending elsewhere (order) or too many

@@ -80,7 +80,10 @@ export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logg
   };
 
   return {
-    byApiKey: (apiKey) => lookup(`k:${hashApiKey(apiKey)}`, 'api_key_hash', hashApiKey(apiKey)),
+    byApiKey: (apiKey) => {
+      const hash = hashApiKey(apiKey);
+      return lookup(`k:${hash}`, 'api_key_hash', hash);
+    },
     byAccessKey: (accessKey) => lookup(`a:${accessKey}`, 'access_key', accessKey),
     async close() {
       closed = true;
