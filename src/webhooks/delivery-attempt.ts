@@ -144,7 +144,7 @@ export function createInlineDeliveries(deps: AttemptDeps, max = 64): InlineDeliv
       const attempt = () => attemptDelivery(deps, d, sealedSecrets);
       const run: Promise<string> = (after ? after.then((status) => (ENDED.has(status) ? attempt() : handOver(d))) : attempt())
         .catch((err: Error) => {
-          // Recorded or not, the row is pending: the sweep sends it once the lease has run out.
+          // Whatever was not recorded is still pending in its row: the sweep sends it once the lease has run out.
           deps.log.warn({ webhook_id: d.id, err: err.message }, 'inline webhook attempt failed; the sweep will retry it');
           return 'failed';
         })
