@@ -44,7 +44,9 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
     allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
   };
-  const inline = createInlineDeliveries({ db, queues, log, webhooks, openSecret: memoizedOpen(secrets) });
+  // AES-GCM per webhook is wasted work: a tenant's webhook secret changes only on rotation.
+  const openSecret = memoizedOpen(secrets);
+  const inline = createInlineDeliveries({ db, queues, log, webhooks, openSecret });
   const store: TaskStore = {
     db,
     inline,
@@ -95,7 +97,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     });
     service.workers = startWorkers({
       db,
-      secrets,
+      openSecret,
       store,
       webhooks,
       queues,

@@ -5,11 +5,10 @@ import { metrics } from '../src/observability/metrics';
 import { DELIVERY_FIRST_RECHECK_MS, DELIVERY_ORDER_RECHECK_MS, DeliverJob, deliverJobId, type Queues } from '../src/queues/queues';
 import { readDueDelivery } from '../src/webhooks/deliveries.service';
 import { attemptDelivery, type WebhookSettings } from '../src/webhooks/delivery-attempt';
-import { memoizedOpen, type SecretBox } from '../src/tenants/secret-box';
 
 export interface DeliverDeps {
   db: Db;
-  secrets: SecretBox;
+  openSecret: (sealed: string) => string;
   queues: Queues;
   log: Logger;
   webhooks: WebhookSettings;
@@ -21,8 +20,6 @@ export interface DeliverDeps {
  * same task must go first (then the job waits), and records the attempt conditionally.
  */
 export function deliverWebhookProcessor(deps: DeliverDeps) {
-  // AES-GCM per delivery is wasted work: a tenant's webhook secret changes only on rotation.
-  const openSecret = memoizedOpen(deps.secrets);
   return async (job: Job, token?: string): Promise<string> => {
     const { deliveryId } = DeliverJob.parse(job.data);
     const due = await readDueDelivery(deps.db, deliveryId);
@@ -41,6 +38,6 @@ export function deliverWebhookProcessor(deps: DeliverDeps) {
       throw new DelayedError();
     }
 
-    return attemptDelivery({ ...deps, openSecret }, d, due.sealedSecrets);
+    return attemptDelivery(deps, d, due.sealedSecrets);
   };
 }

@@ -6,7 +6,6 @@ import type { Logger } from '../src/logger';
 import { startHeartbeat } from '../src/observability/heartbeat';
 import { QUEUE, workerConnection, type Queues } from '../src/queues/queues';
 import type { TaskStore } from '../src/tasks/task-transitions';
-import type { SecretBox } from '../src/tenants/secret-box';
 import { deliverWebhookProcessor } from './deliver-webhook.processor';
 import type { WebhookSettings } from '../src/webhooks/delivery-attempt';
 import { reconcileDueTasks } from './reconcile.processor';
@@ -16,7 +15,8 @@ import { failTimedOutTasks, type StageLimits } from './timeouts.processor';
 
 export interface WorkerDeps {
   db: Db;
-  secrets: SecretBox;
+  /** Opens a tenant's sealed webhook secret (memoized, shared with the process's inline sends). */
+  openSecret: (sealed: string) => string;
   store: TaskStore;
   webhooks: WebhookSettings;
   queues: Queues;

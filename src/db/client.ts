@@ -15,7 +15,7 @@ export type Db = PrismaClient & {
   sql<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 };
 export { Prisma } from '../generated/prisma/client';
-export type { Task, Tenant, TaskEvent } from '../generated/prisma/client';
+export type { Task, Tenant, TaskEvent, WebhookDelivery } from '../generated/prisma/client';
 export { TaskState } from '../generated/prisma/enums';
 
 const TIMESTAMP_OID = 1114;
@@ -83,9 +83,4 @@ export const utc = (d: Date): string => d.toISOString().replace('T', ' ').replac
 export function isUniqueViolation(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return code === 'P2002' || code === '23505';
-}
-
-/** Prisma's "record to update not found", which a conditional update raises when its guard fails. */
-export function isRecordNotFound(err: unknown): boolean {
-  return (err as { code?: string } | null)?.code === 'P2025';
 }

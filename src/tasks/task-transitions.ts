@@ -1,4 +1,4 @@
-import type { Db, Prisma, Task, TaskState } from '../db/client';
+import type { Db, Prisma, Task, TaskState, WebhookDelivery as Delivery } from '../db/client';
 import { isUniqueViolation, utc } from '../db/client';
 import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
@@ -43,8 +43,6 @@ export interface TaskStore {
 }
 
 const DEFAULT_POLL_AFTER_MS = 30_000;
-
-type Delivery = Prisma.WebhookDeliveryGetPayload<object>;
 
 /** Bookkeeping every change implies: polling while at the upstream, no slots and no polls once ended. */
 function lifecycleFields(store: TaskStore, to: TaskState, now: Date): TaskPatch {

@@ -1,12 +1,10 @@
-import type { Db, Prisma } from '../db/client';
+import type { Db, WebhookDelivery as Delivery } from '../db/client';
 import { utc } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
 import type { AttemptResult } from './webhook-sender';
 
-type Delivery = Prisma.WebhookDeliveryGetPayload<object>;
-
 /**
- * The statements every delivery runs (read, attempt record) are raw SQL through `db.pool`: Prisma's
+ * The statements every delivery runs (read, attempt record) are raw SQL through `db.sql`: Prisma's
  * per-call CPU is most of a delivery's cost (docs/benchmarks.md, finding 5). Rows come back with
  * Prisma's field names and types, so the rest of the code sees the same `WebhookDelivery`.
  */

@@ -1,12 +1,10 @@
 import { Job } from 'bullmq';
-import { utc, type Db, type Prisma } from '../db/client';
+import { utc, type Db, type WebhookDelivery as Delivery } from '../db/client';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import { deliverJobId, deliverJobOptions, type DeliverJob, type Queues } from '../queues/queues';
 import { recordAttempt, type DeliveryRef } from './deliveries.service';
 import { sendWebhook } from './webhook-sender';
-
-type Delivery = Prisma.WebhookDeliveryGetPayload<object>;
 
 export interface WebhookSettings {
   /** Delays before each attempt (WEBHOOK_RETRY_SCHEDULE_MS); its length is the number of attempts. */
