@@ -6,7 +6,7 @@ import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
 import { readTask, type ReadTask } from '../src/tasks/task-rows';
-import { claimSlotsVersioned, slotsNeeded, type Claimed } from '../src/tasks/task-slots';
+import { claimSlots, slotsNeeded, type Claimed } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
@@ -44,7 +44,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     // A first attempt is counted with the claim (one commit); a later one only after the check
     // whether an earlier attempt reached the upstream after all.
     const first = task.submitAttempts === 0;
-    const claim = await claimSlotsVersioned(deps.db, task.id, deps.slots, first);
+    const claim = await claimSlots(deps.db, task.id, deps.slots, first);
     if (claim.result === 'wait') return 'waiting-for-slots';
     if (claim.result === 'gone') return 'already-submitted';
     try {

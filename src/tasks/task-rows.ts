@@ -20,8 +20,11 @@ export const TASK_COLUMNS = `id, tenant_id AS "tenantId", request_id AS "request
  */
 export type ReadTask = Task & { version: string };
 
+/** The columns of a ReadTask (for SELECT and RETURNING). */
+export const READ_TASK_COLUMNS = `${TASK_COLUMNS}, xmin::text AS version`;
+
 export async function readTask(db: Db, id: string): Promise<ReadTask | null> {
-  const { rows } = await db.sql<ReadTask>(`SELECT ${TASK_COLUMNS}, xmin::text AS version FROM tasks WHERE id = $1`, [id]);
+  const { rows } = await db.sql<ReadTask>(`SELECT ${READ_TASK_COLUMNS} FROM tasks WHERE id = $1`, [id]);
   return rows[0] ?? null;
 }
 

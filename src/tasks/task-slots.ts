@@ -35,13 +35,10 @@ const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<Claimed>>>();
  * The SQL function `claim_task_slots` (migration `slot_claims`) checks and claims under one lock
  * for the whole deployment, held until its commit: concurrent claims of this process go together
  * (group commit), so a busy worker takes that lock once per batch rather than once per task.
+ * The answer carries the row version the claim left, so the caller can change the task without
+ * re-reading it.
  */
-export async function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<ClaimResult> {
-  return (await claimSlotsVersioned(db, taskId, limit, countAttempt)).result;
-}
-
-/** claimSlots, also giving the row version the claim left (so the caller can change the task without re-reading it). */
-export function claimSlotsVersioned(db: Db, taskId: string, limit: number, countAttempt = false): Promise<Claimed> {
+export function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<Claimed> {
   let byLimit = claimers.get(db);
   if (!byLimit) claimers.set(db, (byLimit = new Map()));
   let claim = byLimit.get(limit);

@@ -5,7 +5,7 @@ import { imagesOf, type UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
 import type { InlineDeliveries } from '../webhooks/delivery-attempt';
 import { EVENT_TYPE, newDeliveryId } from '../webhooks/outbox';
-import { patchAssignments, readTask, TASK_COLUMNS, type ReadTask, type TaskPatch } from './task-rows';
+import { patchAssignments, READ_TASK_COLUMNS, readTask, type ReadTask, type TaskPatch } from './task-rows';
 import { canTransition, fromUpstreamStatus, isTerminal, toClientStatus } from './task-state';
 import { toTaskObject } from './task-view';
 
@@ -250,7 +250,7 @@ async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<voi
 export async function recordSubmitAttempt(db: Db, taskId: string): Promise<ReadTask | undefined> {
   const { rows } = await db.sql<ReadTask>(
     `UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1
-     RETURNING ${TASK_COLUMNS}, xmin::text AS version`,
+     RETURNING ${READ_TASK_COLUMNS}`,
     [taskId, utc(new Date())],
   );
   return rows[0];

@@ -55,9 +55,9 @@ describe('upstream concurrency slots', () => {
     const older = (await create(h, key, { n: 1 })).body.data.task_id;
     const younger = (await create(h, key, { n: 1 })).body.data.task_id;
     // The older task's job has not run: it is not waiting for slots, so it does not hold the younger back.
-    expect(await claimSlots(h.api.db, younger, 3)).toBe('claimed');
-    expect(await claimSlots(h.api.db, younger, 3)).toBe('held');
-    expect(await claimSlots(h.api.db, older, 3)).toBe('claimed');
+    expect((await claimSlots(h.api.db, younger, 3)).result).toBe('claimed');
+    expect((await claimSlots(h.api.db, younger, 3)).result).toBe('held');
+    expect((await claimSlots(h.api.db, older, 3)).result).toBe('claimed');
     expect(await slotsInUse(h.api.db)).toBe(2);
   });
 
@@ -67,7 +67,7 @@ describe('upstream concurrency slots', () => {
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) ids.push((await create(h, key, { n: 1 })).body.data.task_id);
     // The same task twice in one batch must not take two slots.
-    const results = await Promise.all([...ids, ids[9]].map((id) => claimSlots(h.api.db, id, 4, true)));
+    const results = (await Promise.all([...ids, ids[9]].map((id) => claimSlots(h.api.db, id, 4, true)))).map((c) => c.result);
     expect(results).toEqual([...Array(4).fill('claimed'), ...Array(6).fill('wait'), 'wait']);
     expect(await slotsInUse(h.api.db)).toBe(4);
     const tasks = await h.api.db.task.findMany({ where: { id: { in: ids } } });
