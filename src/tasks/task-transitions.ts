@@ -118,13 +118,19 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
     after = inline ? store.inline!.sending(task.id) : undefined;
     const lease = () => `${p(utc(new Date(now.getTime() + store.inline!.leaseMs)))}::timestamp`;
     const due = !inline ? '$4::timestamp' : after ? lease() : `CASE WHEN b.behind THEN $4::timestamp ELSE ${lease()} END`;
-    delivery = `,
-     b AS (SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE task_id = $1 AND status = 'pending') AS behind),
+    // Only an inline send needs to know about an earlier pending delivery and the tenant's secrets.
+    const behind = inline
+      ? `b AS (SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE task_id = $1 AND status = 'pending') AS behind),`
+      : '';
+    delivery = `, ${behind}
      d AS (
       INSERT INTO webhook_deliveries (id, task_id, tenant_id, seq, event_type, url, body, next_attempt_at, created_at, updated_at)
-      SELECT ${p(d.id)}, id, tenant_id, event_seq, ${p(eventType)}, ${p(d.url)}, ${p(body)}, ${due}, $4::timestamp, $4::timestamp FROM t, b)`;
-    deliveryCols = `, (SELECT behind FROM b) AS behind,
+      SELECT ${p(d.id)}, id, tenant_id, event_seq, ${p(eventType)}, ${p(d.url)}, ${p(body)}, ${due}, $4::timestamp, $4::timestamp
+      FROM t${inline ? ', b' : ''})`;
+    if (inline) {
+      deliveryCols = `, (SELECT behind FROM b) AS behind,
       (SELECT ARRAY[webhook_secret, webhook_secret_previous] FROM tenants WHERE id = t.tenant_id) AS secrets`;
+    }
   }
   const releases = isTerminal(change.to) && task.slotsHeld > 0;
   // Whether anyone waits for the slots this frees: usually nobody, and then nothing more is asked.

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { createLogger } from '../../src/logger';
+import { failTask, type CommitEffects } from '../../src/tasks/task-transitions';
 import { createInlineDeliveries } from '../../src/webhooks/delivery-attempt';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
@@ -126,6 +127,27 @@ describe('inline sends of one task, in order', () => {
     // Nothing of the later one went out before the earlier one was delivered.
     expect(rx.received.map((r) => r.json.task_status)).toEqual(['processing']);
     expect((await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: first.id } })).status).toBe('pending');
+  });
+});
+
+describe('deliveries without an inline place', () => {
+  it('are due at once and handed to the queue by the commit hook', async () => {
+    const h = await startHarness({ workers: false });
+    try {
+      const key = (await h.newTenant()).api_key;
+      const id = (
+        await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x', callback_url: 'http://127.0.0.1:9/hook' })
+      ).body.data.task_id as string;
+      const seen: CommitEffects[] = [];
+      // A store with no inline sender, as when all places are taken.
+      const ended = await failTask({ db: h.api.db, afterCommit: async (e) => void seen.push(e) }, id, 'test', 'ended by the test', 'api');
+      expect(ended?.state).toBe('failed');
+      const d = await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId: id } });
+      expect(seen).toEqual([{ taskId: id, deliveryIds: [d.id], slotsReleased: 0 }]);
+      expect([d.status, d.eventType, d.nextAttemptAt!.getTime()]).toEqual(['pending', 'task.failed', d.createdAt.getTime()]);
+    } finally {
+      await h.close();
+    }
   });
 });
 
