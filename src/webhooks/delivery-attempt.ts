@@ -2,7 +2,7 @@ import { Job } from 'bullmq';
 import { utc, type Db, type WebhookDelivery as Delivery } from '../db/client';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
-import { deliverJobId, deliverJobOptions, type DeliverJob, type Queues } from '../queues/queues';
+import { deliverJobId, deliverJobOptions, enqueueDeliveryAttempt, type DeliverJob, type Queues } from '../queues/queues';
 import { recordAttempt, type DeliveryRef } from './deliveries.service';
 import { sendWebhook } from './webhook-sender';
 
@@ -123,7 +123,7 @@ export function createInlineDeliveries(deps: AttemptDeps, max = 64): InlineDeliv
        WHERE id = $1 AND status = 'pending' AND attempt_count = 0`,
       [d.id, utc(new Date())],
     );
-    await deps.queues.deliver.add('deliver', { deliveryId: d.id } satisfies DeliverJob, deliverJobOptions(d));
+    if (!(await enqueueDeliveryAttempt(deps.queues, d))) throw new Error('could not enqueue the delivery now');
     return 'queued';
   };
 
