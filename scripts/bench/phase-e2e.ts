@@ -17,6 +17,8 @@ export interface E2eResult {
   /** Slowest and fastest single second of the window (is the rate steady?). */
   slowestSecond: number;
   fastestSecond: number;
+  /** Tasks completed in each second of the window, in order. */
+  seconds: number[];
   /** Fewest tasks outstanding during the window: above zero means the backlog never ran dry. */
   minOutstanding: number;
   created: number;
@@ -78,10 +80,15 @@ export async function runE2e(
   const outcomes = pipeline.kind === 'service' ? await submitOutcomes(redis, pipeline.prefix) : undefined;
   const pgAfter = await pgCounters(pipeline.dbUrl);
   const pg = await sampler.stop();
-  const result = { perSecond: completed / elapsedS, slowestSecond: Math.min(...perSecond), fastestSecond: Math.max(...perSecond) };
+  const result = {
+    perSecond: completed / elapsedS,
+    slowestSecond: Math.min(...perSecond),
+    fastestSecond: Math.max(...perSecond),
+    seconds: perSecond,
+  };
   progress(
     `${pipeline.kind}: end-to-end ${result.perSecond.toFixed(0)} tasks/s (seconds ${result.slowestSecond}..${result.fastestSecond}), ` +
-      `min outstanding ${minOutstanding}; draining`,
+      `min outstanding ${minOutstanding}; per second ${perSecond.join(' ')}; draining`,
   );
 
   await feeder.stop();

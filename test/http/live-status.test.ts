@@ -1,5 +1,8 @@
 import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import request from 'supertest';
+import { createTaskChanges } from '../../src/tasks/task-changes';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 
@@ -76,5 +79,42 @@ describe('waiting for a task without tight polling', () => {
     const other = (await h.newTenant('other')).api_key;
     expect((await request(h.url).get(`/v1/images/generations/${id}?wait=1`).set(bearer(other))).status).toBe(404);
     expect((await readEvents(`/v1/images/generations/${id}/events`, other)).status).toBe(404);
+  });
+});
+
+describe('change messages', () => {
+  it('are published only while somebody watches', async () => {
+    const prefix = `kt-test-watch-${randomUUID().slice(0, 8)}`;
+    const redisUrl = h.config.REDIS_URL;
+    const [publisherConn, watcherConn, listener] = [new Redis(redisUrl), new Redis(redisUrl), new Redis(redisUrl)];
+    // Two processes' worth: one only publishes (a worker), one has the waiter (an API).
+    const publisher = createTaskChanges({ db: h.api.db, publisher: publisherConn, redisUrl, prefix });
+    const watcher = createTaskChanges({ db: h.api.db, publisher: watcherConn, redisUrl, prefix });
+    const heard: string[] = [];
+    listener.on('message', (_channel, id: string) => heard.push(id));
+    await listener.subscribe(`${prefix}:task-changes`);
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+    try {
+      publisher.publish('nobody-watches');
+      await settle();
+      expect(heard).toEqual([]);
+
+      const id = await create();
+      const task = await h.api.db.task.findUniqueOrThrow({ where: { id } });
+      const stop = new AbortController();
+      // Waits for a sequence far ahead, so it stays a watcher until aborted.
+      const waiting = watcher.waitForChange(id, task.eventSeq + 100, 20_000, stop.signal);
+      // The publisher read "nobody" less than a second ago; past that it reads the mark again.
+      await new Promise((r) => setTimeout(r, 1100));
+      publisher.publish('somebody-watches');
+      await settle();
+      expect(heard).toEqual(['somebody-watches']);
+
+      stop.abort();
+      await expect(waiting).resolves.toBe(false);
+    } finally {
+      await Promise.all([publisher.close(), watcher.close()]);
+      for (const c of [publisherConn, watcherConn, listener]) c.disconnect();
+    }
   });
 });
