@@ -6,7 +6,8 @@ import { UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
 import { pathOfNul } from '../tasks/create-task.schema';
-import { readTask } from '../tasks/task-rows';
+import { readTask, type ReadTask } from '../tasks/task-rows';
+import { isTerminal } from '../tasks/task-state';
 import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
 import { safeEqual } from '../tenants/tenants.service';
 
@@ -29,12 +30,13 @@ export const callbackPath = (taskId: string, token: string) => `/callbacks/kling
 export function callbacksRouter(deps: CallbackDeps): Router {
   const r = Router();
   const verifier = deps.webhookSecret ? new Webhook(deps.webhookSecret) : null;
+  const recent = recentRows();
   // The raw bytes are kept for the signature check: it covers the body exactly as sent.
   r.use(express.json({ limit: '1mb', verify: (req, _res, buf) => ((req as unknown as { rawBody: Buffer }).rawBody = buf) }));
 
   r.post('/kling/:taskId/:token', async (req, res) => {
     const { taskId, token } = req.params;
-    const task = await readTask(deps.db, taskId);
+    const task = recent.take(taskId) ?? (await readTask(deps.db, taskId));
     // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
     if (!task || !safeEqual(task.callbackToken, token)) {
       metrics.callbacks.inc({ outcome: 'unauthorized' });
@@ -56,6 +58,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
       // The id of the call that created the task, to follow it across processes.
       task_request_id: task.requestId,
     };
+    if (outcome.applied && !isTerminal(outcome.task.state)) recent.keep(outcome.task);
     if (outcome.applied) deps.log.info({ ...fields, state: outcome.task.state }, 'callback applied');
     else if (outcome.reason === 'unknown_status')
       deps.log.warn(fields, 'ALERT: callback with an undocumented task_status; task left as it is');
@@ -65,6 +68,29 @@ export function callbacksRouter(deps: CallbackDeps): Router {
   });
 
   return r;
+}
+
+/**
+ * The row each applied callback left, for the task's next callback (usually its next status, a
+ * moment later), which then needs no read. Safe with any other writer: a change applies only to the
+ * row version it was decided from (task-transitions), so a row changed since is read again; and a
+ * row only moves forward, so an update a stale row says to ignore, the current row ignores too.
+ * Kept without the request body (nothing here reads it, and it can be megabytes); bounded and
+ * short-lived, each entry used once.
+ */
+function recentRows(max = 10_000, ttlMs = 60_000) {
+  const rows = new Map<string, { task: ReadTask; at: number }>();
+  return {
+    take(id: string): ReadTask | undefined {
+      const hit = rows.get(id);
+      rows.delete(id);
+      return hit && Date.now() - hit.at < ttlMs ? hit.task : undefined;
+    },
+    keep(task: ReadTask): void {
+      if (rows.size >= max) rows.delete(rows.keys().next().value!);
+      rows.set(task.id, { task: { ...task, request: null }, at: Date.now() });
+    },
+  };
 }
 
 function verifySignature(verifier: Webhook, req: express.Request): void {

@@ -56,7 +56,7 @@ function lifecycleFields(store: TaskStore, to: TaskState, now: Date): TaskPatch 
 export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep';
 
 export type ApplyOutcome =
-  | { applied: true; task: Task }
+  | { applied: true; task: ReadTask }
   | { applied: false; reason: 'missing' | 'unknown_status' | 'stale' | 'duplicate' | 'not_forward' | 'task_mismatch'; task?: Task };
 
 interface Change {
@@ -71,7 +71,7 @@ interface Change {
  * first. One statement: the update, its event and (when the client's status changes and it has a
  * callback_url) its webhook delivery, whose body is the task as this change leaves it.
  */
-async function transition(store: TaskStore, task: ReadTask, change: Change): Promise<Task | null> {
+async function transition(store: TaskStore, task: ReadTask, change: Change): Promise<ReadTask | null> {
   const now = new Date();
   const patch: TaskPatch = { ...change.data, ...lifecycleFields(store, change.to, now) };
   const { version: _version, ...read } = task;
@@ -137,16 +137,16 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   const waiters = releases
     ? `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`
     : 'false';
-  let result: { rows: { waiters: boolean; behind?: boolean; secrets?: (string | null)[] }[] };
+  let result: { rows: { waiters: boolean; version: string; behind?: boolean; secrets?: (string | null)[] }[] };
   try {
     result = await store.db.sql(
       `WITH t AS (
        UPDATE tasks SET state = $3::task_state, event_seq = event_seq + 1, updated_at = $4::timestamp${sets}
-       WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq),
+       WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq, xmin::text AS version),
      e AS (
        INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
        SELECT id, event_seq, ${p(task.state)}::task_state, $3::task_state, ${p(change.source)}, ${p(payload)}::jsonb, $4::timestamp FROM t)${delivery}
-     SELECT ${waiters} AS waiters${deliveryCols} FROM t`,
+     SELECT ${waiters} AS waiters, t.version${deliveryCols} FROM t`,
       params,
     );
   } catch (err) {
@@ -176,7 +176,7 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
   };
   await store.afterCommit?.(effects).catch(() => undefined);
-  return next;
+  return { ...next, version: rows[0].version };
 }
 
 /** Attempts at one change when other writers keep changing the task in between (polls, claims, cancels). */

@@ -202,6 +202,22 @@ describe('upstream callbacks', () => {
     expect(fresh.body.data.applied).toBe(true);
   });
 
+  it('decides a callback on the current row when the task changed since its previous callback', async () => {
+    h.sim.faults.loseCallbacks = true;
+    const id = (await create({ prompt: 'x' })).body.data.task_id;
+    const task = await h.waitForTask(id, (t) => t.state === 'submitted');
+    const url = callbackPath(id, task.callbackToken);
+    const send = (task_status: string, images: object[] = []) =>
+      request(h.url).post(url).send({ task_id: task.upstreamTaskId, task_status, task_result: { images } });
+    expect((await send('processing')).body.data.applied).toBe(true);
+    // Another writer after that callback: the client cancels, so the outcome must be discarded.
+    const cancel = await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(key));
+    expect(cancel.body.data.tracker.state).toBe('canceling');
+    expect((await send('succeed', [{ index: 0, url: 'https://img.example/0.png' }])).body.data.applied).toBe(true);
+    const after = await h.api.db.task.findUniqueOrThrow({ where: { id } });
+    expect([after.state, after.failureReason, after.images]).toEqual(['failed', 'canceled', null]);
+  });
+
   it('keeps a task pollable on an undocumented status, and refuses a callback for another upstream task', async () => {
     h.sim.faults.loseCallbacks = true;
     const id = (await create({ prompt: 'x' })).body.data.task_id;
