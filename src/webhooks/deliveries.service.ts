@@ -1,6 +1,7 @@
 import type { Db, WebhookDelivery as Delivery } from '../db/client';
 import { utc } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
+import { groupCommit } from '../lib/group-commit';
 import type { AttemptResult } from './webhook-sender';
 
 /**
@@ -101,33 +102,74 @@ export interface AttemptOutcome {
  * nothing. The successor is looked up in the same statement, so a delivery ending a task's last
  * pending one costs no further query; one committed while this statement runs is missed, as it
  * could be by a later query too, and then sees this delivery ended at its next re-check.
+ *
+ * Attempts ending while another record of this process is being written go together in the next
+ * statement (group commit): one round trip and one commit for the batch, each with its own guard.
  */
-export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, schedule: readonly number[]): Promise<AttemptOutcome | null> {
-  const attempt = d.attemptCount + 1;
-  const delay = r.ok || r.httpStatus === 410 ? null : nextDelayMs(schedule, attempt, r.retryAfterMs);
-  const status = r.ok ? 'delivered' : r.httpStatus === 410 ? 'gone' : delay === null ? 'dead' : 'pending';
-  const lastError = r.ok ? null : (r.error ?? `HTTP ${r.httpStatus}`);
+export function recordAttempt(db: Db, d: Delivery, r: AttemptResult, schedule: readonly number[]): Promise<AttemptOutcome | null> {
+  let record = recorders.get(db);
+  if (!record) recorders.set(db, (record = groupCommit((batch: AttemptRecord[]) => recordBatch(db, batch), MAX_RECORD_BATCH)));
+  return record({ d, r, schedule });
+}
+
+interface AttemptRecord {
+  d: Delivery;
+  r: AttemptResult;
+  schedule: readonly number[];
+}
+
+/** Attempt records written together at most. */
+const MAX_RECORD_BATCH = 50;
+const recorders = new WeakMap<Db, (record: AttemptRecord) => Promise<AttemptOutcome | null>>();
+
+/** Postgres text cannot hold U+0000; a receiver's answer can. */
+const storable = (text: string | undefined) => text?.replace(/\u0000/g, '\uFFFD') ?? null;
+
+async function recordBatch(db: Db, batch: AttemptRecord[]): Promise<(AttemptOutcome | null | Error)[]> {
+  try {
+    return await writeRecords(db, batch);
+  } catch (err) {
+    // One bad record must not fail the others: each is written on its own.
+    if (batch.length === 1) throw err;
+    return Promise.all(batch.map((one) => writeRecords(db, [one]).then((r) => r[0], (e: Error) => e)));
+  }
+}
+
+async function writeRecords(db: Db, batch: AttemptRecord[]): Promise<(AttemptOutcome | null)[]> {
   const now = new Date();
+  const items = batch.map(({ d, r, schedule }) => {
+    const delay = r.ok || r.httpStatus === 410 ? null : nextDelayMs(schedule, d.attemptCount + 1, r.retryAfterMs);
+    const status = r.ok ? 'delivered' : r.httpStatus === 410 ? 'gone' : delay === null ? 'dead' : 'pending';
+    return { d, r, status, nextAttemptAt: delay === null ? null : utc(new Date(now.getTime() + delay)) };
+  });
+  const column = <V>(f: (i: (typeof items)[number]) => V) => items.map(f);
   const { rows } = await db.sql<
     Delivery & {
+      n: number;
       successorId: string | null;
       successorChain: number | null;
       successorAttemptCount: number | null;
       successorDueAt: Date | null;
     }
   >(
-    `WITH moved AS (
-       UPDATE webhook_deliveries
-       SET attempt_count = $4, status = $5::delivery_status, last_error = $6, next_attempt_at = $7::timestamp,
-           delivered_at = coalesce($8::timestamp, delivered_at), updated_at = $9::timestamp
-       WHERE id = $1 AND chain = $2 AND attempt_count = $3 AND status = 'pending'
-       RETURNING *
+    `WITH i AS (
+       SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::delivery_status[], $5::text[], $6::timestamp[], $7::boolean[],
+         $8::timestamp[], $9::int[], $10::int[], $11::text[], $12::text[])
+         WITH ORDINALITY AS i(id, chain, attempt_count, status, last_error, next_attempt_at, ok, started_at, duration_ms,
+           http_status, error, response_body, n)
+     ), moved AS (
+       UPDATE webhook_deliveries w
+       SET attempt_count = i.attempt_count + 1, status = i.status, last_error = i.last_error, next_attempt_at = i.next_attempt_at,
+           delivered_at = CASE WHEN i.ok THEN $13::timestamp ELSE w.delivered_at END, updated_at = $13::timestamp
+       FROM i
+       WHERE w.id = i.id AND w.chain = i.chain AND w.attempt_count = i.attempt_count AND w.status = 'pending'
+       RETURNING w.*, i.n, i.started_at, i.duration_ms, i.http_status, i.error, i.response_body
      ), attempt AS (
        INSERT INTO webhook_attempts (delivery_id, chain, attempt, started_at, duration_ms, http_status, error, response_body)
-       SELECT id, chain, attempt_count, $10::timestamp, $11::int, $12::int, $13::text, $14::text FROM moved
+       SELECT id, chain, attempt_count, started_at, duration_ms, http_status, error, response_body FROM moved
      )
-     SELECT ${deliveryColumns('m')}, s.id AS "successorId", s.chain AS "successorChain", s.attempt_count AS "successorAttemptCount",
-       s.next_attempt_at AS "successorDueAt"
+     SELECT m.n::int AS n, ${deliveryColumns('m')}, s.id AS "successorId", s.chain AS "successorChain",
+       s.attempt_count AS "successorAttemptCount", s.next_attempt_at AS "successorDueAt"
      FROM moved m
      LEFT JOIN LATERAL (
        SELECT s.id, s.chain, s.attempt_count, s.next_attempt_at FROM webhook_deliveries s
@@ -135,32 +177,35 @@ export async function recordAttempt(db: Db, d: Delivery, r: AttemptResult, sched
        ORDER BY s.seq LIMIT 1
      ) s ON true`,
     [
-      d.id,
-      d.chain,
-      d.attemptCount,
-      attempt,
-      status,
-      lastError,
-      delay === null ? null : utc(new Date(now.getTime() + delay)),
-      r.ok ? utc(now) : null,
+      column((i) => i.d.id),
+      column((i) => i.d.chain),
+      column((i) => i.d.attemptCount),
+      column((i) => i.status),
+      column((i) => (i.r.ok ? null : storable(i.r.error ?? `HTTP ${i.r.httpStatus}`))),
+      column((i) => i.nextAttemptAt),
+      column((i) => i.r.ok),
+      column((i) => utc(i.r.startedAt)),
+      column((i) => i.r.durationMs),
+      column((i) => i.r.httpStatus ?? null),
+      column((i) => storable(i.r.error?.slice(0, 1000))),
+      column((i) => storable(i.r.responseBody)),
       utc(now),
-      utc(r.startedAt),
-      r.durationMs,
-      r.httpStatus ?? null,
-      r.error?.slice(0, 1000) ?? null,
-      r.responseBody ?? null,
     ],
   );
-  if (!rows.length) return null;
-  const { successorId, successorChain, successorAttemptCount, successorDueAt, ...delivery } = rows[0];
-  return {
-    delivery,
-    finished: status !== 'pending',
-    successor:
-      successorId === null
-        ? null
-        : { id: successorId, chain: successorChain!, attemptCount: successorAttemptCount!, dueAt: successorDueAt },
-  };
+  const byItem = new Map(rows.map((row) => [row.n, row]));
+  return items.map((item, index) => {
+    const row = byItem.get(index + 1);
+    if (!row) return null;
+    const { n: _n, successorId, successorChain, successorAttemptCount, successorDueAt, ...delivery } = row;
+    return {
+      delivery,
+      finished: item.status !== 'pending',
+      successor:
+        successorId === null
+          ? null
+          : { id: successorId, chain: successorChain!, attemptCount: successorAttemptCount!, dueAt: successorDueAt },
+    };
+  });
 }
 
 export interface DeliveryView {

@@ -105,6 +105,53 @@ describe('recordAttempt', () => {
     expect(await attemptsOf(d.id)).toHaveLength(1);
   });
 
+  it('writes records that arrive while one is being written together, each with its own guard and answer', async () => {
+    const ds = await Promise.all([1, 2, 3, 4, 5].map((seq) => addDelivery(seq)));
+    const [inFlight, ok, failed, gone, twice] = ds;
+    // The first is written alone; the rest arrive while it is in flight and go in one statement,
+    // the same attempt of `twice` included twice (only one may count).
+    const outs = await Promise.all([
+      recordAttempt(h.api.db, inFlight, result({ ok: true, httpStatus: 200 }), SCHEDULE),
+      recordAttempt(h.api.db, ok, result({ ok: true, httpStatus: 204 }), SCHEDULE),
+      recordAttempt(h.api.db, failed, result({ httpStatus: 500, responseBody: 'busy' }), SCHEDULE),
+      recordAttempt(h.api.db, gone, result({ httpStatus: 410 }), SCHEDULE),
+      recordAttempt(h.api.db, twice, result({ ok: true, httpStatus: 200 }), SCHEDULE),
+      recordAttempt(h.api.db, twice, result({ httpStatus: 503 }), SCHEDULE),
+    ]);
+    expect(outs.slice(0, 4).map((o) => [o?.delivery.id, o?.delivery.status, o?.finished])).toEqual([
+      [inFlight.id, 'delivered', true],
+      [ok.id, 'delivered', true],
+      [failed.id, 'pending', false],
+      [gone.id, 'gone', true],
+    ]);
+    expect(outs.slice(4).filter((o) => o === null)).toHaveLength(1);
+    for (const d of ds) {
+      const row = await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: d.id } });
+      expect(await attemptsOf(d.id)).toEqual([expect.objectContaining({ chain: 1, attempt: 1 })]);
+      expect(row.attemptCount).toBe(1);
+    }
+    expect((await attemptsOf(failed.id))[0]).toMatchObject({ httpStatus: 500, responseBody: 'busy' });
+    const winner = outs.slice(4).find((o) => o !== null)!;
+    expect(await h.api.db.webhookDelivery.findUnique({ where: { id: twice.id } })).toEqual(winner.delivery);
+  });
+
+  it("records a receiver's answer holding U+0000, and a bad record fails alone", async () => {
+    const [first, nul, bad, fine] = await Promise.all([1, 2, 3, 4].map((seq) => addDelivery(seq)));
+    const outs = await Promise.allSettled([
+      recordAttempt(h.api.db, first, result({ ok: true }), SCHEDULE),
+      recordAttempt(h.api.db, nul, result({ httpStatus: 500, responseBody: 'a\u0000b', error: 'x\u0000y' }), SCHEDULE),
+      // Not a duration Postgres takes: its batch fails, and every record in it is written again alone.
+      recordAttempt(h.api.db, bad, result({ ok: true, durationMs: Number.NaN }), SCHEDULE),
+      recordAttempt(h.api.db, fine, result({ ok: true }), SCHEDULE),
+    ]);
+    expect(outs.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(await attemptsOf(nul.id)).toEqual([expect.objectContaining({ responseBody: 'a\uFFFDb', error: 'x\uFFFDy' })]);
+    expect((await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: nul.id } })).lastError).toBe('x\uFFFDy');
+    expect((await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: fine.id } })).status).toBe('delivered');
+    expect(await attemptsOf(bad.id)).toEqual([]);
+    expect((await h.api.db.webhookDelivery.findUniqueOrThrow({ where: { id: bad.id } })).status).toBe('pending');
+  });
+
   it('names the next pending delivery of the task when it ends one, and none while it is still pending', async () => {
     const first = await addDelivery(1);
     await addDelivery(2, { status: 'delivered', nextAttemptAt: null });
