@@ -51,6 +51,9 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  // No ETag per JSON answer: hashing every body cost a few percent of the API's CPU, and Kling's
+  // clients do not send If-None-Match (static docs assets keep their own ETags).
+  app.set('etag', false);
   app.use(requestId);
   // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost nothing.
   app.use(helmet());

@@ -17,6 +17,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { Pool } from 'pg';
+import { request } from 'undici';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -89,13 +90,14 @@ function startWorker(): void {
     const { id } = job.data;
     const { rows } = await pool.query<{ body: Record<string, unknown> }>('SELECT body FROM bare_tasks WHERE id = $1', [id]);
     if (!rows[0]) return;
-    const answer = await fetch(upstream, {
+    // The service's HTTP client for the upstream (undici's request; fetch costs more CPU per call).
+    const answer = await request(upstream, {
       method: 'POST',
       headers: { authorization: auth, 'content-type': 'application/json', accept: 'application/json' },
       // Same rewrite as the service: our callback URL and our id go upstream, never the client's.
       body: JSON.stringify({ ...rows[0].body, callback_url: `${publicBaseUrl}/callbacks/${id}`, external_task_id: id }),
     });
-    const json = (await answer.json()) as { code: number; message?: string; data?: { task_id: string } };
+    const json = (await answer.body.json()) as { code: number; message?: string; data?: { task_id: string } };
     if (json.code !== 0 || !json.data) throw new Error(`upstream refused: ${json.code} ${json.message}`);
     await pool.query("UPDATE bare_tasks SET state = 'submitted', upstream_id = $2 WHERE id = $1", [id, json.data.task_id]);
   };

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { ClientStatus } from '../tasks/task-state';
 
 /** Webhook event types: lowercase, dot-namespaced, one per client-visible status. */
@@ -9,5 +9,9 @@ export const EVENT_TYPE: Record<ClientStatus, string> = {
   failed: 'task.failed',
 };
 
-/** Standard Webhooks message ids look like Svix's: `msg_` + random; no ':' (it becomes a job id). */
-export const newDeliveryId = () => `msg_${randomBytes(16).toString('hex')}`;
+/**
+ * Standard Webhooks message ids look like Svix's: `msg_` + random (a UUID's 122 random bits, as 32
+ * hex digits: randomUUID draws from a buffered pool, not a system call per id); no ':' (it becomes
+ * a job id).
+ */
+export const newDeliveryId = () => `msg_${randomUUID().replaceAll('-', '')}`;

@@ -113,3 +113,49 @@ describe('KlingClient against the simulator', () => {
     expect(await c.getTask('123')).toBeNull();
   });
 });
+
+describe('KlingClient against a misbehaving server', () => {
+  let server: http.Server;
+  let base: string;
+  let answer: (res: http.ServerResponse) => void;
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => answer(res));
+    });
+    server.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  const call = () =>
+    new KlingClient({ baseUrl: base, apiKey: 'k', timeoutMs: 300 }).createTask({ prompt: 'x' }).catch((e: unknown) => e as UpstreamError);
+
+  it('does not follow a redirect: a retryable network error naming it', async () => {
+    answer = (res) => res.writeHead(302, { location: 'http://elsewhere.example/v1' }).end();
+    const err = await call();
+    expect(err).toMatchObject({ kind: 'network', retryable: true });
+    expect(err.message).toContain('HTTP 302 to http://elsewhere.example/v1');
+  });
+
+  it('bounds the whole exchange: an answer whose body never ends is given up at the deadline', async () => {
+    // Headers and half a body, then nothing: without one deadline over the body too, this hangs.
+    answer = (res) => res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' }).write('{"code":0,');
+    const err = await call();
+    expect(err).toBeInstanceOf(UpstreamError);
+    expect(err).toMatchObject({ kind: 'server', retryable: true });
+  });
+
+  it("carries the upstream's Retry-After with a throttling answer", async () => {
+    answer = (res) =>
+      res
+        .writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' })
+        .end(JSON.stringify({ code: 1302, message: 'rate limited', request_id: 'r' }));
+    expect(await call()).toMatchObject({ kind: 'rate_limited', httpStatus: 429, code: 1302, retryAfterSec: 7 });
+  });
+});
