@@ -33,6 +33,11 @@ export const bench = {
   e2eBacklog: num('BENCH_BACKLOG', 300),
   e2eWarmupS: num('BENCH_E2E_WARMUP_S', 5),
   e2eWindowS: num('BENCH_E2E_WINDOW_S', 20),
+  /**
+   * End-to-end windows per pipeline, alternating bare and service (bare, service, bare, ...), so
+   * that both are measured under the same drifts of a shared machine; the mean rate is the figure.
+   */
+  e2eRounds: Math.max(1, num('BENCH_E2E_ROUNDS', 2)),
   feederConcurrency: num('BENCH_FEEDER_CONCURRENCY', 8),
 
   /** Latency phase: a steady, moderate arrival rate (tasks per second) for this long. */

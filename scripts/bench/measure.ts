@@ -87,6 +87,25 @@ function perTask(counts: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(counts).map(([t, n]) => [t, n / tasks]));
 }
 
+/**
+ * One more end-to-end window of a pipeline, in fresh processes (API and worker), for the rounds
+ * that alternate the two pipelines (see run.ts): tasks per second only.
+ */
+export async function measureE2eRound(p: Pipeline, s: Shared): Promise<number> {
+  progress(`${p.kind}: another end-to-end round`);
+  await p.reset();
+  const api = await p.startApi(`${p.kind}-api`);
+  let worker: Child | undefined;
+  try {
+    worker = await p.startWorker(`${p.kind}-worker`, api);
+    const noCpu: CpuReader = async () => ({});
+    return (await runE2e(p, [api], s.sim, s.receiver, s.redis, noCpu)).perSecond;
+  } finally {
+    await Promise.all([api.child.stop(), worker?.stop()]);
+    await p.reset();
+  }
+}
+
 export type ScaleRun = ScaleResult & {
   peakRssKb: Record<string, number>;
   /** Connections each process holds to Redis and to Postgres once the work is done. */
