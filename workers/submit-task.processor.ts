@@ -5,8 +5,7 @@ import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
-import { readTask, type ReadTask } from '../src/tasks/task-rows';
-import { claimSlots, slotsNeeded, type Claimed } from '../src/tasks/task-slots';
+import { claimSlots } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
@@ -32,26 +31,30 @@ export function submitTaskProcessor(deps: SubmitDeps) {
   return async (job: Job): Promise<string> => {
     const { taskId } = SubmitJob.parse(job.data);
     let log = deps.log.child({ task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 });
-    const task = await readTask(deps.db, taskId);
-    if (!task) {
+    // The claim is also the read: it skips a task past `queued`, and counts a first attempt in its
+    // own commit (a later one is counted only after checking whether an earlier attempt reached
+    // the upstream after all). No free slot (or older tasks first): end this job; freed slots or
+    // the sweep bring it back.
+    const claim = await claimSlots(deps.db, taskId, deps.slots, true);
+    if (claim.result === 'missing') {
       log.warn('submit job for a task that does not exist; dropped');
       return 'missing';
     }
+    if (claim.result === 'wait') return 'waiting-for-slots';
+    if (claim.result === 'gone' || !claim.task) return 'already-submitted';
+    const task = claim.task;
     // The create call's request id follows the task into this process's logs.
     log = log.child({ request_id: task.requestId });
-    if (task.state !== 'queued') return 'already-submitted';
-    // No free slot (or older tasks first): end this job; freed slots or the sweep bring it back.
-    // A first attempt is counted with the claim (one commit); a later one only after the check
-    // whether an earlier attempt reached the upstream after all.
-    const first = task.submitAttempts === 0;
-    const claim = await claimSlots(deps.db, task.id, deps.slots, first);
-    if (claim.result === 'wait') return 'waiting-for-slots';
-    if (claim.result === 'gone') return 'already-submitted';
+    const first = claim.counted;
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
       if (!first && (await adoptExisting(deps, task))) return 'adopted';
       // The row as the claim or the attempt count left it: the upstream's answer applies without a re-read.
-      const counted = first ? afterClaim(task, claim, deps.slots) : await recordSubmitAttempt(deps.db, task.id);
+      const counted = first
+        ? claim.version
+          ? { ...task, version: claim.version }
+          : undefined
+        : await recordSubmitAttempt(deps.db, task.id);
       const created = await deps.kling.createTask(upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       log.info({ upstream_task_id: created.task_id }, 'submitted upstream');
@@ -85,13 +88,6 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       throw new UnrecoverableError(message);
     }
   };
-}
-
-/** The task as a first attempt's claim wrote it (slots taken, attempt counted), if the claim wrote it. */
-function afterClaim(task: ReadTask, claim: Claimed, limit: number): ReadTask | undefined {
-  if (!claim.version) return undefined;
-  const slotsHeld = claim.result === 'claimed' ? slotsNeeded(task.n, limit) : task.slotsHeld;
-  return { ...task, slotsHeld, slotsWaitSince: null, submitAttempts: task.submitAttempts + 1, version: claim.version };
 }
 
 /** Consecutive 1302/1303 answers in this process; the pause doubles with each, up to a minute. */

@@ -6,13 +6,17 @@ import { utc } from '../db/client';
  * is most of a task's cost there (docs/benchmarks.md). Rows come back with Prisma's field names and
  * types, so the rest of the code sees the same `Task` either way.
  */
-export const TASK_COLUMNS = `id, tenant_id AS "tenantId", request_id AS "requestId", external_task_id AS "externalTaskId", state,
-  request, model_name AS "modelName", n, callback_url AS "callbackUrl", callback_token AS "callbackToken",
-  upstream_task_id AS "upstreamTaskId", status_msg AS "statusMsg", failure_reason AS "failureReason", images,
-  upstream_created_at AS "upstreamCreatedAt", upstream_updated_at AS "upstreamUpdatedAt", submit_attempts AS "submitAttempts",
-  slots_held AS "slotsHeld", slots_wait_since AS "slotsWaitSince", next_poll_at AS "nextPollAt", poll_count AS "pollCount",
-  cancel_requested_at AS "cancelRequestedAt", event_seq AS "eventSeq", created_at AS "createdAt", updated_at AS "updatedAt",
-  submitted_at AS "submittedAt", finished_at AS "finishedAt"`;
+const COLUMNS = `id tenant_id request_id external_task_id state request model_name n callback_url callback_token
+  upstream_task_id status_msg failure_reason images upstream_created_at upstream_updated_at submit_attempts slots_held
+  slots_wait_since next_poll_at poll_count cancel_requested_at event_seq created_at updated_at submitted_at finished_at`.split(/\s+/);
+
+/** Prisma's field name of a column (always its camelCase). */
+const fieldOf = (column: string) => column.replace(/_(.)/g, (_, c: string) => c.toUpperCase());
+
+/** The select list of a task's columns under Prisma's field names; `of` qualifies them (e.g. a composite's `(c.task).`). */
+export const taskColumns = (of = '') => COLUMNS.map((c) => `${of}${c} AS "${fieldOf(c)}"`).join(', ');
+
+export const TASK_COLUMNS = taskColumns();
 
 /**
  * A task as read, with the row version it was read at (Postgres's `xmin`: it changes with every
@@ -23,8 +27,15 @@ export type ReadTask = Task & { version: string };
 /** The columns of a ReadTask (for SELECT and RETURNING). */
 export const READ_TASK_COLUMNS = `${TASK_COLUMNS}, xmin::text AS version`;
 
+/** A ReadTask's columns but the request body, which reads as null. */
+const STATE_COLUMNS = READ_TASK_COLUMNS.replace('request AS "request"', 'NULL::jsonb AS "request"');
+
+/**
+ * A task for a status change: everything but its request body, which no status change reads and
+ * which can be megabytes (a base64 reference image); only the submission needs it (from its claim).
+ */
 export async function readTask(db: Db, id: string): Promise<ReadTask | null> {
-  const { rows } = await db.sql<ReadTask>(`SELECT ${READ_TASK_COLUMNS} FROM tasks WHERE id = $1`, [id]);
+  const { rows } = await db.sql<ReadTask>(`SELECT ${STATE_COLUMNS} FROM tasks WHERE id = $1`, [id]);
   return rows[0] ?? null;
 }
 

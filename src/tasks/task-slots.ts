@@ -1,5 +1,6 @@
 import type { Db, Task } from '../db/client';
 import { groupCommit } from '../lib/group-commit';
+import { taskColumns } from './task-rows';
 
 /**
  * Upstream concurrency slots. Each image of a task holds one slot from its submission until it ends
@@ -8,12 +9,17 @@ import { groupCommit } from '../lib/group-commit';
  * restart has nothing to recompute and nothing can leak.
  */
 
-export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone';
+export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone' | 'missing';
 
-/** A claim's outcome, with the version of the task row it wrote (when it wrote one). */
+/** A claim's outcome and, for 'claimed' and 'held', the task as the claim left it. */
 export interface Claimed {
   result: ClaimResult;
+  /** The claim counted the task's first submission attempt (asked with `countFirstAttempt`). */
+  counted: boolean;
+  /** The version of the row this claim wrote (null when it wrote none). */
   version: string | null;
+  /** The row as the claim left it ('claimed' and 'held' only). */
+  task: Task | null;
 }
 
 /** Slots a task needs; a request larger than the whole pool takes the whole pool rather than waiting forever. */
@@ -22,42 +28,50 @@ export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1)
 /** Claims written together at most (one lock, one commit). */
 const MAX_CLAIM_BATCH = 50;
 
-type Claim = { taskId: string; countAttempt: boolean };
+type Claim = { taskId: string; countFirst: boolean };
+type ClaimRow = Task & { task_id: string; result: ClaimResult; counted: boolean; claim_version: string | null };
 const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<Claimed>>>();
 
 /**
  * Claims the task's slots if they are free, leaving enough for every older task already waiting for
  * slots (so a large task is not starved by small ones). A task told to `wait` is marked as waiting
- * and is woken when slots are released (dispatchWaiting) or by the sweep. With `countAttempt`, a
- * claimed (or already held) task also counts the submission attempt about to start, in the same
- * commit.
+ * and is woken when slots are released (dispatchWaiting) or by the sweep. With `countFirstAttempt`,
+ * a claimed (or already held) task that was never submitted also counts the submission attempt
+ * about to start, in the same commit. The claim is also the submission's read of the task: it
+ * answers with the row it left.
  *
- * The SQL function `claim_task_slots` (migration `slot_claims`) checks and claims under one lock
+ * The SQL function `claim_task_slots` (migration `slot_counter`) checks and claims under one lock
  * for the whole deployment, held until its commit: concurrent claims of this process go together
- * (group commit), so a busy worker takes that lock once per batch rather than once per task.
- * The answer carries the row version the claim left, so the caller can change the task without
- * re-reading it.
+ * (group commit), so a busy worker takes that lock once per batch rather than once per task. The
+ * slots in use come from `slot_counts`, which triggers keep equal to the sum of tasks.slots_held.
  */
-export function claimSlots(db: Db, taskId: string, limit: number, countAttempt = false): Promise<Claimed> {
+export function claimSlots(db: Db, taskId: string, limit: number, countFirstAttempt = false): Promise<Claimed> {
   let byLimit = claimers.get(db);
   if (!byLimit) claimers.set(db, (byLimit = new Map()));
   let claim = byLimit.get(limit);
   if (!claim) {
     claim = groupCommit(async (claims: Claim[]) => {
-      const { rows } = await db.sql<{ task_id: string; result: ClaimResult; version: string | null }>(
-        'SELECT task_id, result, version FROM claim_task_slots($1::text[], $2, $3::boolean[])',
-        [claims.map((c) => c.taskId), limit, claims.map((c) => c.countAttempt)],
+      const { rows } = await db.sql<ClaimRow>(
+        `SELECT c.task_id, c.result, c.counted, c.version AS claim_version, ${taskColumns('(c.task).')}
+         FROM claim_task_slots($1::text[], $2, $3::boolean[]) c`,
+        [claims.map((c) => c.taskId), limit, claims.map((c) => c.countFirst)],
       );
-      const results = new Map(rows.map((r) => [r.task_id, { result: r.result, version: r.version }]));
+      const results = new Map(rows.map((r) => [r.task_id, claimed(r)]));
       return claims.map((c) => results.get(c.taskId) ?? new Error(`no claim result for task ${c.taskId}`));
     }, MAX_CLAIM_BATCH);
     byLimit.set(limit, claim);
   }
-  return claim({ taskId, countAttempt });
+  return claim({ taskId, countFirst: countFirstAttempt });
 }
 
+function claimed(r: ClaimRow): Claimed {
+  const { task_id: _id, result, counted, claim_version, ...task } = r;
+  return { result, counted, version: claim_version, task: task.id === null ? null : task };
+}
+
+/** Upstream slots held by all tasks (the counter the claims read: migration `slot_counter`). */
 export async function slotsInUse(db: Db): Promise<number> {
-  const { rows } = await db.sql<{ held: number }>('SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks WHERE slots_held > 0');
+  const { rows } = await db.sql<{ held: number }>('SELECT coalesce(sum(held), 0)::int AS held FROM slot_counts');
   return rows[0].held;
 }
 

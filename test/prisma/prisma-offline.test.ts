@@ -47,7 +47,6 @@ async function sql(url: string, text: string): Promise<unknown[]> {
  */
 const HAND_WRITTEN_INDEXES: Record<string, string> = {
   tasks_polled_idx: 'ON public.tasks USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)',
-  tasks_holding_slots_idx: 'ON public.tasks USING btree (slots_held) WHERE (slots_held > 0)',
   tasks_waiting_for_slots_idx: 'ON public.tasks USING btree (created_at, id) WHERE (slots_wait_since IS NOT NULL)',
 };
 const handWritten = `(${Object.keys(HAND_WRITTEN_INDEXES)

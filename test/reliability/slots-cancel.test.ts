@@ -1,7 +1,9 @@
 import request from 'supertest';
+import { readTask } from '../../src/tasks/task-rows';
 import { claimSlots, slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { slotsHeldByTasks } from '../helpers/invariants';
 import { startReceiver } from '../helpers/receiver';
 
 const create = (h: Harness, key: string, body: object = {}) =>
@@ -74,6 +76,54 @@ describe('upstream concurrency slots', () => {
     const byId = new Map(tasks.map((t) => [t.id, t]));
     expect(ids.map((id) => byId.get(id)!.submitAttempts)).toEqual([1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
     expect(ids.map((id) => byId.get(id)!.slotsWaitSince !== null)).toEqual([...Array(4).fill(false), ...Array(6).fill(true)]);
+  });
+
+  it('answers a claim with the row it left, and counts only a first attempt', async () => {
+    h = await startHarness({ workers: false, env: { UPSTREAM_CONCURRENCY: '3' } });
+    const key = (await h.newTenant()).api_key;
+    const id = (await create(h, key, { n: 2 })).body.data.task_id;
+    const xmin = async () => (await h.api.db.sql<{ v: string }>('SELECT xmin::text AS v FROM tasks WHERE id = $1', [id])).rows[0].v;
+    const first = await claimSlots(h.api.db, id, 3, true);
+    const row = await h.api.db.task.findUniqueOrThrow({ where: { id } });
+    expect(first).toEqual({ result: 'claimed', counted: true, version: await xmin(), task: row });
+    expect(row).toMatchObject({ slotsHeld: 2, submitAttempts: 1 });
+    // A retried submission of a task holding its slots: nothing written, the attempt is not counted again.
+    const again = await claimSlots(h.api.db, id, 3, true);
+    expect(again).toEqual({ result: 'held', counted: false, version: null, task: row });
+    expect(await claimSlots(h.api.db, 'no-such-task', 3, true)).toEqual({ result: 'missing', counted: false, version: null, task: null });
+    await h.api.db.task.update({ where: { id }, data: { state: 'failed', slotsHeld: 0 } });
+    expect(await claimSlots(h.api.db, id, 3, true)).toMatchObject({ result: 'gone', counted: false, task: null });
+  });
+
+  it('leaves the request body (up to megabytes of image) to the claim: a status change reads the task without it', async () => {
+    h = await startHarness({ workers: false });
+    const key = (await h.newTenant()).api_key;
+    const id = (await create(h, key, { prompt: 'a lighthouse', negative_prompt: 'fog' })).body.data.task_id;
+    const stored = (await h.api.db.task.findUniqueOrThrow({ where: { id } })).request;
+    expect(stored).toMatchObject({ prompt: 'a lighthouse', negative_prompt: 'fog' });
+    expect(await readTask(h.api.db, id)).toMatchObject({ id, state: 'queued', request: null });
+    expect((await claimSlots(h.api.db, id, 3, true)).task?.request).toEqual(stored);
+  });
+
+  it('keeps the slot counter equal to the slots the tasks hold, whatever writes them', async () => {
+    h = await startHarness({ workers: false, env: { UPSTREAM_CONCURRENCY: '100' } });
+    const db = h.api.db;
+    const key = (await h.newTenant()).api_key;
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await create(h, key, { n: 1 + (i % 3) })).body.data.task_id);
+    const exact = async (held: number) =>
+      expect({ counter: await slotsInUse(db), tasks: await slotsHeldByTasks(db) }).toEqual({ counter: held, tasks: held });
+    await Promise.all(ids.map((id) => claimSlots(db, id, 100, true)));
+    await exact(60);
+    // Releases on many connections at once (each a transaction of its own), then other writers.
+    await Promise.all(ids.slice(0, 20).map((id) => db.sql("UPDATE tasks SET state = 'failed', slots_held = 0 WHERE id = $1", [id])));
+    await exact(21);
+    await db.task.update({ where: { id: ids[20] }, data: { slotsHeld: 5 } });
+    await exact(23);
+    await db.task.delete({ where: { id: ids[21] } });
+    await exact(22);
+    await db.sql('TRUNCATE tasks CASCADE');
+    await exact(0);
   });
 
   it('gives a task asking for more images than the pool the whole pool instead of starving it', async () => {
