@@ -55,9 +55,12 @@ export function createApp(deps: AppDeps): Express {
   // clients do not send If-None-Match (static docs assets keep their own ETags).
   app.set('etag', false);
   app.use(requestId);
-  // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost nothing.
-  app.use(helmet());
   app.use(requestLog(deps.log));
+  // The upstream's callbacks, two per task, are answered to a server, never shown in a browser:
+  // they skip the browser-facing headers below, which the upstream would only have to parse.
+  app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
+  // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost little.
+  app.use(helmet());
   // The hot routes first: every router mounted before them would be tried on each of their requests.
   app.use(
     '/v1/images/generations',
@@ -67,7 +70,6 @@ export function createApp(deps: AppDeps): Express {
     tenantRateLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.rateLimitPerMinute }),
     tasksRouter(deps),
   );
-  app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
   app.use(docsRouter({ models: deps.models }));
   app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));
