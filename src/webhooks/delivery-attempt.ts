@@ -111,7 +111,17 @@ export interface InlineDeliveries {
 
 const ENDED = new Set(['delivered', 'gone', 'dead']);
 
-export function createInlineDeliveries(deps: AttemptDeps, max = 64): InlineDeliveries {
+/**
+ * Inline sends in flight at most per process. A place is held from the commit of the status change
+ * until the attempt's record commits, including a chained send's wait for the one before it: two
+ * per task, for the send plus a group commit plus any event-loop lag. At 64, a busy API process
+ * (~190 tasks/s in the benchmark) ran out of places and sent ~15% of its webhooks through the queue,
+ * each costing a job, a read and a hop to the worker; 256 keeps the queue for what it is for (slow
+ * receivers, retries) and bounds the memory and sockets (a few KB and one socket each).
+ */
+const MAX_INLINE_SENDS = 256;
+
+export function createInlineDeliveries(deps: AttemptDeps, max = MAX_INLINE_SENDS): InlineDeliveries {
   let reserved = 0;
   const inFlight = new Set<Promise<unknown>>();
   const byTask = new Map<string, Promise<string>>();
