@@ -49,15 +49,12 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     let child: Logger | undefined;
     const log = () => (child ??= deps.log.child({ ...fields, request_id: task.requestId }));
     const first = claim.counted;
+    const claimedRow = claim.version ? { ...task, version: claim.version } : undefined;
     try {
       // A previous attempt may have reached the upstream and died before recording the answer.
       if (!first && (await adoptExisting(deps, task))) return 'adopted';
       // The row as the claim or the attempt count left it: the upstream's answer applies without a re-read.
-      const counted = first
-        ? claim.version
-          ? { ...task, version: claim.version }
-          : undefined
-        : await recordSubmitAttempt(deps.db, task.id);
+      const counted = first ? claimedRow : await recordSubmitAttempt(deps.db, task.id);
       const created = await deps.kling.createTask(upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       deps.log.info({ ...fields, request_id: task.requestId, upstream_task_id: created.task_id }, 'submitted upstream');
