@@ -28,6 +28,11 @@ export const bench = {
   createConnections: num('BENCH_CREATE_CONNECTIONS', 50),
   createWarmupS: num('BENCH_CREATE_WARMUP_S', 3),
   createDurationS: num('BENCH_CREATE_S', 15),
+  /**
+   * Create windows per pipeline, alternating like the end-to-end ones (the first of each runs with
+   * its pipeline's other phases, about a minute apart); the mean rate is the figure.
+   */
+  createRounds: Math.max(1, num('BENCH_CREATE_ROUNDS', 2)),
 
   /** End-to-end phase: tasks kept outstanding by the feeder, warm-up, and the measured window. */
   e2eBacklog: num('BENCH_BACKLOG', 300),

@@ -6,7 +6,7 @@ import { runCreate, type CreateResult } from './phase-create';
 import { runE2e, type E2eResult } from './phase-e2e';
 import { runLatency, type LatencyResult } from './phase-latency';
 import { runScale, type ScaleResult } from './phase-scale';
-import type { Pipeline } from './pipelines';
+import type { Api, Pipeline } from './pipelines';
 import { connectionsTo, rssSampler, type Child } from './procs';
 import type { Receiver } from './receiver';
 import type { SimHandle } from './sim-protocol';
@@ -88,18 +88,27 @@ function perTask(counts: Record<string, number>): Record<string, number> {
 }
 
 /**
- * One more end-to-end window of a pipeline, in fresh processes (API and worker), for the rounds
- * that alternate the two pipelines (see run.ts): tasks per second only.
+ * One more window of a pipeline, in fresh processes, for the rounds that alternate the two
+ * pipelines (see run.ts): a create window against the API alone, or an end-to-end window (tasks
+ * per second only).
  */
+export async function measureCreateRound(p: Pipeline, s: Shared): Promise<CreateResult> {
+  return inFreshProcesses(p, false, ([api]) => runCreate(p, api, s.receiver.url));
+}
+
 export async function measureE2eRound(p: Pipeline, s: Shared): Promise<number> {
-  progress(`${p.kind}: another end-to-end round`);
+  const noCpu: CpuReader = async () => ({});
+  return inFreshProcesses(p, true, async (apis) => (await runE2e(p, apis, s.sim, s.receiver, s.redis, noCpu)).perSecond);
+}
+
+async function inFreshProcesses<T>(p: Pipeline, withWorker: boolean, work: (apis: Api[]) => Promise<T>): Promise<T> {
+  progress(`${p.kind}: another round`);
   await p.reset();
   const api = await p.startApi(`${p.kind}-api`);
   let worker: Child | undefined;
   try {
-    worker = await p.startWorker(`${p.kind}-worker`, api);
-    const noCpu: CpuReader = async () => ({});
-    return (await runE2e(p, [api], s.sim, s.receiver, s.redis, noCpu)).perSecond;
+    if (withWorker) worker = await p.startWorker(`${p.kind}-worker`, api);
+    return await work([api]);
   } finally {
     await Promise.all([api.child.stop(), worker?.stop()]);
     await p.reset();

@@ -4,7 +4,8 @@
  * results to a JSON file in the temp directory.
  *
  * Phases, for the bare pipeline and then for the service (1 API + 1 worker process each):
- *   create      autocannon, 50 connections, against the API alone
+ *   create      autocannon, 50 connections, against the API alone (BENCH_CREATE_ROUNDS windows per
+ *               pipeline, the later ones alternating bare and service)
  *   end to end  a steady backlog through submission, both upstream callbacks and client webhooks
  *               (BENCH_E2E_ROUNDS windows per pipeline, the later ones alternating bare and service)
  *   latency     upstream callback -> client webhook at a moderate fixed rate
@@ -17,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, slowlog, truncateBare } from './infra';
-import { measureE2eRound, measurePipeline, measureScale } from './measure';
+import { measureCreateRound, measureE2eRound, measurePipeline, measureScale } from './measure';
 import { barePipeline, servicePipeline } from './pipelines';
 import { installCleanup, killAll } from './procs';
 import { startReceiver } from './receiver';
@@ -45,14 +46,21 @@ async function main(): Promise<void> {
   try {
     const bare = await measurePipeline(barePipeline(options), shared);
     const service = await measurePipeline(servicePipeline(apiKey, options), shared);
+    const createRounds = { service: [service.create], bare: [bare.create] };
     const e2eRounds = { service: [service.e2e.perSecond], bare: [bare.e2e.perSecond] };
-    for (let round = 2; round <= bench.e2eRounds; round++) {
-      e2eRounds.bare.push(await measureE2eRound(barePipeline(options), shared));
-      e2eRounds.service.push(await measureE2eRound(servicePipeline(apiKey, options), shared));
+    for (let round = 2; round <= Math.max(bench.createRounds, bench.e2eRounds); round++) {
+      if (round <= bench.createRounds) {
+        createRounds.bare.push(await measureCreateRound(barePipeline(options), shared));
+        createRounds.service.push(await measureCreateRound(servicePipeline(apiKey, options), shared));
+      }
+      if (round <= bench.e2eRounds) {
+        e2eRounds.bare.push(await measureE2eRound(barePipeline(options), shared));
+        e2eRounds.service.push(await measureE2eRound(servicePipeline(apiKey, options), shared));
+      }
     }
     const scale = await measureScale(servicePipeline(apiKey, options), shared);
     const slow = [...(await slowlog(redis, bench.servicePrefix, startedSec)), ...(await slowlog(redis, bench.barePrefix, startedSec))];
-    const results: RunResults = { machine, service, bare, e2eRounds, scale, slowlog: slow };
+    const results: RunResults = { machine, service, bare, createRounds, e2eRounds, scale, slowlog: slow };
 
     const file = path.join(os.tmpdir(), `kling-tracker-bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(file, JSON.stringify(results, null, 2));
