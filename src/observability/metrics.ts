@@ -51,6 +51,11 @@ export const metrics = {
     labelNames: ['outcome'],
     registers: [registry],
   }),
+  webhookInlineFull: new Counter({
+    name: 'kt_webhook_inline_full_total',
+    help: 'First webhook attempts sent through the queue because this process had its maximum of inline sends in flight',
+    registers: [registry],
+  }),
   webhookLatency: new Histogram({
     name: 'kt_webhook_delivery_latency_seconds',
     help: 'Time from a status change to its successful delivery to the client',

@@ -140,7 +140,11 @@ export function createInlineDeliveries(deps: AttemptDeps, max = MAX_INLINE_SENDS
   const inline: InlineDeliveries = {
     leaseMs: deps.webhooks.timeoutMs + 5_000,
     reserve() {
-      if (reserved >= max) return false;
+      if (reserved >= max) {
+        // Not lost, only slower (a job and a hop to the worker): a steady count says raise the cap.
+        metrics.webhookInlineFull.inc();
+        return false;
+      }
       reserved++;
       return true;
     },

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { createLogger } from '../../src/logger';
+import { metrics } from '../../src/observability/metrics';
 import { failTask, type CommitEffects } from '../../src/tasks/task-transitions';
 import { createInlineDeliveries } from '../../src/webhooks/delivery-attempt';
 import { bearer } from '../helpers/fixtures';
@@ -152,7 +153,7 @@ describe('deliveries without an inline place', () => {
 });
 
 describe('inline sends are bounded', () => {
-  it('refuses a place past the maximum in flight, and gives it back', () => {
+  it('refuses a place past the maximum in flight, counts the refusal, and gives the place back', async () => {
     const inline = createInlineDeliveries(
       {
         db: null as never,
@@ -163,7 +164,10 @@ describe('inline sends are bounded', () => {
       },
       2,
     );
+    const full = async () => (await metrics.webhookInlineFull.get()).values[0]?.value ?? 0;
+    const before = await full();
     expect([inline.reserve(), inline.reserve(), inline.reserve()]).toEqual([true, true, false]);
+    expect(await full()).toBe(before + 1);
     inline.release();
     expect(inline.reserve()).toBe(true);
     expect(inline.leaseMs).toBe(6000);
