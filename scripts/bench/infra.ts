@@ -10,7 +10,7 @@ import { trackPids, type CpuTracker } from './cpu';
 
 /** Postgres and Redis housekeeping of the benchmark: its own databases and prefixes only. */
 
-const SERVICE_TABLES = ['webhook_attempts', 'webhook_deliveries', 'task_events', 'idempotency_keys', 'tasks'];
+const SERVICE_TABLES = ['webhook_attempts', 'webhook_deliveries', 'task_events', 'idempotency_keys', 'tasks', 'slot_counts'];
 
 async function withPg<T>(url: string, work: (c: Client) => Promise<T>): Promise<T> {
   const client = new Client({ connectionString: url });
