@@ -114,10 +114,12 @@ const ENDED = new Set(['delivered', 'gone', 'dead']);
 /**
  * Inline sends in flight at most per process. A place is held from the commit of the status change
  * until the attempt's record commits, including a chained send's wait for the one before it: two
- * per task, for the send plus a group commit plus any event-loop lag. At 64, a busy API process
- * (~190 tasks/s in the benchmark) ran out of places and sent ~15% of its webhooks through the queue,
- * each costing a job, a read and a hop to the worker; 256 keeps the queue for what it is for (slow
- * receivers, retries) and bounds the memory and sockets (a few KB and one socket each).
+ * per task, for the send plus a group commit plus any event-loop lag. At 64, an API process slowed
+ * by the profiler (~190 tasks/s in `npm run bench -- --profile`) ran out of places and sent ~15% of
+ * its webhooks through the queue, each costing a job, a read and a hop to the worker (in plain runs
+ * the difference was within the noise). 256 keeps the queue for what it is for (slow receivers,
+ * retries) and bounds the memory and sockets (a few KB and one socket each);
+ * kt_webhook_inline_full_total counts the sends it turns away.
  */
 const MAX_INLINE_SENDS = 256;
 
