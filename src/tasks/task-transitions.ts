@@ -134,9 +134,7 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   }
   const releases = isTerminal(change.to) && task.slotsHeld > 0;
   // Whether anyone waits for the slots this frees: usually nobody, and then nothing more is asked.
-  const waiters = releases
-    ? `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`
-    : 'false';
+  const waiters = releases ? SLOT_WAITERS_EXIST : 'false';
   let result: { rows: { waiters: boolean; version: string; behind?: boolean; secrets?: (string | null)[] }[] };
   try {
     result = await store.db.sql(
@@ -178,6 +176,12 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   await store.afterCommit?.(effects).catch(() => undefined);
   return { ...next, version: rows[0].version };
 }
+
+/**
+ * Whether any task waits for slots (read through the partial index `tasks_waiting_for_slots_idx`
+ * once the table has statistics; see src/db/table-stats.ts).
+ */
+export const SLOT_WAITERS_EXIST = `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`;
 
 /** Attempts at one change when other writers keep changing the task in between (polls, claims, cancels). */
 const MAX_RACES = 10;

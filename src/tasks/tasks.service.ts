@@ -126,6 +126,10 @@ export function createTaskCreator(deps: TasksDeps): CreateTask {
 const duplicateExternalId = () => invalidParameter('external_task_id: is already used by another task of yours');
 const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
 
+/** A tenant's tasks that have not ended, up to $2 (through the partial index `tasks_unfinished_idx`). */
+export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
+  SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`;
+
 /**
  * The per-tenant cap on unfinished tasks, without a count per create: a count is reused for a
  * second (plus this process's own creates), and read afresh before any refusal, so a refusal
@@ -134,11 +138,7 @@ const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
 function unfinishedCounter(deps: TasksDeps) {
   const counts = new Map<string, { n: number; at: number }>();
   const recount = async (tenantId: string) => {
-    const { rows } = await deps.db.sql<{ n: number }>(
-      `SELECT count(*)::int AS n FROM (
-         SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`,
-      [tenantId, deps.maxUnfinishedTasks],
-    );
+    const { rows } = await deps.db.sql<{ n: number }>(UNFINISHED_COUNT, [tenantId, deps.maxUnfinishedTasks]);
     if (counts.size >= 10_000) counts.clear();
     counts.set(tenantId, { n: rows[0].n, at: Date.now() });
     return rows[0].n;

@@ -43,11 +43,14 @@ async function sql(url: string, text: string): Promise<unknown[]> {
 
 /**
  * Indexes the migrations write by hand because Prisma 6's schema cannot declare them (partial
- * indexes, migration `partial_task_indexes`): everything else must be exactly schema.prisma's.
+ * indexes, migrations `partial_task_indexes` and `unfinished_tasks_index`): everything else must be exactly
+ * schema.prisma's.
  */
 const HAND_WRITTEN_INDEXES: Record<string, string> = {
   tasks_polled_idx: 'ON public.tasks USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)',
   tasks_waiting_for_slots_idx: 'ON public.tasks USING btree (created_at, id) WHERE (slots_wait_since IS NOT NULL)',
+  tasks_unfinished_idx:
+    "ON public.tasks USING btree (tenant_id) WHERE (state = ANY (ARRAY['queued'::task_state, 'submitted'::task_state, 'processing'::task_state]))",
 };
 const handWritten = `(${Object.keys(HAND_WRITTEN_INDEXES)
   .map((n) => `'${n}'`)

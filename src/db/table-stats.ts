@@ -1,0 +1,43 @@
+import type { Db } from './client';
+
+/** The tables every task writes, whose statistics decide how the hot-path statements are planned. */
+export const ANALYZED_TABLES = ['tasks', 'task_events', 'webhook_deliveries', 'webhook_attempts', 'idempotency_keys'] as const;
+
+/**
+ * Does for the service's own tables the ANALYZE that autovacuum would do, where autovacuum does not
+ * run (the server's `autovacuum = off`, as on some CI and benchmark machines, or a table's
+ * `autovacuum_enabled = false`), with autovacuum's own threshold: rows changed since the last
+ * analyze above `autovacuum_analyze_threshold + autovacuum_analyze_scale_factor * rows`. Where
+ * autovacuum runs, this does nothing.
+ *
+ * Why: the hot-path statements are prepared once per connection, and Postgres keeps the plan it
+ * chose after a few runs until a table's statistics change. Chosen on tables that were never
+ * analyzed (a fresh database, or emptied), the waiters check at each task's end and each slot
+ * claim's look for older waiting tasks read every queued task by state instead of through the
+ * partial index `tasks_waiting_for_slots_idx` (docs/benchmarks.md, "What changed", 24). An analyze
+ * invalidates them, and the next run plans with real statistics.
+ *
+ * One table per statement (an ANALYZE locks only that table, and waits for nobody but a TRUNCATE or
+ * DDL of it). Returns the tables analyzed. A table this role may not analyze is skipped by Postgres
+ * with a warning, not an error.
+ */
+export async function analyzeStaleTables(db: Db): Promise<string[]> {
+  const { rows } = await db.sql<{ table: string }>(
+    `SELECT c.relname AS table
+     FROM pg_class c
+     JOIN pg_stat_user_tables s ON s.relid = c.oid
+     WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1::text[])
+       AND (current_setting('autovacuum')::boolean = false
+            OR EXISTS (SELECT 1 FROM unnest(c.reloptions) o WHERE o ~* '^autovacuum_enabled=(false|off|no|0|f)$'))
+       AND s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float8
+             + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)`,
+    [ANALYZED_TABLES],
+  );
+  const analyzed: string[] = [];
+  for (const { table } of rows) {
+    // The name comes from ANALYZED_TABLES (matched above), never from input.
+    await db.pool.query(`ANALYZE "${table}"`);
+    analyzed.push(table);
+  }
+  return analyzed;
+}
