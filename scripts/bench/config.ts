@@ -34,13 +34,19 @@ export const bench = {
    */
   createRounds: Math.max(1, num('BENCH_CREATE_ROUNDS', 2)),
 
-  /** End-to-end phase: tasks kept outstanding by the feeder, warm-up, and the measured window. */
+  /**
+   * End-to-end phase: tasks kept outstanding by the feeder, warm-up, and the measured window. The
+   * warm-up is long enough for V8 to have compiled the hot code: with 5 s, the optimizing compiler
+   * still took 13% of the service worker's CPU in the window (5% of the bare one's, which has less
+   * code), against 4% after 25 s (`perf`, docs/benchmarks.md, "What changed", 23).
+   */
   e2eBacklog: num('BENCH_BACKLOG', 300),
-  e2eWarmupS: num('BENCH_E2E_WARMUP_S', 5),
+  e2eWarmupS: num('BENCH_E2E_WARMUP_S', 15),
   e2eWindowS: num('BENCH_E2E_WINDOW_S', 20),
   /**
-   * End-to-end windows per pipeline, alternating bare and service (bare, service, bare, ...), so
-   * that both are measured under the same drifts of a shared machine; the mean rate is the figure.
+   * End-to-end windows per pipeline, alternating bare and service (bare, service, service, bare,
+   * ...), so that both are measured under the same drifts of a shared machine; the mean rate is the
+   * figure.
    */
   e2eRounds: Math.max(1, num('BENCH_E2E_ROUNDS', 2)),
   feederConcurrency: num('BENCH_FEEDER_CONCURRENCY', 8),

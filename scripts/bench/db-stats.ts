@@ -11,6 +11,9 @@ export interface StatementStat {
   calls: number;
   totalMs: number;
   meanMs: number;
+  /** Times the statement was planned (track_planning): equal to calls when no plan is reused. */
+  plans: number;
+  planMs: number;
   query: string;
 }
 
@@ -38,24 +41,37 @@ export const resetStatements = (dbUrl: string) =>
   });
 
 /** The statements of this database by total execution time, and the totals. */
-export function topStatements(dbUrl: string, limit = 15): Promise<{ calls: number; totalMs: number; top: StatementStat[] }> {
+export function topStatements(
+  dbUrl: string,
+  limit = 15,
+): Promise<{ calls: number; totalMs: number; plans: number; planMs: number; top: StatementStat[] }> {
   return withClient(dbUrl, async (c) => {
     const mine = "dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_%'";
     const total = (
       await c.query(
-        `SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(total_exec_time), 0) AS ms FROM pg_stat_statements WHERE ${mine}`,
+        `SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(total_exec_time), 0) AS ms, coalesce(sum(plans), 0) AS plans,
+           coalesce(sum(total_plan_time), 0) AS plan_ms FROM pg_stat_statements WHERE ${mine}`,
       )
     ).rows[0];
     const rows = (
       await c.query(
-        `SELECT calls, total_exec_time AS ms, mean_exec_time AS mean, query FROM pg_stat_statements WHERE ${mine} ORDER BY total_exec_time DESC LIMIT $1`,
+        `SELECT calls, total_exec_time AS ms, mean_exec_time AS mean, plans, total_plan_time AS plan_ms, query FROM pg_stat_statements WHERE ${mine} ORDER BY total_exec_time DESC LIMIT $1`,
         [limit],
       )
     ).rows;
     return {
       calls: Number(total.calls),
       totalMs: Number(total.ms),
-      top: rows.map((r) => ({ calls: Number(r.calls), totalMs: Number(r.ms), meanMs: Number(r.mean), query: oneLine(r.query) })),
+      plans: Number(total.plans),
+      planMs: Number(total.plan_ms),
+      top: rows.map((r) => ({
+        calls: Number(r.calls),
+        totalMs: Number(r.ms),
+        meanMs: Number(r.mean),
+        plans: Number(r.plans),
+        planMs: Number(r.plan_ms),
+        query: oneLine(r.query),
+      })),
     };
   });
 }

@@ -38,6 +38,7 @@ export async function startPrivatePostgres(): Promise<PrivateServer> {
     `-c unix_socket_directories=${dir}`,
     '-c shared_preload_libraries=pg_stat_statements',
     '-c pg_stat_statements.track=all',
+    '-c pg_stat_statements.track_planning=on',
     '-c max_connections=200',
   ].join(' ');
   const stopNow = () => {

@@ -41,10 +41,14 @@ async function dbSnapshot(p: Pipeline, env: Env, tasks: number, what: string): P
   const st = await topStatements(p.dbUrl).catch(() => undefined);
   if (st) {
     lines.push(
-      `    Postgres: ${perTask(st.calls, tasks)} statements/task, ${perTask(st.totalMs, tasks)} ms execution/task; by total time:`,
+      `    Postgres: ${perTask(st.calls, tasks)} statements/task, ${perTask(st.totalMs, tasks)} ms execution/task, ` +
+        `${perTask(st.plans, tasks)} plans/task, ${perTask(st.planMs, tasks)} ms planning/task; by total execution time (plans per call):`,
     );
     for (const s of st.top)
-      lines.push(`      ${perTask(s.calls, tasks).padStart(6)}/task  ${s.meanMs.toFixed(3).padStart(7)} ms  ${s.query}`);
+      lines.push(
+        `      ${perTask(s.calls, tasks).padStart(6)}/task  ${s.meanMs.toFixed(3).padStart(7)} ms  ` +
+          `(${(s.plans / Math.max(s.calls, 1)).toFixed(2)})  ${s.query}`,
+      );
   } else lines.push('    Postgres: pg_stat_statements unavailable');
   const cmds = await commandStats(env.redis);
   const calls = cmds.reduce((a, c) => a + c.calls, 0);

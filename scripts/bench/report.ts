@@ -98,8 +98,8 @@ export function roundsLine(r: RunResults): string {
     service.map((sv, i) => `${i + 1}: ${fmt(sv)} / ${fmt(bare[i])} = ${ratio(sv, bare[i])}`).join('; ');
   const perSecond = (cs: CreateResult[]) => cs.map((c) => c.perSecond);
   return [
-    `Create windows (service / bare accepted/s, bare first in each round): ${windows(perSecond(r.createRounds.service), perSecond(r.createRounds.bare))}`,
-    `End-to-end windows (service / bare tasks/s, bare first in each round): ${windows(r.e2eRounds.service, r.e2eRounds.bare)}`,
+    `Create windows (service / bare accepted/s; bare first in odd rounds, the service in even ones): ${windows(perSecond(r.createRounds.service), perSecond(r.createRounds.bare))}`,
+    `End-to-end windows (service / bare tasks/s; bare first in odd rounds, the service in even ones): ${windows(r.e2eRounds.service, r.e2eRounds.bare)}`,
   ].join('\n');
 }
 

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, slowlog, truncateBare } from './infra';
 import { measureCreateRound, measureE2eRound, measurePipeline, measureScale } from './measure';
-import { barePipeline, servicePipeline } from './pipelines';
+import { barePipeline, servicePipeline, type Pipeline } from './pipelines';
 import { installCleanup, killAll } from './procs';
 import { startReceiver } from './receiver';
 import { runProfile } from './profile';
@@ -48,15 +48,17 @@ async function main(): Promise<void> {
     const service = await measurePipeline(servicePipeline(apiKey, options), shared);
     const createRounds = { service: [service.create], bare: [bare.create] };
     const e2eRounds = { service: [service.e2e.perSecond], bare: [bare.e2e.perSecond] };
+    // Later rounds alternate which pipeline goes first (bare first in odd rounds, the service in
+    // even ones), so that a drift of the shared machine within a round favours neither.
+    const bothInOrder = async <T>(round: number, measure: (p: Pipeline) => Promise<T>, into: { bare: T[]; service: T[] }) => {
+      const runBare = async () => into.bare.push(await measure(barePipeline(options)));
+      const runService = async () => into.service.push(await measure(servicePipeline(apiKey, options)));
+      if (round % 2 === 1) await runBare().then(runService);
+      else await runService().then(runBare);
+    };
     for (let round = 2; round <= Math.max(bench.createRounds, bench.e2eRounds); round++) {
-      if (round <= bench.createRounds) {
-        createRounds.bare.push(await measureCreateRound(barePipeline(options), shared));
-        createRounds.service.push(await measureCreateRound(servicePipeline(apiKey, options), shared));
-      }
-      if (round <= bench.e2eRounds) {
-        e2eRounds.bare.push(await measureE2eRound(barePipeline(options), shared));
-        e2eRounds.service.push(await measureE2eRound(servicePipeline(apiKey, options), shared));
-      }
+      if (round <= bench.createRounds) await bothInOrder(round, (p) => measureCreateRound(p, shared), createRounds);
+      if (round <= bench.e2eRounds) await bothInOrder(round, (p) => measureE2eRound(p, shared), e2eRounds);
     }
     const scale = await measureScale(servicePipeline(apiKey, options), shared);
     const slow = [...(await slowlog(redis, bench.servicePrefix, startedSec)), ...(await slowlog(redis, bench.barePrefix, startedSec))];
