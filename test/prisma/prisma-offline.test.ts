@@ -43,8 +43,8 @@ async function sql(url: string, text: string): Promise<unknown[]> {
 
 /**
  * Indexes the migrations write by hand because Prisma 6's schema cannot declare them (partial
- * indexes, migrations `partial_task_indexes` and `unfinished_tasks_index`): everything else must be exactly
- * schema.prisma's.
+ * indexes, migrations `partial_task_indexes` and `unfinished_tasks_index`): everything else must be
+ * exactly schema.prisma's.
  */
 const HAND_WRITTEN_INDEXES: Record<string, string> = {
   tasks_polled_idx: 'ON public.tasks USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)',
