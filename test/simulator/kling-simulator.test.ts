@@ -253,6 +253,9 @@ describe('Kling simulator over HTTP', () => {
 
   it('finds a task by external_task_id in the path and in the query', async () => {
     const created = await create({ external_task_id: 'order-42' });
+    // Read once it has ended: a task still moving on (20 ms to processing here) could change
+    // between the two reads, and the comparison would be of two moments, not of two lookups.
+    await waitFor(() => sim.tasks.get(created.body.data.task_id)?.status === 'succeed');
     const byPath = await call(base, 'GET', '/v1/images/generations/order-42');
     const byQuery = await call(base, 'GET', '/v1/images/generations?external_task_id=order-42');
     expect(byPath.body.data.task_id).toBe(created.body.data.task_id);
