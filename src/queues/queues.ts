@@ -89,7 +89,9 @@ export function createQueues(connection: Redis, settings: QueueSettings): Queues
       await Promise.allSettled(all.map((q) => q.close()));
     },
     disconnect() {
-      for (const q of all) void q.disconnect();
+      // A queue's disconnect first waits for the shared connection to be ready and rejects with its
+      // last error when it ends instead; unhandled, that rejection would crash the process.
+      for (const q of all) q.disconnect().catch(() => undefined);
     },
   };
 }

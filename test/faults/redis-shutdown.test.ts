@@ -1,0 +1,31 @@
+import { loadConfig } from '../../src/config';
+import { createProducerConnection, createQueues } from '../../src/queues/queues';
+
+/**
+ * A service told to stop while its Redis connection is still being set up (Redis slow to answer,
+ * or a shutdown right after start) drops the connection instead of closing it gracefully. The
+ * queues sharing that connection must not leave a rejected promise behind: Node turns an unhandled
+ * rejection into a crash, so the process would exit 1 instead of stopping cleanly. Jest fails the
+ * running test on an unhandled rejection (a listener added here would not see it: Jest's sandbox
+ * has its own `process`), so the test only has to stay alive until the rejections would come.
+ */
+const { REDIS_URL } = loadConfig({ DATABASE_URL: 'postgresql://unused' });
+
+it('drops a connection that is still being set up without an unhandled rejection', async () => {
+  const redis = createProducerConnection(REDIS_URL);
+  const errors: string[] = [];
+  redis.on('error', (err) => errors.push(err.message));
+  const queues = createQueues(redis, { prefix: 'kt-test-shutdown', submitAttempts: 1, submitBackoffMs: 1 });
+  // The socket is created a few ticks after the client; waiting in ticks (never in the event
+  // loop's I/O phase) means its connect event cannot have been handled yet.
+  for (let ticks = 0; !redis.stream && ticks < 100; ticks++) await new Promise((resolve) => process.nextTick(resolve));
+  expect([redis.status, Boolean(redis.stream)]).toEqual(['connecting', true]);
+  const ended = new Promise((resolve) => redis.once('end', resolve));
+  queues.disconnect();
+  redis.disconnect();
+  await ended;
+  // The queues' own disconnects settle after the connection has ended.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The race this test needs happened: the handshake ran on the dropped socket and failed.
+  expect(errors).toEqual([expect.stringMatching(/Stream isn't writeable/)]);
+});
