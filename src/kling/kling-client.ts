@@ -142,7 +142,10 @@ async function exchange(
     const text = await res.body.text().catch(() => '');
     if (res.statusCode >= 300 && res.statusCode < 400) {
       const location = String(res.headers.location ?? '?').slice(0, 200);
-      throw new UpstreamError('network', `upstream unreachable: redirected (HTTP ${res.statusCode} to ${location}); redirects are not followed`);
+      throw new UpstreamError(
+        'network',
+        `upstream unreachable: redirected (HTTP ${res.statusCode} to ${location}); redirects are not followed`,
+      );
     }
     const retryAfterHeader = res.headers['retry-after'];
     return { status: res.statusCode, text, retryAfterHeader: Array.isArray(retryAfterHeader) ? retryAfterHeader[0] : retryAfterHeader };

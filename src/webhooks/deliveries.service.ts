@@ -131,7 +131,14 @@ async function recordBatch(db: Db, batch: AttemptRecord[]): Promise<(AttemptOutc
   } catch (err) {
     // One bad record must not fail the others: each is written on its own.
     if (batch.length === 1) throw err;
-    return Promise.all(batch.map((one) => writeRecords(db, [one]).then((r) => r[0], (e: Error) => e)));
+    return Promise.all(
+      batch.map((one) =>
+        writeRecords(db, [one]).then(
+          (r) => r[0],
+          (e: Error) => e,
+        ),
+      ),
+    );
   }
 }
 
