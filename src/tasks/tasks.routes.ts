@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { envelope, invalidParameter } from '../errors';
 import { enqueueDeliveryAttempt } from '../queues/queues';
@@ -17,16 +17,20 @@ export const ListQuery = z.object({
 
 export const TaskIdParam = z.string().min(1).max(256);
 
-export function tasksRouter(deps: TasksDeps): Router {
-  const r = Router();
+/** `POST /v1/images/generations`, after authentication: app.ts mounts it as a route of its own. */
+export function createTaskHandler(deps: TasksDeps): RequestHandler {
   const createTask = createTaskCreator(deps);
-
-  r.post('/', async (req, res) => {
+  return async (req, res) => {
     const idempotencyKey = parseIdempotencyKey(req.get('idempotency-key'));
     const { task, replayed } = await createTask(res.locals.tenant, req.body, { idempotencyKey, requestId: res.locals.requestId });
     if (replayed) res.set('idempotent-replayed', 'true');
     res.json(envelope(res.locals.requestId, toCreatedObject(task)));
-  });
+  };
+}
+
+/** Every other route under `/v1/images/generations`: reads, long polls, cancel, deliveries. */
+export function tasksRouter(deps: TasksDeps): Router {
+  const r = Router();
 
   r.get('/', async (req, res) => {
     // Some Kling clients look a single task up as `?external_task_id=`; answer them like the path form.

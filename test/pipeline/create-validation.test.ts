@@ -133,4 +133,17 @@ describe('POST /v1/images/generations accepts every documented field', () => {
     expect(task.request).toEqual({ model_name: 'kling-v3', prompt: 'x' });
     expect(task.n).toBe(1);
   });
+
+  // The create is a route of its own in front of the tasks router (src/app.ts): the path with a
+  // trailing slash, which the router used to answer, must reach it too, with the same checks.
+  it('takes the path with a trailing slash like the one without', async () => {
+    const slash = () => request(h.url).post('/v1/images/generations/');
+    const res = await slash().set(bearer(key)).send({ prompt: 'x' });
+    expect([res.status, res.body.code]).toEqual([200, 0]);
+    expect(await h.api.db.task.count({ where: { id: res.body.data.task_id } })).toBe(1);
+    const text = await slash().set(bearer(key)).set('content-type', 'text/plain').send('prompt=x');
+    expect([text.status, text.body.code]).toEqual([415, 1200]);
+    const anonymous = await slash().send({ prompt: 'x' });
+    expect([anonymous.status, anonymous.body.code]).toEqual([401, 1001]);
+  });
 });
