@@ -10,12 +10,14 @@ import { freePort } from '../helpers/processes';
 /**
  * What operators and integrators look at, in a real headless Chromium (Debian's, driven by
  * playwright-core): the API reference, the queue dashboard and Prisma Studio each show real
- * content. Screenshots land in docs/screenshots (linked from the README).
+ * content. Screenshots land in test-results/screenshots, or in SCREENSHOTS_DIR:
+ * `npm run docs:screenshots` refreshes docs/screenshots (linked from the README), so a test run
+ * leaves the checkout as it was.
  */
 jest.setTimeout(120_000);
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
+const SHOTS = path.resolve(ROOT, process.env.SCREENSHOTS_DIR ?? path.join('test-results', 'screenshots'));
 const ADMIN = 'browser-admin-token-0123456789';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -65,6 +67,11 @@ describe('pages in a real browser', () => {
     await page.goto(`${h.url}/admin/queues`);
     await page.getByText('task.submit').first().waitFor({ timeout: 20_000 });
     expect(await page.getByText('webhook.deliver').count()).toBeGreaterThan(0);
+    // The overview's cards come from the dashboard's own API, after the menu: one per queue, with its job count.
+    await page
+      .getByText(/^\d+ Jobs$/)
+      .nth(2)
+      .waitFor({ timeout: 20_000 });
     await page.screenshot({ path: path.join(SHOTS, 'queues.png') });
     await context.close();
   });
