@@ -6,7 +6,7 @@ import { bench, ROOT } from './config';
 import type { SlowEntry } from './infra';
 import type { PipelineResult, ScaleRun } from './measure';
 import type { CreateResult } from './phase-create';
-import { fmt, markdownTable, mb, textTable } from './stats';
+import { fmt, markdownTable, mb, mean, textTable } from './stats';
 
 export interface Machine {
   date: string;
@@ -89,8 +89,6 @@ export function comparisonRows(r: RunResults): string[][] {
     row('Postgres rows written per task', rowsWritten(s), rowsWritten(b), ''),
   ];
 }
-
-const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
 
 /** Each create and end-to-end window's rates and ratio, in the order they ran. */
 export function roundsLine(r: RunResults): string {
