@@ -6,7 +6,7 @@ import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
 import { claimSlots } from '../src/tasks/task-slots';
-import { applyUpstreamUpdate, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
+import { applyUpstreamUpdate, endIfRequested, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
   db: Db;
@@ -26,6 +26,10 @@ export interface SubmitDeps {
  * Submits one task upstream. Guarded step: load, skip if past `queued`, side effect, conditional
  * advance. Exactly one upstream task per local task: our task id is the upstream external_task_id,
  * and any attempt after the first looks the task up before creating it again.
+ *
+ * A cancel or stage timeout that lands while a submission is under way is only recorded on the task
+ * (requestEnd); it is carried out here once the upstream's answer says whether a task exists there:
+ * a created one is tracked to its end like any other, a refused or absent one ends the task now.
  */
 export function submitTaskProcessor(deps: SubmitDeps) {
   return async (job: Job): Promise<string> => {
@@ -55,6 +59,8 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       if (!first && (await adoptExisting(deps, task))) return 'adopted';
       // The row as the claim or the attempt count left it: the upstream's answer applies without a re-read.
       const counted = first ? claimedRow : await recordSubmitAttempt(deps.db, task.id);
+      // An end requested while an earlier attempt's outcome was unknown: that attempt made nothing.
+      if (!first && !counted) return (await endIfRequested(deps.store, task.id, 'submit')) ? 'ended' : 'already-submitted';
       const created = await deps.kling.createTask(upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       deps.log.info({ ...fields, request_id: task.requestId, upstream_task_id: created.task_id }, 'submitted upstream');
@@ -64,6 +70,8 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       if (!(err instanceof UpstreamError)) throw err;
       if (err.kind === 'already_exists' && (await adoptExisting(deps, task))) return 'adopted';
       if (err.kind === 'concurrency' || err.kind === 'rate_limited') {
+        // Refused, so nothing was made upstream: an end requested meanwhile is carried out now.
+        if (await endIfRequested(deps.store, task.id, 'submit')) return 'ended';
         // The upstream is full or throttling: pause submissions, keep the task (and its slots) and
         // its attempts; the job returns to the queue and runs again after the pause.
         const pause = throttlePause(deps.throttlePauseMs, err.retryAfterSec);
@@ -72,6 +80,8 @@ export function submitTaskProcessor(deps: SubmitDeps) {
         throw Worker.RateLimitError();
       }
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      // The outcome is unknown (a timeout may hide a created task): the next attempt looks it up
+      // first, then carries out an end requested meanwhile.
       if (err.retryable && !lastAttempt) {
         log().warn({ kind: err.kind, code: err.code, http: err.httpStatus }, `upstream not available, will retry: ${err.message}`);
         throw err;
@@ -83,6 +93,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       const message = err.retryable
         ? `upstream unavailable after ${job.attemptsMade + 1} attempts: ${err.message}${detail}`
         : `upstream refused the task: ${err.message}${detail}`;
+      // An end requested meanwhile keeps its own reason (failTask).
       await failTask(deps.store, task.id, reason, message, 'submit');
       log().warn({ reason, code: err.code }, message);
       throw new UnrecoverableError(message);

@@ -1,6 +1,6 @@
 import type { Db, Prisma } from '../src/db/client';
 import type { Logger } from '../src/logger';
-import { failTask, type TaskStore } from '../src/tasks/task-transitions';
+import { requestEnd, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface StageLimits {
   queueMs: number;
@@ -21,7 +21,9 @@ const minutes = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} min`
 
 /**
  * Ends tasks past a stage limit as failed, each with its own reason code and a message naming the
- * limit: a slow but healthy stage is judged by its own limit, not by one blunt global timeout.
+ * limit: a slow but healthy stage is judged by its own limit, not by one blunt global timeout. A
+ * task whose submission is under way is not ended before its outcome is known (requestEnd): it is
+ * marked, and then no longer looked at here.
  */
 export async function failTimedOutTasks(deps: TimeoutDeps): Promise<number> {
   const now = Date.now();
@@ -30,12 +32,15 @@ export async function failTimedOutTasks(deps: TimeoutDeps): Promise<number> {
     {
       reason: 'total_timeout',
       message: `timed out: not finished within ${minutes(totalMs)} of creation (TOTAL_TIMEOUT_MS)`,
-      where: { state: { in: ['queued', 'submitted', 'processing'] }, createdAt: { lt: new Date(now - totalMs) } },
+      where: {
+        OR: [{ state: { in: ['submitted', 'processing'] } }, { state: 'queued', cancelRequestedAt: null }],
+        createdAt: { lt: new Date(now - totalMs) },
+      },
     },
     {
       reason: 'queue_timeout',
       message: `timed out: waited more than ${minutes(queueMs)} in the local queue before reaching the upstream (QUEUE_TIMEOUT_MS)`,
-      where: { state: 'queued', createdAt: { lt: new Date(now - queueMs) } },
+      where: { state: 'queued', cancelRequestedAt: null, createdAt: { lt: new Date(now - queueMs) } },
     },
     {
       reason: 'start_timeout',
@@ -47,9 +52,20 @@ export async function failTimedOutTasks(deps: TimeoutDeps): Promise<number> {
   for (const stage of stages) {
     const tasks = await deps.db.task.findMany({ where: stage.where, select: { id: true }, take: BATCH });
     for (const { id } of tasks) {
-      if (await failTask(deps.store, id, stage.reason, stage.message, 'sweep')) {
+      const outcome = await requestEnd(deps.store, id, {
+        reason: stage.reason,
+        message: stage.message,
+        source: 'sweep',
+        atUpstream: 'end',
+      });
+      if (outcome?.result === 'ended') {
         ended++;
         deps.log.warn({ task_id: id, reason: stage.reason }, stage.message);
+      } else if (outcome?.result === 'ending') {
+        deps.log.warn(
+          { task_id: id, reason: stage.reason },
+          `${stage.message}; its submission is under way: it ends once the upstream's answer is known`,
+        );
       }
     }
   }

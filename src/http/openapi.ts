@@ -101,8 +101,11 @@ const ResultImage = z
 const TrackerExtension = z
   .object({
     state: z
-      .enum(['queued', 'submitted', 'processing', 'succeed', 'failed', 'canceling', 'canceled', 'timed_out'])
-      .describe("Internal state: Kling's `failed` split by why, and `queued` for a task not yet sent upstream"),
+      .enum(['queued', 'submitted', 'processing', 'succeed', 'failed', 'canceling', 'timing_out', 'canceled', 'timed_out'])
+      .describe(
+        "Internal state: Kling's `failed` split by why, `queued` for a task not yet sent upstream, and `canceling` / `timing_out` " +
+          'for a task that ends once its upstream task ends',
+      ),
     queue_position: z.int().optional().describe('Place among tasks waiting to be submitted (queued tasks only)'),
     slots_held: z.int().describe('Upstream concurrency slots this task holds'),
     next_poll_at: nullableMillis('Next upstream status poll'),
@@ -327,8 +330,9 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     tags: ['Tasks'],
     summary: 'Cancel a task',
     description:
-      'Not yet at the upstream: ends at once (`failed`, `tracker.state: "canceled"`). Already upstream (Kling cannot cancel): ' +
-      '`tracker.state: "canceling"`, its result is discarded when it arrives. A finished task: 400/1201. Webhooks follow.',
+      'Not yet sent upstream: ends at once (`failed`, `tracker.state: "canceled"`). Already upstream, or its submission under way ' +
+      '(Kling cannot cancel): `tracker.state: "canceling"`; the upstream task is followed to its end, keeping its slots, and its ' +
+      'result is discarded. A finished task: 400/1201. Webhooks follow.',
     request: { params: idParams },
     responses: { 200: ok('The task after the cancel', taskAnswer), ...errors('invalid_parameter', 'not_found', ...TENANT_POST) },
   });

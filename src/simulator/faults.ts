@@ -11,27 +11,30 @@ export function defaultFaults(): SimulatorFaults {
     duplicateCallbacks: false,
     reorderCallbacks: false,
     hang: false,
+    hangAfterCreate: false,
     concurrencyLimit: Infinity,
     createLatencyMs: 0,
   };
 }
 
 /**
- * The mutable faults object handed to tests. `hang` is an accessor so that a plain
- * `sim.faults.hang = false` releases the requests being held.
+ * The mutable faults object handed to tests. `hang` and `hangAfterCreate` are accessors so that a
+ * plain `sim.faults.hang = false` releases the requests being held.
  */
 export function createFaults(onHangReleased: () => void): SimulatorFaults {
-  const { hang: _initialHang, ...plain } = defaultFaults();
-  let hang = false;
+  const { hang: _hang, hangAfterCreate: _hangAfterCreate, ...plain } = defaultFaults();
   const faults = { ...plain } as SimulatorFaults;
-  Object.defineProperty(faults, 'hang', {
-    enumerable: true,
-    get: () => hang,
-    set: (value: boolean) => {
-      const wasHanging = hang;
-      hang = Boolean(value);
-      if (wasHanging && !hang) onHangReleased();
-    },
-  });
+  for (const name of ['hang', 'hangAfterCreate'] as const) {
+    let on = false;
+    Object.defineProperty(faults, name, {
+      enumerable: true,
+      get: () => on,
+      set: (value: boolean) => {
+        const was = on;
+        on = Boolean(value);
+        if (was && !on) onHangReleased();
+      },
+    });
+  }
   return faults;
 }

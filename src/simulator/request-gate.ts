@@ -4,6 +4,8 @@ interface HeldRequest {
   res: Response;
   resolve: (proceed: boolean) => void;
   timer?: NodeJS.Timeout;
+  /** Whether the fault that holds it is still on (hung requests only). */
+  held?: () => boolean;
 }
 
 /**
@@ -15,9 +17,12 @@ export class RequestGate {
   private readonly held = new Set<HeldRequest>();
   private closed = false;
 
-  /** Resolves true when the request may proceed, false when the simulator closed meanwhile. */
-  hold(res: Response): Promise<boolean> {
-    return new Promise((resolve) => this.add({ res, resolve }));
+  /**
+   * Resolves true when the request may proceed (`held` has turned false and releaseHung was
+   * called), false when the simulator closed meanwhile.
+   */
+  hold(res: Response, held: () => boolean): Promise<boolean> {
+    return new Promise((resolve) => this.add({ res, resolve, held }));
   }
 
   delay(res: Response, ms: number): Promise<boolean> {
@@ -28,9 +33,9 @@ export class RequestGate {
     });
   }
 
-  /** Lets every hung (not merely delayed) request proceed. */
+  /** Lets every hung (not merely delayed) request whose fault is off proceed. */
   releaseHung(): void {
-    for (const entry of [...this.held]) if (!entry.timer) this.finish(entry, true);
+    for (const entry of [...this.held]) if (entry.held && !entry.held()) this.finish(entry, true);
   }
 
   /** Ends every held request by destroying its socket, so no client (or jest) waits forever. */

@@ -68,7 +68,7 @@ function parseForRecord(body: unknown): unknown {
 function apiRoute(deps: SimAppDeps, kind: 'create' | 'query', handler: Handler): Handler {
   return async (req, res) => {
     if (deps.isClosed()) throw klingErrors.closed();
-    if (deps.faults.hang && !(await deps.gate.hold(res))) return;
+    if (deps.faults.hang && !(await deps.gate.hold(res, () => deps.faults.hang))) return;
     const latency = kind === 'create' ? deps.faults.createLatencyMs : 0;
     if (latency > 0 && !(await deps.gate.delay(res, latency))) return;
     const injected = (kind === 'create' ? deps.faults.createErrors : deps.faults.queryErrors).shift();
@@ -88,6 +88,7 @@ function createTask(deps: SimAppDeps): Handler {
     const body = parseJsonObject(req.body);
     const params = parseCreateParams(body, deps.models);
     const task = deps.engine.create(params, body, requestBase(req));
+    if (deps.faults.hangAfterCreate && !(await deps.gate.hold(res, () => deps.faults.hangAfterCreate))) return;
     res.json(successEnvelope(toCreateData(task)));
   };
 }

@@ -71,6 +71,11 @@ export interface SimulatorFaults {
   reorderCallbacks: boolean;
   /** Create/query requests are held unanswered until set false or the simulator closes. */
   hang: boolean;
+  /**
+   * Creates go through (the task exists and runs), but their answers are held until set false or
+   * the simulator closes: a slow or lost answer to a call that did create the task.
+   */
+  hangAfterCreate: boolean;
   /** Max sum of n over non-terminal tasks; past it create answers HTTP 429 code 1303. */
   concurrencyLimit: number;
   createLatencyMs: number;

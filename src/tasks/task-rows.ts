@@ -8,7 +8,9 @@ import { utc } from '../db/client';
  */
 const COLUMNS = `id tenant_id request_id external_task_id state request model_name n callback_url callback_token
   upstream_task_id status_msg failure_reason images upstream_created_at upstream_updated_at submit_attempts slots_held
-  slots_wait_since next_poll_at poll_count cancel_requested_at event_seq created_at updated_at submitted_at finished_at`.split(/\s+/);
+  slots_wait_since next_poll_at poll_count cancel_requested_at cancel_reason cancel_message event_seq created_at updated_at submitted_at finished_at`.split(
+  /\s+/,
+);
 
 /** Prisma's field name of a column (always its camelCase). */
 const fieldOf = (column: string) => column.replace(/_(.)/g, (_, c: string) => c.toUpperCase());

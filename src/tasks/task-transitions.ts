@@ -1,5 +1,6 @@
 import type { Db, Prisma, Task, TaskState, WebhookDelivery as Delivery } from '../db/client';
 import { isUniqueViolation, utc } from '../db/client';
+import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { IdempotencyKeyTaken } from './idempotency';
 import { imagesOf, type UpstreamTask } from '../kling/kling-types';
 import { metrics } from '../observability/metrics';
@@ -183,9 +184,6 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
  */
 export const SLOT_WAITERS_EXIST = `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`;
 
-/** Attempts at one change when other writers keep changing the task in between (polls, claims, cancels). */
-const MAX_RACES = 10;
-
 export const CANCELED_MESSAGE = 'canceled by the client';
 
 /**
@@ -202,8 +200,10 @@ export async function applyUpstreamUpdate(
 ): Promise<ApplyOutcome> {
   const { db } = store;
   const target = fromUpstreamStatus(update.task_status);
-  for (let race = 0; race < MAX_RACES; race++) {
-    const task = race === 0 && known ? known : await readTask(db, taskId);
+  let first = true;
+  return retryOnRace(`task ${taskId}`, async (): Promise<ApplyOutcome | typeof RACED> => {
+    const task = first && known ? known : await readTask(db, taskId);
+    first = false;
     if (!task) return { applied: false, reason: 'missing' };
     if (task.upstreamTaskId && task.upstreamTaskId !== update.task_id) return { applied: false, reason: 'task_mismatch', task };
     if (!target) return { applied: false, reason: 'unknown_status', task };
@@ -216,11 +216,11 @@ export async function applyUpstreamUpdate(
       if (!task.upstreamTaskId) await adoptUpstreamId(db, task, update);
       return { applied: false, reason: task.state === target ? 'duplicate' : 'not_forward', task };
     }
+    // A task to be ended (canceled, or timed out during its submission) fails once the upstream ends.
     const to = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
     const updated = await transition(store, task, { to, data: upstreamFields(task, update, target), source, payload: update });
-    if (updated) return { applied: true, task: updated };
-  }
-  throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
+    return updated ? { applied: true, task: updated } : RACED;
+  });
 }
 
 function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPatch {
@@ -232,10 +232,8 @@ function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPat
     upstreamUpdatedAt: u.updated_at != null ? BigInt(Math.trunc(u.updated_at)) : task.upstreamUpdatedAt,
     submittedAt: task.submittedAt ?? now,
   };
-  // The client canceled while the upstream was working: its outcome is discarded.
-  if (task.cancelRequestedAt && isTerminal(target)) {
-    return { ...common, statusMsg: CANCELED_MESSAGE, failureReason: 'canceled', finishedAt: now };
-  }
+  // The task was to end while the upstream was working: its outcome is discarded.
+  if (task.cancelRequestedAt && isTerminal(target)) return { ...common, ...requestedEnd(task), finishedAt: now };
   return {
     ...common,
     statusMsg: u.task_status_msg ?? task.statusMsg,
@@ -253,20 +251,31 @@ async function adoptUpstreamId(db: Db, task: Task, u: UpstreamTask): Promise<voi
   ]);
 }
 
+/** The reason and message a task ends with once its requested end is carried out (older rows: a cancel). */
+function requestedEnd(task: Task): { failureReason: string; statusMsg: string } {
+  return { failureReason: task.cancelReason ?? 'canceled', statusMsg: task.cancelMessage ?? CANCELED_MESSAGE };
+}
+
 /**
  * Counts a submission attempt BEFORE the HTTP call, so a crash mid-call is visible to the retry.
- * Returns the task as this leaves it (the upstream's answer is usually the next change).
+ * Returns the task as this leaves it (the upstream's answer is usually the next change), or
+ * undefined when the task is to end instead (an end was requested while an earlier attempt's
+ * outcome was unknown: no new upstream task may be made for it).
  */
 export async function recordSubmitAttempt(db: Db, taskId: string): Promise<ReadTask | undefined> {
   const { rows } = await db.sql<ReadTask>(
-    `UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1
+    `UPDATE tasks SET submit_attempts = submit_attempts + 1, updated_at = $2::timestamp WHERE id = $1 AND cancel_requested_at IS NULL
      RETURNING ${READ_TASK_COLUMNS}`,
     [taskId, utc(new Date())],
   );
   return rows[0];
 }
 
-/** Ends a task that has not ended yet as failed, with our own reason. Returns null if it had already ended. */
+/**
+ * Ends a task that has not ended yet as failed, with our own reason, now: for a caller that knows
+ * no upstream task is left running for it. An end requested earlier (a cancel, a timeout) keeps its
+ * own reason: it is why the task ends. Returns null if the task had already ended.
+ */
 export async function failTask(
   store: TaskStore,
   taskId: string,
@@ -274,18 +283,37 @@ export async function failTask(
   message: string,
   source: EventSource,
 ): Promise<Task | null> {
-  for (let race = 0; race < MAX_RACES; race++) {
+  return retryOnRace(`task ${taskId}`, async () => {
     const task = await readTask(store.db, taskId);
     if (!task || isTerminal(task.state)) return null;
-    const updated = await transition(store, task, {
-      to: 'failed',
-      data: { statusMsg: message, failureReason: reason, finishedAt: new Date() },
-      source,
-      payload: { reason, message },
-    });
-    if (updated) return updated;
-  }
-  throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
+    return (
+      (await endNow(store, task, task.cancelRequestedAt ? requestedEnd(task) : { failureReason: reason, statusMsg: message }, source)) ??
+      RACED
+    );
+  });
+}
+
+/** Fails the task as read (guarded by its version): null when another writer got there first. */
+function endNow(store: TaskStore, task: ReadTask, end: { failureReason: string; statusMsg: string }, source: EventSource) {
+  return transition(store, task, {
+    to: 'failed',
+    data: { ...end, finishedAt: new Date() },
+    source,
+    payload: { reason: end.failureReason, message: end.statusMsg },
+  });
+}
+
+/**
+ * Carries out a requested end of a task still waiting for its submission, once the caller knows
+ * that no upstream task exists for it (the upstream refused it, or a lookup found none). Null when
+ * no end is requested or the task is no longer queued.
+ */
+export async function endIfRequested(store: TaskStore, taskId: string, source: EventSource): Promise<Task | null> {
+  return retryOnRace(`task ${taskId}`, async () => {
+    const task = await readTask(store.db, taskId);
+    if (!task || task.state !== 'queued' || !task.cancelRequestedAt) return null;
+    return (await endNow(store, task, requestedEnd(task), source)) ?? RACED;
+  });
 }
 
 export interface NewTask {
@@ -326,6 +354,8 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     nextPollAt: null,
     pollCount: 0,
     cancelRequestedAt: null,
+    cancelReason: null,
+    cancelMessage: null,
     eventSeq: 1,
     createdAt,
     updatedAt: createdAt,
@@ -404,34 +434,60 @@ export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string
   });
 }
 
-export type CancelOutcome = { result: 'canceled' | 'canceling' | 'finished'; task: Task };
+/** Why and how a task is to end from our side (a client's cancel, a stage limit). */
+export interface EndRequest {
+  /** The failure_reason it ends with (canceled, queue_timeout, ...). */
+  reason: string;
+  /** The task_status_msg it ends with. */
+  message: string;
+  source: EventSource;
+  /**
+   * A task already at the upstream: `track` keeps it until the upstream ends it (a client's cancel:
+   * Kling has no cancel), `end` ends it now (a limit on the upstream's own stage).
+   */
+  atUpstream: 'track' | 'end';
+}
+
+/** `ended`: failed now; `ending`: to fail once its upstream task ends; `finished`: had ended already. */
+export type EndOutcome = { result: 'ended' | 'ending' | 'finished'; task: Task };
 
 /**
- * A client's cancel. Not yet at the upstream: the task ends now (failed, "canceled by the client").
- * At the upstream (Kling cannot cancel): the task is marked, keeps its slots while the upstream
- * works, and its result is discarded when it arrives. Already ended: nothing changes.
+ * Ends a task from our side. A task whose submission may have reached the upstream (queued with an
+ * attempt made: the call is in flight, or failed in a way that may hide a created task) is never
+ * ended here, whatever `atUpstream` says: the end is recorded, and the submission carries it out
+ * once its outcome is known. An upstream task it created is tracked to its end, keeping its slots
+ * (the upstream counts them), and its result is discarded; with none, the task ends then. Null for
+ * a missing task.
  */
-export async function cancelTask(store: TaskStore, taskId: string): Promise<CancelOutcome> {
-  for (let race = 0; race < MAX_RACES; race++) {
+export async function requestEnd(store: TaskStore, taskId: string, end: EndRequest): Promise<EndOutcome | null> {
+  return retryOnRace(`task ${taskId}`, async (): Promise<EndOutcome | null | typeof RACED> => {
     const task = await readTask(store.db, taskId);
-    if (!task) throw new Error(`task ${taskId}: not found`);
+    if (!task) return null;
     if (isTerminal(task.state)) return { result: 'finished', task };
-    if (task.state === 'queued') {
-      const ended = await transition(store, task, {
-        to: 'failed',
-        data: { statusMsg: CANCELED_MESSAGE, failureReason: 'canceled', finishedAt: new Date() },
-        source: 'api',
-        payload: { reason: 'canceled' },
-      });
-      if (ended) return { result: 'canceled', task: ended };
-      continue;
+    const submissionStarted = task.state !== 'queued' || task.submitAttempts > 0;
+    const atUpstream = task.state !== 'queued';
+    if (!submissionStarted || (atUpstream && end.atUpstream === 'end')) {
+      const requested = task.cancelRequestedAt ? requestedEnd(task) : { failureReason: end.reason, statusMsg: end.message };
+      const ended = await endNow(store, task, requested, end.source);
+      return ended ? { result: 'ended', task: ended } : RACED;
     }
-    if (task.cancelRequestedAt) return { result: 'canceling', task };
-    const marked = await store.db.task.updateMany({
-      where: { id: task.id, state: task.state, cancelRequestedAt: null },
-      data: { cancelRequestedAt: new Date() },
-    });
-    if (marked.count === 1) return { result: 'canceling', task: await store.db.task.findUniqueOrThrow({ where: { id: task.id } }) };
-  }
-  throw new Error(`task ${taskId}: gave up after ${MAX_RACES} concurrent updates`);
+    if (task.cancelRequestedAt) return { result: 'ending', task };
+    // Guarded by the version read: a submission answer or a claim in between is seen on the re-read.
+    const { rows } = await store.db.sql<ReadTask>(
+      `UPDATE tasks SET cancel_requested_at = $3::timestamp, cancel_reason = $4, cancel_message = $5, updated_at = $3::timestamp
+       WHERE id = $1 AND xmin = $2::xid RETURNING ${READ_TASK_COLUMNS}`,
+      [task.id, task.version, utc(new Date()), end.reason, end.message],
+    );
+    return rows[0] ? { result: 'ending', task: rows[0] } : RACED;
+  });
+}
+
+/**
+ * A client's cancel. Not yet submitted: the task ends now (failed, "canceled by the client"). At
+ * the upstream or on its way there: it is to end once the upstream task ends (see requestEnd).
+ */
+export async function cancelTask(store: TaskStore, taskId: string): Promise<EndOutcome> {
+  const outcome = await requestEnd(store, taskId, { reason: 'canceled', message: CANCELED_MESSAGE, source: 'api', atUpstream: 'track' });
+  if (!outcome) throw new Error(`task ${taskId}: not found`);
+  return outcome;
 }

@@ -14,7 +14,7 @@ export interface TaskObject {
   created_at: number;
   updated_at: number;
   [EXTENSION_KEY]: {
-    /** Internal state: queued, submitted, processing, succeed, failed, or canceling, canceled, timed_out. */
+    /** Internal state: queued, submitted, processing, succeed, failed, or canceling, timing_out, canceled, timed_out. */
     state: TrackerState;
     /** Place among tasks waiting to be submitted (queued tasks only, when known). */
     queue_position?: number;
@@ -31,13 +31,18 @@ export interface TaskObject {
 }
 
 /** A task exactly as Kling shows one (GET data, callback body), plus our extension. */
-export type TrackerState = Task['state'] | 'canceling' | 'canceled' | 'timed_out';
+export type TrackerState = Task['state'] | 'canceling' | 'timing_out' | 'canceled' | 'timed_out';
 
-/** The internal state shown under the extension: Kling's `failed` split by why. */
-export function trackerState(t: Pick<Task, 'state' | 'failureReason' | 'cancelRequestedAt'>): TrackerState {
+/**
+ * The internal state shown under the extension: Kling's `failed` split by why, and a task that is
+ * to end (once its upstream task ends) told apart from one that simply runs.
+ */
+export function trackerState(t: Pick<Task, 'state' | 'failureReason' | 'cancelRequestedAt' | 'cancelReason'>): TrackerState {
   if (t.state === 'failed' && t.failureReason === 'canceled') return 'canceled';
   if (t.state === 'failed' && t.failureReason?.endsWith('_timeout')) return 'timed_out';
-  if (t.state !== 'failed' && t.state !== 'succeed' && t.cancelRequestedAt) return 'canceling';
+  if (t.state !== 'failed' && t.state !== 'succeed' && t.cancelRequestedAt) {
+    return t.cancelReason?.endsWith('_timeout') ? 'timing_out' : 'canceling';
+  }
   return t.state;
 }
 

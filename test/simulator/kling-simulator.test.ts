@@ -300,6 +300,24 @@ describe('Kling simulator over HTTP', () => {
     expect(sim.faults.outcome).toBe('succeed');
     expect(sim.faults.concurrencyLimit).toBe(Infinity);
   });
+
+  it('creates the task but holds the answer while hangAfterCreate is on, apart from the hang fault', async () => {
+    sim.faults.hangAfterCreate = true;
+    sim.faults.hang = true;
+    const pending = create({ external_task_id: 'held-answer' });
+    await waitFor(() => sim.received.length === 1);
+    // Held before creating: nothing exists yet. Releasing `hang` lets it create, then hold its answer.
+    expect(sim.createdCount()).toBe(0);
+    sim.faults.hang = false;
+    await waitFor(() => sim.createdCount() === 1);
+    const [task] = [...sim.tasks.values()];
+    // The task runs upstream, callbacks and all, while its creator still waits for the answer.
+    await waitFor(() => receiver.received.length === 2);
+    expect([task.status, receiver.statuses()]).toEqual(['succeed', ['processing', 'succeed']]);
+    sim.faults.hangAfterCreate = false;
+    const answered = await pending;
+    expect(answered).toMatchObject({ status: 200, body: { code: 0, data: { task_id: task.task_id } } });
+  });
 });
 
 describe('Kling simulator authentication', () => {
