@@ -54,14 +54,17 @@ export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
       clearTimeout(deadline);
       resolve({ ...r, durationMs: elapsed(), startedAt });
     };
-    const url = new URL(req.url);
-    const client = url.protocol === 'https:' ? https : http;
     let outgoing: http.ClientRequest;
     // The filtering agent refuses an IP-literal host synchronously, before any socket exists.
     try {
+      // Module and agent both from the parsed protocol: rows stored before URLs were normalised
+      // may carry a scheme written `HTTPS:`.
+      const url = new URL(req.url);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`not an http(s) URL (${url.protocol.slice(0, 20)})`);
+      const client = url.protocol === 'https:' ? https : http;
       outgoing = client.request(url, {
         method: 'POST',
-        agent: deliveryAgent(req.url, req.allowPrivate),
+        agent: deliveryAgent(url, req.allowPrivate),
         headers: {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(req.body),
