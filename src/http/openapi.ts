@@ -164,7 +164,10 @@ const DeliveryView = z
         duration_ms: z.int(),
         http_status: z.int().nullable(),
         error: z.string().nullable(),
-        response_body: z.string().nullable().describe('First 1 KB of the answer'),
+        response_body: z
+          .string()
+          .nullable()
+          .describe('First 1 KB of the answer, from a public address only: null when the receiver is on a private or loopback address'),
       }),
     ),
   })

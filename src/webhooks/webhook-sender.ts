@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Webhook } from 'standardwebhooks';
-import { deliveryAgent } from './ssrf';
+import { deliveryAgent, isPublicAddress } from './ssrf';
 
 export const USER_AGENT = 'kling-tracker-webhooks/0.1';
 const RESPONSE_BYTES_KEPT = 1024;
@@ -35,6 +35,16 @@ export function signatureHeaders(id: string, body: string, secrets: string[], at
     'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
     'webhook-signature': secrets.map((s) => new Webhook(s).sign(id, at, body)).join(' '),
   };
+}
+
+/**
+ * What of a receiver's answer (body, redirect target) may be recorded, given the address the
+ * socket is connected to. The deliveries listing shows it: from a private or loopback address
+ * (reachable only with WEBHOOK_ALLOW_PRIVATE_NETWORKS) that would make webhooks a reader of
+ * internal services. An unknown address counts as private.
+ */
+export function answerToKeep(peer: string | undefined, text: string): string | undefined {
+  return peer !== undefined && isPublicAddress(peer) ? text : undefined;
 }
 
 /**
@@ -83,16 +93,18 @@ export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
     outgoing.on('error', (err) => finish({ ok: false, error: describe(err) }));
     outgoing.on('response', (res) => {
       const status = res.statusCode ?? 0;
+      const peer = res.socket?.remoteAddress;
       const chunks: Buffer[] = [];
       let kept = 0;
       const done = (cutShort = false) => {
-        const responseBody = Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_BYTES_KEPT);
+        const responseBody = answerToKeep(peer, Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_BYTES_KEPT));
+        const location = answerToKeep(peer, String(res.headers.location ?? '?').slice(0, 200));
         const redirect = status >= 300 && status < 400;
         finish({
           ok: status >= 200 && status < 300,
           httpStatus: status,
           responseBody,
-          ...(redirect ? { error: `redirect to ${String(res.headers.location ?? '?').slice(0, 200)} not followed` } : {}),
+          ...(redirect ? { error: `redirect (HTTP ${status})${location === undefined ? '' : ` to ${location}`} not followed` } : {}),
           retryAfterMs: status === 429 || status === 503 ? retryAfterMs(res.headers['retry-after']) : undefined,
         });
         // A socket with an unread answer cannot be reused; one read to the end goes back to the agent.
