@@ -150,7 +150,7 @@ const DeliveryView = z
     webhook_id: z.string().describe('The Standard Webhooks `webhook-id`: stable across retries and redeliveries'),
     event_type: z.enum(Object.values(EVENT_TYPE) as [string, ...string[]]),
     status: z.enum(['pending', 'delivered', 'gone', 'dead']),
-    url: z.string().describe('The callback_url'),
+    url: z.string().describe("The task's callback_url (normalised when the task was created)"),
     seq: z.int().describe("Order among the task's events"),
     chain: z.int().describe('0 for the first attempt chain, +1 per redelivery'),
     attempt_count: z.int(),
@@ -167,7 +167,10 @@ const DeliveryView = z
         duration_ms: z.int(),
         http_status: z.int().nullable(),
         error: z.string().nullable(),
-        response_body: z.string().nullable().describe('First 1 KB of the answer'),
+        response_body: z
+          .string()
+          .nullable()
+          .describe('First 1 KB of the answer, from a public address only: null when the receiver is on a private or loopback address'),
       }),
     ),
   })

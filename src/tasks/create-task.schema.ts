@@ -74,6 +74,25 @@ function checkUrl(value: string): string | null {
   return checkHttpUrl(value);
 }
 
+function checkCallbackUrl(value: string): string | null {
+  const problem = checkUrl(value);
+  if (problem !== null) return problem;
+  const url = new URL(value);
+  // The URL is shown in every delivery listing and log line: no place for a password.
+  if (url.username !== '' || url.password !== '') return 'must not contain credentials (user:password@)';
+  // Percent-encoding can lengthen it: the bound holds for what is stored.
+  if (url.href.length > MAX_URL_CHARS) return `must be at most ${MAX_URL_CHARS} characters once normalised (${url.href.length})`;
+  return null;
+}
+
+/**
+ * The WHATWG serialisation (`HTTPS://Hooks.Example.COM:443/a b` is `https://hooks.example.com/a%20b`):
+ * stored once, so every reader of the row sees the same scheme, host and path.
+ */
+function normaliseUrl(value: string): string {
+  return new URL(value).href;
+}
+
 /** Turns a `(value) => problem | null` check into a zod refinement. */
 function rule(check: (value: string) => string | null) {
   return (value: string, ctx: z.RefinementCtx) => {
@@ -167,9 +186,13 @@ function buildShape(models: readonly string[]) {
       .describe('Watermark options'),
     callback_url: z
       .string({ error: expecting('a string') })
-      .superRefine(rule(checkUrl))
+      .superRefine(rule(checkCallbackUrl))
+      .transform(normaliseUrl)
       .optional()
-      .describe('Absolute http(s) URL notified when the task status changes (at most 2048 characters)'),
+      .describe(
+        'Absolute http(s) URL notified when the task status changes (at most 2048 characters, no user:password@); ' +
+          'stored and shown in its normalised form (lowercase scheme and host, default port dropped, percent-encoded)',
+      ),
     external_task_id: z
       .string({ error: expecting('a string') })
       .min(1, 'must not be empty')

@@ -43,8 +43,12 @@ const agents = {
   open: { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) },
 };
 
-/** An http(s) agent that refuses to connect to a non-public address (checked on the resolved IP) unless allowed. */
-export function deliveryAgent(url: string, allowPrivate: boolean): Agent {
+/**
+ * The agent for a parsed URL: one that refuses to connect to a non-public address (checked on the
+ * resolved IP) unless allowed. Chosen from `url.protocol`, as the request module is: a scheme
+ * written `HTTPS:` must not get the plain agent.
+ */
+export function deliveryAgent(url: URL, allowPrivate: boolean): Agent {
   const pair = allowPrivate ? agents.open : agents.filtered;
-  return url.startsWith('https:') ? pair.https : pair.http;
+  return url.protocol === 'https:' ? pair.https : pair.http;
 }

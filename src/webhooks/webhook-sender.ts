@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Webhook } from 'standardwebhooks';
-import { deliveryAgent } from './ssrf';
+import { deliveryAgent, isPublicAddress } from './ssrf';
 
 export const USER_AGENT = 'kling-tracker-webhooks/0.1';
 const RESPONSE_BYTES_KEPT = 1024;
@@ -38,6 +38,16 @@ export function signatureHeaders(id: string, body: string, secrets: string[], at
 }
 
 /**
+ * What of a receiver's answer (body, redirect target) may be recorded, given the address the
+ * socket is connected to. The deliveries listing shows it: from a private or loopback address
+ * (reachable only with WEBHOOK_ALLOW_PRIVATE_NETWORKS) that would make webhooks a reader of
+ * internal services. An unknown address counts as private.
+ */
+export function answerToKeep(peer: string | undefined, text: string): string | undefined {
+  return peer !== undefined && isPublicAddress(peer) ? text : undefined;
+}
+
+/**
  * One delivery attempt. Never throws: every outcome is an AttemptResult. 2xx is success; any other
  * status, a redirect (never followed), a timeout, a refused address or a connection error is not.
  */
@@ -54,14 +64,17 @@ export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
       clearTimeout(deadline);
       resolve({ ...r, durationMs: elapsed(), startedAt });
     };
-    const url = new URL(req.url);
-    const client = url.protocol === 'https:' ? https : http;
     let outgoing: http.ClientRequest;
     // The filtering agent refuses an IP-literal host synchronously, before any socket exists.
     try {
+      // Module and agent both from the parsed protocol: rows stored before URLs were normalised
+      // may carry a scheme written `HTTPS:`.
+      const url = new URL(req.url);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`not an http(s) URL (${url.protocol.slice(0, 20)})`);
+      const client = url.protocol === 'https:' ? https : http;
       outgoing = client.request(url, {
         method: 'POST',
-        agent: deliveryAgent(req.url, req.allowPrivate),
+        agent: deliveryAgent(url, req.allowPrivate),
         headers: {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(req.body),
@@ -80,16 +93,18 @@ export function sendWebhook(req: WebhookRequest): Promise<AttemptResult> {
     outgoing.on('error', (err) => finish({ ok: false, error: describe(err) }));
     outgoing.on('response', (res) => {
       const status = res.statusCode ?? 0;
+      const peer = res.socket?.remoteAddress;
       const chunks: Buffer[] = [];
       let kept = 0;
       const done = (cutShort = false) => {
-        const responseBody = Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_BYTES_KEPT);
+        const responseBody = answerToKeep(peer, Buffer.concat(chunks).toString('utf8').slice(0, RESPONSE_BYTES_KEPT));
+        const location = answerToKeep(peer, String(res.headers.location ?? '?').slice(0, 200));
         const redirect = status >= 300 && status < 400;
         finish({
           ok: status >= 200 && status < 300,
           httpStatus: status,
           responseBody,
-          ...(redirect ? { error: `redirect to ${String(res.headers.location ?? '?').slice(0, 200)} not followed` } : {}),
+          ...(redirect ? { error: `redirect (HTTP ${status})${location === undefined ? '' : ` to ${location}`} not followed` } : {}),
           retryAfterMs: status === 429 || status === 503 ? retryAfterMs(res.headers['retry-after']) : undefined,
         });
         // A socket with an unread answer cannot be reused; one read to the end goes back to the agent.

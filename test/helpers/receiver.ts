@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface Received {
@@ -25,8 +26,13 @@ export interface Receiver {
   close(): Promise<void>;
 }
 
-/** A client's webhook receiver: a real HTTP server on 127.0.0.1, port 0. */
-export async function startReceiver(): Promise<Receiver> {
+export interface ReceiverOptions {
+  /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+  tls?: { key: string; cert: string };
+}
+
+/** A client's webhook receiver: a real HTTP(S) server on 127.0.0.1, port 0. */
+export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receiver> {
   const timers = new Set<NodeJS.Timeout>();
   const receiver: Receiver = {
     url: '',
@@ -46,7 +52,7 @@ export async function startReceiver(): Promise<Receiver> {
       await new Promise((r) => server.close(r));
     },
   };
-  const server = http.createServer((req, res) => {
+  const handle: http.RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -64,8 +70,9 @@ export async function startReceiver(): Promise<Receiver> {
       if (reply.delayMs) timers.add(setTimeout(send, reply.delayMs));
       else send();
     });
-  });
+  };
+  const server = opts.tls ? https.createServer(opts.tls, handle) : http.createServer(handle);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  receiver.url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
   return receiver;
 }

@@ -65,6 +65,8 @@ const refused: [string, unknown, string][] = [
   ['watermark_info.enabled not boolean', { prompt: 'x', watermark_info: { enabled: 'yes' } }, 'watermark_info'],
   ['callback_url not http(s)', { prompt: 'x', callback_url: 'javascript:alert(1)' }, 'callback_url'],
   ['callback_url relative', { prompt: 'x', callback_url: '/hook' }, 'callback_url'],
+  ['callback_url ftp in capitals', { prompt: 'x', callback_url: 'FTP://client.example/hook' }, 'callback_url'],
+  ['callback_url with credentials', { prompt: 'x', callback_url: 'HTTPS://user:secret@client.example/hook' }, 'callback_url'],
   ['external_task_id empty', { prompt: 'x', external_task_id: '' }, 'external_task_id'],
   ['external_task_id not a string', { prompt: 'x', external_task_id: 12 }, 'external_task_id'],
   ['unknown field', { prompt: 'x', seed: 7 }, 'seed'],

@@ -462,8 +462,45 @@ describe('validateCreateTaskRequest', () => {
       expectRefused(withPrompt({ callback_url: callbackUrl }), 'callback_url', 'callback_url: must be an absolute http(s) URL');
     });
 
-    it.each([['ftp://hooks.example.com/'], ['mailto:ops@example.com']])('refuses the non-http URL %s', (callbackUrl) => {
-      expectRefused(withPrompt({ callback_url: callbackUrl }), 'callback_url', /^callback_url: must be an http or https URL/);
+    it.each([['ftp://hooks.example.com/'], ['mailto:ops@example.com'], ['FTP://hooks.example.com/'], ['JavaScript:alert(1)']])(
+      'refuses the non-http URL %s',
+      (callbackUrl) => {
+        expectRefused(withPrompt({ callback_url: callbackUrl }), 'callback_url', /^callback_url: must be an http or https URL/);
+      },
+    );
+
+    it.each([
+      ['http://hooks.example.com/kling', 'http://hooks.example.com/kling'],
+      ['HTTP://hooks.example.com/kling', 'http://hooks.example.com/kling'],
+      ['Http://hooks.example.com/kling', 'http://hooks.example.com/kling'],
+      ['https://hooks.example.com/kling', 'https://hooks.example.com/kling'],
+      ['HTTPS://Hooks.Example.COM:443/kling', 'https://hooks.example.com/kling'],
+      ['hTtPs://hooks.example.com:8443/a b?x=1', 'https://hooks.example.com:8443/a%20b?x=1'],
+      ['  https://hooks.example.com  ', 'https://hooks.example.com/'],
+    ])('accepts %p and keeps its serialised form %p', (written, stored) => {
+      const result = validate(withPrompt({ callback_url: written }));
+      expect(result).toEqual({ ok: true, value: expect.objectContaining({ callback_url: stored }) });
+    });
+
+    it.each([['https://user:secret@hooks.example.com/'], ['https://user@hooks.example.com/'], ['HTTP://:secret@hooks.example.com/']])(
+      'refuses credentials in %s',
+      (callbackUrl) => {
+        expectRefused(
+          withPrompt({ callback_url: callbackUrl }),
+          'callback_url',
+          'callback_url: must not contain credentials (user:password@)',
+        );
+      },
+    );
+
+    it('refuses a URL that percent-encoding takes past 2048 characters', () => {
+      const written = 'https://hooks.example.com/' + ' '.repeat(1000) + 'x';
+      expectAccepted(withPrompt({ callback_url: 'https://hooks.example.com/' + ' '.repeat(600) + 'x' }));
+      expectRefused(
+        withPrompt({ callback_url: written }),
+        'callback_url',
+        /^callback_url: must be at most 2048 characters once normalised/,
+      );
     });
   });
 

@@ -91,7 +91,9 @@ describe('outgoing webhooks', () => {
     expect(view).toHaveLength(1);
     expect(view[0]).toMatchObject({ webhook_id: d.id, event_type: 'task.failed', status: 'delivered', attempt_count: 3 });
     expect(view[0].attempts.map((a: { http_status: number }) => a.http_status)).toEqual([500, 500, 204]);
-    expect(view[0].attempts[0].response_body).toHaveLength(1024);
+    // The receiver is on loopback: what it answered ("boom boom ...") is not recorded (see answerToKeep).
+    expect(view[0].attempts.map((a: { response_body: string | null }) => a.response_body)).toEqual([null, null, null]);
+    expect(view[0].attempts.every((a: { duration_ms: number }) => Number.isInteger(a.duration_ms) && a.duration_ms >= 0)).toBe(true);
   });
 
   it('stops retrying on 410 Gone, and still delivers the next status', async () => {
@@ -110,7 +112,8 @@ describe('outgoing webhooks', () => {
       rx.reply = () => ({ status: 302, headers: { location: other.url } });
       const id = await createTask();
       const [d] = await waitForDeliveries(id, (ds) => ds[0].attemptCount >= 2);
-      expect(d.lastError).toMatch(/redirect .* not followed/);
+      // The target is part of a loopback receiver's answer: not recorded.
+      expect(d.lastError).toBe('redirect (HTTP 302) not followed');
       expect(other.received).toHaveLength(0);
     } finally {
       await other.close();
