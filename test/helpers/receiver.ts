@@ -25,8 +25,8 @@ export interface Receiver {
   close(): Promise<void>;
 }
 
-/** A client's webhook receiver: a real HTTP server on 127.0.0.1, port 0. */
-export async function startReceiver(): Promise<Receiver> {
+/** A client's webhook receiver: a real HTTP server on `host` (an IP address), port 0. */
+export async function startReceiver(host = '127.0.0.1'): Promise<Receiver> {
   const timers = new Set<NodeJS.Timeout>();
   const receiver: Receiver = {
     url: '',
@@ -65,7 +65,7 @@ export async function startReceiver(): Promise<Receiver> {
       else send();
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  await new Promise<void>((r) => server.listen(0, host, r));
+  receiver.url = `http://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}/hook`;
   return receiver;
 }
