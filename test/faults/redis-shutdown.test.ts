@@ -24,8 +24,10 @@ it('drops a connection that is still being set up without an unhandled rejection
   queues.disconnect();
   redis.disconnect();
   await ended;
-  // The queues' own disconnects settle after the connection has ended.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The queues' own disconnects settle once their connection's set-up has failed, and Node reports a
+  // rejection left unhandled when the event loop next turns.
+  await Promise.allSettled([queues.submit, queues.deliver, queues.maintenance].map((q) => q.waitUntilReady()));
+  await new Promise((resolve) => setImmediate(resolve));
   // The race this test needs happened: the handshake ran on the dropped socket and failed.
   expect(errors).toEqual([expect.stringMatching(/Stream isn't writeable/)]);
 });

@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { createBatch } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
-import { expectAllSettled } from '../helpers/invariants';
+import { eventually, expectAllSettled } from '../helpers/invariants';
 import { startProcess, type Proc } from '../helpers/processes';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
@@ -59,7 +59,15 @@ describe('upstream faults', () => {
   it('hangs for a while: timed-out submissions that did reach it are adopted, never created twice', async () => {
     h.sim.faults.hang = true;
     const ids = await createBatch(h, 6, rx.url);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Every create reached the upstream and timed out, and its retry is asking whether it exists.
+    const retried = (id: string) => {
+      const create = h.sim.received.findIndex(
+        (r) => r.method === 'POST' && (r.body as { external_task_id?: string }).external_task_id === id,
+      );
+      return create >= 0 && h.sim.received.slice(create + 1).some((r) => r.method === 'GET' && r.path.endsWith(`/${id}`));
+    };
+    await eventually('every submission timed out and was retried', async () => ids.every(retried), 20_000);
+    expect(h.sim.createdCount()).toBe(0);
     h.sim.faults.hang = false;
     await expectAllSettled(h, ids, rx);
     expect(h.sim.createdCount()).toBe(ids.length);

@@ -14,6 +14,27 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
   }
 }
 
+/**
+ * Resolves once nothing is left that could still send a webhook: the inline sends in flight in the
+ * harness's processes have ended, a sweep that started after this call has finished, and the
+ * deliver queue holds no job. Checking that no further webhook arrived is meaningful after this.
+ */
+export async function nothingLeftToSend(h: Harness): Promise<void> {
+  const since = Date.now();
+  await Promise.all([h.api, h.worker].map((s) => s?.store.inline?.drain()));
+  await eventually(
+    'a sweep ran',
+    async () =>
+      (await h.api.queues.maintenance.getJobs(['completed'], 0, 20)).some((j) => j.name === 'sweep' && (j.processedOn ?? 0) >= since),
+    15_000,
+  );
+  await eventually(
+    'no delivery job left',
+    async () => Object.values(await h.api.queues.deliver.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0),
+    15_000,
+  );
+}
+
 /** The slots the tasks themselves hold (the truth the slot counter must equal). */
 export async function slotsHeldByTasks(db: Db): Promise<number> {
   const { rows } = await db.sql<{ held: number }>('SELECT coalesce(sum(slots_held), 0)::int AS held FROM tasks');

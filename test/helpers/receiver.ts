@@ -29,10 +29,13 @@ export interface Receiver {
 export interface ReceiverOptions {
   /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
+  /** The address to listen on (an IP address; default 127.0.0.1). */
+  host?: string;
 }
 
-/** A client's webhook receiver: a real HTTP(S) server on 127.0.0.1, port 0. */
+/** A client's webhook receiver: a real HTTP(S) server on `host`, port 0. */
 export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receiver> {
+  const host = opts.host ?? '127.0.0.1';
   const timers = new Set<NodeJS.Timeout>();
   const receiver: Receiver = {
     url: '',
@@ -72,7 +75,7 @@ export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receive
     });
   };
   const server = opts.tls ? https.createServer(opts.tls, handle) : http.createServer(handle);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  receiver.url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  await new Promise<void>((r) => server.listen(0, host, r));
+  receiver.url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}/hook`;
   return receiver;
 }

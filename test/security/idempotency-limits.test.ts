@@ -4,6 +4,7 @@ import { startService } from '../../src/service';
 import { bearer } from '../helpers/fixtures';
 import { chunkSize } from '../../src/http/rate-limit';
 import { startHarness, type Harness } from '../helpers/harness';
+import { eventually } from '../helpers/invariants';
 
 const post = (h: Harness, key: string, body: object, idem?: string) => {
   const r = request(h.url).post('/v1/images/generations').set(bearer(key));
@@ -68,7 +69,9 @@ describe('retention', () => {
     try {
       const key = (await h.newTenant()).api_key;
       const a = await post(h, key, { prompt: 'x' }, 'k');
-      await new Promise((r) => setTimeout(r, 200));
+      const stored = await h.api.db.idempotencyKey.findFirstOrThrow({ where: { taskId: a.body.data.task_id } });
+      const ttlMs = h.config.IDEMPOTENCY_TTL_HOURS * 3_600_000;
+      await eventually('the key is past its TTL', async () => Date.now() - stored.createdAt.getTime() > ttlMs);
       const b = await post(h, key, { prompt: 'x' }, 'k');
       expect(b.status).toBe(200);
       expect(b.body.data.task_id).not.toBe(a.body.data.task_id);

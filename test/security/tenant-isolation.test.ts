@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import request from 'supertest';
 import pino from 'pino';
+import type { Task } from '../../src/db/client';
 import { bearer, pngBase64 } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
@@ -10,6 +11,10 @@ let rx: Receiver;
 let alice: Awaited<ReturnType<Harness['newTenant']>>;
 let bob: Awaited<ReturnType<Harness['newTenant']>>;
 let taskId: string;
+/** Alice's second task, held at the upstream (processing) for the whole file: cancel still acts on it. */
+let liveId: string;
+let liveBefore: Task;
+let liveEventsBefore: string[];
 let deliveryId: string;
 let createRequestId: string;
 const logLines: string[] = [];
@@ -21,7 +26,8 @@ beforeAll(async () => {
       cb();
     },
   });
-  h = await startHarness({ logger: pino({ level: 'debug' }, sink) });
+  // Upstream tasks stay processing until the test ends them: a task can be kept in flight.
+  h = await startHarness({ logger: pino({ level: 'debug' }, sink), simulator: { finishAfterMs: 600_000 } });
   rx = await startReceiver();
   alice = await h.newTenant('alice');
   bob = await h.newTenant('bob');
@@ -32,21 +38,35 @@ beforeAll(async () => {
   taskId = res.body.data.task_id;
   createRequestId = res.body.request_id;
   expect(res.headers['x-request-id']).toBe(createRequestId);
+  const processing = await h.waitForTask(taskId, (t) => t.state === 'processing');
+  h.sim.setTaskStatus(processing.upstreamTaskId!, 'succeed');
   await h.waitForTask(taskId, (t) => t.state === 'succeed');
   await rx.waitFor(2);
   deliveryId = (await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId } })).id;
+  const live = await request(h.url)
+    .post('/v1/images/generations')
+    .set(bearer(alice.api_key))
+    .send({ prompt: 'secret prompt', external_task_id: 'alice-live' });
+  liveId = live.body.data.task_id;
+  liveBefore = await h.waitForTask(liveId, (t) => t.state === 'processing');
+  liveEventsBefore = await eventStates(liveId);
 });
 afterAll(async () => {
   await rx.close();
   await h.close();
 });
 
+const eventStates = async (id: string) =>
+  (await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } })).map((e) => `${e.seq}:${e.toState}`);
+
 describe("tenant isolation: tenant B with tenant A's ids, on every endpoint", () => {
   const matrix: [string, () => request.Test][] = [
     ['GET by task_id', () => request(h.url).get(`/v1/images/generations/${taskId}`)],
     ['GET by external_task_id', () => request(h.url).get('/v1/images/generations/alice-ext')],
     ['GET ?external_task_id=', () => request(h.url).get('/v1/images/generations?external_task_id=alice-ext')],
-    ['POST cancel', () => request(h.url).post(`/v1/images/generations/${taskId}/cancel`)],
+    // On a task in flight: a finished one ignores cancel from anyone, so it would prove nothing.
+    ['POST cancel', () => request(h.url).post(`/v1/images/generations/${liveId}/cancel`)],
+    ['POST cancel by external_task_id', () => request(h.url).post('/v1/images/generations/alice-live/cancel')],
     ['GET deliveries', () => request(h.url).get(`/v1/images/generations/${taskId}/deliveries`)],
     ['POST redeliver', () => request(h.url).post(`/v1/images/generations/${taskId}/deliveries/${deliveryId}/redeliver`)],
   ];
@@ -63,10 +83,14 @@ describe("tenant isolation: tenant B with tenant A's ids, on every endpoint", ()
     expect(res.body.data).toEqual([]);
   });
 
-  it("leaves A's task untouched by all of B's attempts", async () => {
+  it("leaves A's tasks untouched by all of B's attempts", async () => {
     const t = await h.api.db.task.findUniqueOrThrow({ where: { id: taskId } });
     expect(t.state).toBe('succeed');
     expect(await h.api.db.webhookDelivery.count({ where: { taskId, chain: { gt: 1 } } })).toBe(0);
+    const live = await h.api.db.task.findUniqueOrThrow({ where: { id: liveId } });
+    expect(live).toMatchObject({ state: 'processing', cancelRequestedAt: null, failureReason: null });
+    expect(live).toEqual(liveBefore);
+    expect(await eventStates(liveId)).toEqual(liveEventsBefore);
   });
 
   it('lets a duplicate external_task_id of another tenant exist without crossing over', async () => {

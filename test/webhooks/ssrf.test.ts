@@ -1,8 +1,11 @@
+import { lookup } from 'node:dns/promises';
+import http from 'node:http';
 import request from 'supertest';
 import { applyUpstreamUpdate } from '../../src/tasks/task-transitions';
 import { checkPublicUrl, isPublicAddress } from '../../src/webhooks/ssrf';
 import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { eventually } from '../helpers/invariants';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
 describe('address checks', () => {
@@ -63,20 +66,60 @@ describe('webhook URLs on private networks (WEBHOOK_ALLOW_PRIVATE_NETWORKS=false
     expect(h.sim.received).toHaveLength(0);
   });
 
-  it('refuses them again at delivery time (DNS may have changed since)', async () => {
-    const tenant = await h.newTenant('b');
-    // As if the host was public at create time and points at 127.0.0.1 now.
-    const id = await insertQueuedTask(h.api.db, tenant.id, rx.url);
-    await h.api.db.task.update({ where: { id }, data: { state: 'submitted', upstreamTaskId: 'up-1' } });
-    await applyUpstreamUpdate(h.api.store, id, { task_id: 'up-1', task_status: 'processing' }, 'callback');
-    const until = Date.now() + 10_000;
-    let attempts: { error: string | null }[] = [];
-    while (attempts.length < 2 && Date.now() < until) {
-      attempts = await h.api.db.webhookAttempt.findMany({ where: { delivery: { taskId: id } } });
-      await new Promise((r) => setTimeout(r, 20));
+  /**
+   * A callback URL stored as if it had passed the create-time check (the host was public then),
+   * whose host points at a loopback address when the webhook is sent: only the connect-time check
+   * of the delivery agent stands between the webhook and the receiver listening there.
+   */
+  it.each([
+    ['a host name that now resolves to a loopback address', 'localhost'],
+    ['an IP literal', undefined],
+  ])('refuses them again at delivery time, for %s (DNS may have changed since)', async (_case, hostName) => {
+    const address = hostName ? (await lookup(hostName)).address : '127.0.0.1';
+    const target = await startReceiver({ host: address });
+    try {
+      const port = new URL(target.url).port;
+      const url = hostName ? `http://${hostName}:${port}/hook` : target.url;
+      // Without the check the webhook would arrive: the URL does reach this receiver.
+      await plainPost(url);
+      expect(target.received).toHaveLength(1);
+      target.received.length = 0;
+
+      const tenant = await h.newTenant(`b-${hostName ?? 'ip'}`);
+      const id = await insertQueuedTask(h.api.db, tenant.id, url);
+      await h.api.db.task.update({ where: { id }, data: { state: 'submitted', upstreamTaskId: 'up-1' } });
+      await applyUpstreamUpdate(h.api.store, id, { task_id: 'up-1', task_status: 'processing' }, 'callback');
+      const ended = async () => (await h.api.db.webhookDelivery.findFirstOrThrow({ where: { taskId: id } })).status;
+      await eventually('the delivery ended', async () => (await ended()) !== 'pending', 15_000);
+      // Every attempt of the schedule was made (inline, then the queue's retries), each one refused.
+      expect(await ended()).toBe('dead');
+      const attempts = await h.api.db.webhookAttempt.findMany({ where: { delivery: { taskId: id } }, orderBy: { attempt: 'asc' } });
+      expect(attempts).toHaveLength(h.config.WEBHOOK_RETRY_SCHEDULE_MS.length);
+      // The agent names the address it refused and, for a host name, the name it looked up.
+      const refused = new RegExp(
+        `DNS lookup ${address.replace(/[.:]/g, '\\$&')}\\(family:\\w+, host:${hostName ?? '[^)]*'}\\) is not allowed`,
+      );
+      for (const a of attempts)
+        expect({ attempt: a.attempt, error: a.error, httpStatus: a.httpStatus }).toEqual({
+          attempt: a.attempt,
+          error: expect.stringMatching(refused),
+          httpStatus: null,
+        });
+      expect(target.received).toHaveLength(0);
+    } finally {
+      await target.close();
     }
-    expect(attempts.length).toBeGreaterThanOrEqual(2);
-    expect(attempts[0].error).toMatch(/not allowed|private/i);
-    expect(rx.received).toHaveLength(0);
   });
 });
+
+/** One POST with Node's own agent (no address check). */
+function plainPost(url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false }, (res) => {
+      res.resume();
+      res.on('end', resolve);
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+}

@@ -8,6 +8,7 @@ import { finishWebhookRotation, rotateWebhookSecret } from '../../src/tenants/te
 import { deliverJobOptions } from '../../src/queues/queues';
 import { newDeliveryId } from '../../src/webhooks/outbox';
 import { insertQueuedTask } from '../helpers/fixtures';
+import { eventually, nothingLeftToSend } from '../helpers/invariants';
 
 let h: Harness;
 let rx: Receiver;
@@ -68,7 +69,7 @@ describe('outgoing webhooks', () => {
     expect(got[1].json).toEqual(now.body.data);
     expect((got[1].json.task_result as { images: unknown[] }).images).toHaveLength(2);
     expect((got[0].json.task_result as { images: unknown[] }).images).toHaveLength(0);
-    await new Promise((r) => setTimeout(r, 300));
+    await nothingLeftToSend(h);
     expect(rx.received).toHaveLength(2);
   });
 
@@ -226,11 +227,13 @@ describe('outgoing webhooks', () => {
     // The first is due in an hour: the second, due now, must wait for it (re-checking no sooner than that).
     const first = await add(1, new Date(Date.now() + 3_600_000));
     const second = await add(2, new Date());
+    const secondJob = deliverJobOptions(second).jobId;
     await h.api.queues.deliver.add('deliver', { deliveryId: second.id }, deliverJobOptions(second));
-    await new Promise((r) => setTimeout(r, 1500));
+    // Added without a delay: it is delayed only once a worker has taken it and decided to wait.
+    await eventually('the second was put off', async () => (await h.api.queues.deliver.getJobState(secondJob)) === 'delayed', 5_000);
+    expect((await h.api.queues.deliver.getJob(secondJob))?.delay).toBeGreaterThan(3_500_000);
     expect(rx.received).toHaveLength(0);
     expect(await h.api.db.webhookDelivery.findUnique({ where: { id: second.id } })).toMatchObject({ status: 'pending', attemptCount: 0 });
-    expect(await (await h.api.queues.deliver.getJob(deliverJobOptions(second).jobId))?.isDelayed()).toBe(true);
     // The first becomes due and is delivered: that ends its turn and lets the second go at once.
     await h.api.db.webhookDelivery.update({ where: { id: first.id }, data: { nextAttemptAt: new Date() } });
     await h.api.queues.deliver.add('deliver', { deliveryId: first.id }, deliverJobOptions(first));
