@@ -36,9 +36,7 @@ export const bench = {
 
   /**
    * End-to-end phase: tasks kept outstanding by the feeder, warm-up, and the measured window. The
-   * warm-up is long enough for V8 to have compiled the hot code: with 5 s, the optimizing compiler
-   * still took 13% of the service worker's CPU in the window (5% of the bare one's, which has less
-   * code), against 4% after 25 s (`perf`, docs/benchmarks.md, "What changed", 23).
+   * warm-up lets V8 optimize the hot code first, as a running deployment has (the service has more to compile).
    */
   e2eBacklog: num('BENCH_BACKLOG', 300),
   e2eWarmupS: num('BENCH_E2E_WARMUP_S', 15),

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the service against a bare pipeline doing the same I/O, in one run, on this
- * machine (see docs/benchmarks.md). Progress goes to stderr, the report to stdout, the raw
- * results to a JSON file in the temp directory.
+ * machine (the method and how to read the report: docs/benchmarks.md). Progress goes to stderr,
+ * the report to stdout, the raw results to a JSON file in the temp directory.
  *
  * Phases, for the bare pipeline and then for the service (1 API + 1 worker process each):
  *   create      autocannon, 50 connections, against the API alone (BENCH_CREATE_ROUNDS windows per

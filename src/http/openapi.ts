@@ -23,7 +23,7 @@ const ERROR_TEXT: Record<ErrorName, string> = {
   not_found: "task or delivery not found (another tenant's task too)",
   payload_too_large: 'body too large (15 MB; 1 MB for upstream callbacks)',
   unsupported_media_type: 'body is not JSON (Content-Type: application/json)',
-  conflict: 'Idempotency-Key already used with another body',
+  conflict: 'Idempotency-Key already used with another body, or its first request is still being processed',
   rate_limited: 'too many requests (RATE_LIMIT_PER_MINUTE) or, on create, unfinished tasks (MAX_UNFINISHED_TASKS); see Retry-After',
   internal: 'internal error (no internals in the answer)',
   unavailable: 'temporarily unavailable (the database is down); retry later',
@@ -81,7 +81,8 @@ const WEBHOOK_DESCRIPTION = `Every change of the status you see (\`processing\`,
 \`callback_url\`; the body is the task object exactly as GET returned it at that moment (Kling's callback shape).
 Headers follow [Standard Webhooks](https://www.standardwebhooks.com), signed with your key's \`webhook_secret\`
 (\`whsec_...\`): verify with any Standard Webhooks library. Written in the same transaction as the status change,
-retried for days (WEBHOOK_RETRY_SCHEDULE_MS), delivered in order per task. Deduplicate on \`webhook-id\`.
+retried on WEBHOOK_RETRY_SCHEDULE_MS (by default 8 attempts over about 28 hours), delivered in order per task.
+Deduplicate on \`webhook-id\`.
 Event types (\`event_type\` in the deliveries list): ${Object.values(EVENT_TYPE).join(', ')}.`;
 
 // Adds `.openapi()` to zod's prototype; idempotent, and it changes nothing about validation.
@@ -152,7 +153,7 @@ const DeliveryView = z
     status: z.enum(['pending', 'delivered', 'gone', 'dead']),
     url: z.string().describe("The task's callback_url (normalised when the task was created)"),
     seq: z.int().describe("Order among the task's events"),
-    chain: z.int().describe('0 for the first attempt chain, +1 per redelivery'),
+    chain: z.int().describe('1 for the first attempt chain, +1 per redelivery'),
     attempt_count: z.int(),
     next_attempt_at: nullableMillis('Next attempt'),
     last_error: z.string().nullable(),
@@ -162,7 +163,7 @@ const DeliveryView = z
     attempts: z.array(
       z.object({
         chain: z.int(),
-        attempt: z.int(),
+        attempt: z.int().describe('1 for the first attempt of its chain'),
         at: millis('Started'),
         duration_ms: z.int(),
         http_status: z.int().nullable(),

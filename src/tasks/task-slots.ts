@@ -22,9 +22,6 @@ export interface Claimed {
   task: Task | null;
 }
 
-/** Slots a task needs; a request larger than the whole pool takes the whole pool rather than waiting forever. */
-export const slotsNeeded = (n: number, limit: number) => Math.min(Math.max(n, 1), limit);
-
 /** Claims written together at most (one lock, one commit). */
 const MAX_CLAIM_BATCH = 50;
 
