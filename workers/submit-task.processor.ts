@@ -48,8 +48,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     if (claim.result === 'gone' || !claim.task) return 'already-submitted';
     const task = claim.task;
     // The create call's request id follows the task into this process's logs. The child logger is
-    // built only for a warning: a submission that goes well needs none (two children per job were
-    // ~3% of the worker's CPU in the benchmark).
+    // built only for a warning: a submission that goes well needs none, and one per job costs CPU for lines never written.
     let child: Logger | undefined;
     const log = () => (child ??= deps.log.child({ ...fields, request_id: task.requestId }));
     const first = claim.counted;

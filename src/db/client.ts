@@ -5,8 +5,8 @@ import { PrismaClient } from '../generated/prisma/client';
 
 /**
  * Prisma for everything, plus its own `pg` pool for the few statements every task runs (create,
- * claim, status change, webhook attempt): Prisma's per-call CPU (~1.4 ms through its WebAssembly
- * query compiler, docs/benchmarks.md) is most of a task's cost there. One pool serves both, so a
+ * claim, status change, webhook attempt): Prisma's per-call CPU (its WebAssembly query
+ * compiler) would be most of their cost. One pool serves both, so a
  * process never holds more than `poolSize` connections.
  */
 export type Db = PrismaClient & {

@@ -5,7 +5,7 @@ export const ANALYZED_TABLES = ['tasks', 'task_events', 'webhook_deliveries', 'w
 
 /**
  * Does for the service's own tables the ANALYZE that autovacuum would do, where autovacuum does not
- * run (the server's `autovacuum = off`, as on some CI and benchmark machines, or a table's
+ * run (the server's `autovacuum = off`, or a table's
  * `autovacuum_enabled = false`), with autovacuum's own threshold: rows changed since the last
  * analyze above `autovacuum_analyze_threshold + autovacuum_analyze_scale_factor * rows`. Where
  * autovacuum runs, this does nothing.
@@ -14,7 +14,7 @@ export const ANALYZED_TABLES = ['tasks', 'task_events', 'webhook_deliveries', 'w
  * chose after a few runs until a table's statistics change. Chosen on tables that were never
  * analyzed (a fresh database, or emptied), the waiters check at each task's end and each slot
  * claim's look for older waiting tasks read every queued task by state instead of through the
- * partial index `tasks_waiting_for_slots_idx` (docs/benchmarks.md, "What changed", 24). An analyze
+ * partial index `tasks_waiting_for_slots_idx`. An analyze
  * invalidates them, and the next run plans with real statistics.
  *
  * One table per statement (an ANALYZE locks only that table, and waits for nobody but a TRUNCATE or

@@ -116,8 +116,7 @@ export class KlingClient {
 
 /**
  * One HTTP exchange with the upstream, its answer read whole. undici's `request` rather than
- * `fetch`: the same client underneath without the WHATWG layers, which cost ~0.8 ms of CPU per
- * call here (docs/benchmarks.md). One deadline bounds the whole exchange, the answer included.
+ * `fetch`: the same client underneath, without the WHATWG layers' CPU on every call. One deadline bounds the whole exchange, the answer included.
  * Redirects are not followed. Throws UpstreamError (timeout, network) when there is no answer.
  */
 async function exchange(

@@ -3,7 +3,7 @@ import { utc } from '../db/client';
 
 /**
  * Raw SQL for the statements every task runs (read, status change, create): Prisma's per-call CPU
- * is most of a task's cost there (docs/benchmarks.md). Rows come back with Prisma's field names and
+ * would be most of their cost. Rows come back with Prisma's field names and
  * types, so the rest of the code sees the same `Task` either way.
  */
 const COLUMNS = `id tenant_id request_id external_task_id state request model_name n callback_url callback_token

@@ -4,8 +4,8 @@ import type { Logger } from '../logger';
 import { hashApiKey } from './tenants.service';
 
 /**
- * Tenants by credential, cached in the API process: looking one up on every request was a fifth of
- * a create's cost (docs/benchmarks.md). Any write to `tenants` (revocation by the CLI, an edit in
+ * Tenants by credential, cached in the API process: every request authenticates, and a database
+ * lookup each time would be a large part of a create. Any write to `tenants` (revocation by the CLI, an edit in
  * Prisma Studio, plain SQL) fires a trigger that NOTIFYs `tenant_changes`; every API process
  * LISTENs and drops its whole cache at once. While that connection is down nothing is served from
  * the cache, so a revocation is never missed; entries also expire after `ttlMs` as a backstop.

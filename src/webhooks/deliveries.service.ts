@@ -6,7 +6,7 @@ import type { AttemptResult } from './webhook-sender';
 
 /**
  * The statements every delivery runs (read, attempt record) are raw SQL through `db.sql`: Prisma's
- * per-call CPU is most of a delivery's cost (docs/benchmarks.md, finding 5). Rows come back with
+ * per-call CPU would be most of a delivery's cost. Rows come back with
  * Prisma's field names and types, so the rest of the code sees the same `WebhookDelivery`.
  */
 const deliveryColumns = (t: string) => `${t}.id, ${t}.task_id AS "taskId", ${t}.tenant_id AS "tenantId", ${t}.seq,

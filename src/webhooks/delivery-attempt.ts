@@ -84,7 +84,7 @@ async function kickSuccessor(queues: Queues, successor: DeliveryRef): Promise<vo
 
 /**
  * First attempts sent by the process that committed the status change, without a queue hop: a
- * BullMQ job per webhook was a large share of a task's cost (docs/benchmarks.md). Bounded: past
+ * job per webhook would add an enqueue, a job run and a delivery read to every task. Bounded: past
  * `max` sends in flight, new deliveries go through the queue as before. The delivery row is
  * committed before the send and its first attempt is due only after `leaseMs` (longer than a send
  * can take), so if this process dies mid-send the sweep sends it then; a retry, an ordering wait or
@@ -114,11 +114,9 @@ const ENDED = new Set(['delivered', 'gone', 'dead']);
 /**
  * Inline sends in flight at most per process. A place is held from the commit of the status change
  * until the attempt's record commits, including a chained send's wait for the one before it: two
- * per task, for the send plus a group commit plus any event-loop lag. At 64, an API process slowed
- * by the profiler (~190 tasks/s in `npm run bench -- --profile`) ran out of places and sent ~15% of
- * its webhooks through the queue, each costing a job, a read and a hop to the worker (in plain runs
- * the difference was within the noise). 256 keeps the queue for what it is for (slow receivers,
- * retries) and bounds the memory and sockets (a few KB and one socket each);
+ * per task, for the send plus a group commit plus any event-loop lag. 256 absorbs a slow process's
+ * bursts, keeps the queue for what it is for (slow receivers, retries) and bounds the memory and
+ * sockets (a few KB and one socket each);
  * kt_webhook_inline_full_total counts the sends it turns away.
  */
 const MAX_INLINE_SENDS = 256;
