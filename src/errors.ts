@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { redactUrl } from './http/redact';
 import type { Logger } from './logger';
@@ -13,10 +14,13 @@ export const ERRORS = {
   token_expired: { http: 401, code: 1004 },
   route_not_found: { http: 404, code: 1202 },
   not_found: { http: 404, code: 1203 },
+  request_timeout: { http: 408, code: 1200 },
   payload_too_large: { http: 413, code: 1200 },
   unsupported_media_type: { http: 415, code: 1200 },
   conflict: { http: 409, code: 1201 },
+  expectation_failed: { http: 417, code: 1200 },
   rate_limited: { http: 429, code: 1302 },
+  headers_too_large: { http: 431, code: 1200 },
   internal: { http: 500, code: 5000 },
   unavailable: { http: 503, code: 5001 },
 } as const;
@@ -47,25 +51,32 @@ export function envelope<T>(requestId: string, data: T): KlingEnvelope<T> {
   return { code: 0, message: 'SUCCEED', request_id: requestId, data };
 }
 
+/** The HTTP status and the one error body shape of an error. */
+export function errorAnswer(e: AppError, requestId: string): { status: number; body: KlingEnvelope<never> } {
+  const { http, code } = ERRORS[e.kind];
+  return { status: http, body: { code, message: e.message, request_id: requestId } };
+}
+
 export const notFoundRoute: RequestHandler = (req, _res, next) => {
   next(new AppError('route_not_found', `no route for ${req.method} ${req.path}`));
 };
 
 /**
- * The one error middleware. Known errors answer with their own message; body-parser errors are
- * translated; anything else is logged with its stack and answered without internals.
+ * The one error middleware. Known errors answer with their own message; body-parser and router
+ * errors are translated; anything else is logged with its stack and answered without internals.
  */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const requestId = String(res.locals.requestId ?? '');
+    const where = { request_id: requestId, method: req.method, path: redactUrl(req.path) };
     const known = toAppError(err);
-    if (!known) {
-      log.error({ err, request_id: requestId, method: req.method, path: redactUrl(req.path) }, 'unhandled error');
-    }
+    if (!known) log.error({ err, ...where }, 'unhandled error');
+    // Refused all the same, but an edge check is missing: whatever carried the NUL should have been checked before any query.
+    else if (isNulRefusedByDatabase(err)) log.warn(where, 'a request value with NUL reached Postgres');
     const e = known ?? new AppError('internal', 'internal error');
-    const { http, code } = ERRORS[e.kind];
     if (res.headersSent) return;
-    res.status(http).set(e.headers).json({ code, message: e.message, request_id: requestId });
+    const { status, body } = errorAnswer(e, requestId);
+    res.status(status).set(e.headers).json(body);
   };
 }
 
@@ -78,7 +89,38 @@ function toAppError(err: unknown): AppError | null {
     return new AppError('invalid_request', 'request body encoding is not supported');
   }
   if (isDatabaseUnavailable(err)) return new AppError('unavailable', 'service temporarily unavailable, retry later');
-  return null;
+  if (isNulRefusedByDatabase(err)) return new AppError('invalid_request', 'request carries the NUL character (\\u0000), which is refused');
+  return fromClientStatus(err);
+}
+
+/** The client errors that keep their own status; any other 4xx answers 400. */
+const CLIENT_STATUS: Record<number, ErrorName> = {
+  404: 'route_not_found',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  431: 'headers_too_large',
+};
+
+/**
+ * Express's router, its body parsers and static files throw errors carrying a 4xx `status` (a path
+ * parameter that does not percent-decode, an aborted or undecodable body): the client's fault, never a 500.
+ */
+function fromClientStatus(err: unknown): AppError | null {
+  const e = err as { status?: unknown; statusCode?: unknown; expose?: unknown; message?: unknown } | null;
+  const status = typeof e?.status === 'number' ? e.status : e?.statusCode;
+  if (typeof status !== 'number' || status < 400 || status > 499) return null;
+  // The router's own message quotes the raw parameter; http-errors say whether theirs may be shown.
+  const shown = e?.expose === true && typeof e.message === 'string' && e.message !== STATUS_CODES[status] ? e.message : '';
+  const detail = (err as Error).name === 'URIError' ? 'a path parameter is not valid percent-encoded UTF-8' : shown;
+  return new AppError(CLIENT_STATUS[status] ?? 'invalid_request', `malformed request${detail ? `: ${detail}` : ''}`);
+}
+
+/** Postgres refused a NUL in a text value (22021): only a request can have carried it this far. */
+function isNulRefusedByDatabase(err: unknown): boolean {
+  const e = err as { code?: unknown; cause?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  return e.code === '22021' || isNulRefusedByDatabase(e.cause);
 }
 
 /** Connection-level failures of Postgres (down, restarting, pool exhausted) mean "retry later", not a bug. */

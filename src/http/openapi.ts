@@ -12,7 +12,8 @@ import { USER_AGENT } from '../webhooks/webhook-sender';
 
 /** One line per error, for the description table and the error responses. */
 const ERROR_TEXT: Record<ErrorName, string> = {
-  invalid_request: 'malformed request: body is not valid JSON, or an unsupported encoding',
+  invalid_request:
+    'malformed request: body is not valid JSON or in an unsupported encoding, a path or query that is not valid percent-encoded UTF-8, or a request the HTTP parser refuses',
   invalid_parameter: 'invalid parameter (the message names the field), or an action the task does not allow now',
   auth_failed: 'authentication failed',
   auth_missing: 'Authorization header missing',
@@ -21,10 +22,13 @@ const ERROR_TEXT: Record<ErrorName, string> = {
   token_expired: 'JWT expired',
   route_not_found: 'no such route',
   not_found: "task or delivery not found (another tenant's task too)",
+  request_timeout: 'the request did not arrive in time',
   payload_too_large: 'body too large (15 MB; 1 MB for upstream callbacks)',
   unsupported_media_type: 'body is not JSON (Content-Type: application/json)',
   conflict: 'Idempotency-Key already used with another body, or its first request is still being processed',
+  expectation_failed: 'an `Expect` header other than `100-continue`',
   rate_limited: 'too many requests (RATE_LIMIT_PER_MINUTE) or, on create, unfinished tasks (MAX_UNFINISHED_TASKS); see Retry-After',
+  headers_too_large: 'request line and headers too large',
   internal: 'internal error (no internals in the answer)',
   unavailable: 'temporarily unavailable (the database is down); retry later',
 };
