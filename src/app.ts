@@ -10,6 +10,7 @@ import { callbacksRouter } from './callbacks/callbacks.routes';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
 import { healthRouter } from './http/health.routes';
+import { refuseMalformedRequest } from './http/malformed-request';
 import { redactUrl } from './http/redact';
 import { requestId } from './http/request-id';
 import type { Logger } from './logger';
@@ -56,6 +57,7 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.use(requestId);
   app.use(requestLog(deps.log));
+  app.use(refuseMalformedRequest);
   // The upstream's callbacks, two per task, are answered to a server, never shown in a browser:
   // they skip the browser-facing headers below, which the upstream would only have to parse.
   app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));

@@ -2,10 +2,11 @@ import express, { Router } from 'express';
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
+import { pathId } from '../http/request-input';
 import { UpstreamTask } from '../kling/kling-types';
+import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
-import { pathOfNul } from '../tasks/create-task.schema';
 import { readTask, type ReadTask } from '../tasks/task-rows';
 import { isTerminal } from '../tasks/task-state';
 import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
@@ -35,7 +36,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
   r.use(express.json({ limit: '1mb', verify: (req, _res, buf) => ((req as unknown as { rawBody: Buffer }).rawBody = buf) }));
 
   r.post('/kling/:taskId/:token', async (req, res) => {
-    const { taskId, token } = req.params;
+    const [taskId, token] = [pathId(req, 'taskId'), req.params.token];
     const task = recent.take(taskId) ?? (await readTask(deps.db, taskId));
     // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
     if (!task || !safeEqual(task.callbackToken, token)) {

@@ -5,10 +5,11 @@ import { UpstreamTask } from '../kling/kling-types';
 import { buildCreateTaskRequest } from '../tasks/create-task.schema';
 import type { TaskObject as ServedTaskObject, toCreatedObject } from '../tasks/task-view';
 import { MAX_WAIT_SECONDS, WaitQuery } from '../tasks/task-watch.routes';
-import { ListQuery, TaskIdParam } from '../tasks/tasks.routes';
+import { ListQuery } from '../tasks/tasks.routes';
 import type { DeliveryView as ServedDeliveryView } from '../webhooks/deliveries.service';
 import { EVENT_TYPE } from '../webhooks/outbox';
 import { USER_AGENT } from '../webhooks/webhook-sender';
+import { IdParam } from './request-input';
 
 /** One line per error, for the description table and the error responses. */
 const ERROR_TEXT: Record<ErrorName, string> = {
@@ -227,7 +228,7 @@ const TENANT_POST: ErrorName[] = ['invalid_request', 'payload_too_large', ...TEN
 const ok = (description: string, schema: z.ZodType): ResponseConfig => ({ description, content: { 'application/json': { schema } } });
 // Schemas built at import time (before extendZodWithOpenApi ran) lack `.openapi()`; zod's own
 // `.describe()` returns a fresh copy that has it, with the same validation.
-const idParams = z.object({ id: TaskIdParam.describe('Our task_id, or your external_task_id').openapi({ example: 'demo-1' }) });
+const idParams = z.object({ id: IdParam.describe('Our task_id, or your external_task_id').openapi({ example: 'demo-1' }) });
 const PUBLIC: Record<string, string[]>[] = [];
 
 function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): void {
@@ -281,7 +282,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     tags: ['Tasks'],
     summary: 'List your tasks, newest first',
     description: 'Kling paging. With `external_task_id`, answers that one task object instead of a list.',
-    request: { query: ListQuery.extend({ external_task_id: z.string().optional().describe('Look one task up by your own id') }) },
+    request: { query: ListQuery.extend({ external_task_id: IdParam.optional().describe('Look one task up by your own id') }) },
     responses: {
       200: ok(
         'A page of task objects (or one, with external_task_id)',
@@ -365,7 +366,7 @@ function registerDeliveryRoutes(reg: OpenAPIRegistry, base: string): void {
     tags: ['Webhooks'],
     summary: 'Send a finished delivery again',
     description: 'A new attempt chain with the same `webhook-id` and body. A delivery still pending: 400/1201.',
-    request: { params: idParams.extend({ webhook_id: z.string().describe("The delivery's webhook_id (`msg_...`)") }) },
+    request: { params: idParams.extend({ webhook_id: IdParam.describe("The delivery's webhook_id (`msg_...`)") }) },
     responses: {
       200: ok('The delivery, pending again', envelopeOf('DeliveryResponse', DeliveryView)),
       ...errors('invalid_parameter', 'not_found', ...TENANT_POST),

@@ -1,8 +1,11 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
+import { invalidParameter } from '../errors';
 import { adminOnly } from '../http/admin-auth';
+import { IdParam, MAX_ID_CHARS } from '../http/request-input';
+import { percentDecoded } from '../lib/text';
 import type { Queues } from '../queues/queues';
 
 export const DASHBOARD_PATH = '/admin/queues';
@@ -20,6 +23,7 @@ export function queueDashboardRouter(queues: Queues, adminToken: string | undefi
   r.use(
     DASHBOARD_PATH,
     adminOnly(adminToken),
+    refuseOddSegments,
     (_req, res, next) => {
       // The dashboard is a React page with inline bootstrapping: relax helmet's CSP for it only.
       res.setHeader(
@@ -32,3 +36,9 @@ export function queueDashboardRouter(queues: Queues, adminToken: string | undefi
   );
   return r;
 }
+
+/** bull-board answers in its own error shape; a queue or job id that could name nothing gets ours. */
+const refuseOddSegments: RequestHandler = (req, _res, next) => {
+  const odd = req.path.split('/').some((segment) => segment && !IdParam.safeParse(percentDecoded(segment)).success);
+  next(odd ? invalidParameter(`path: a segment is over ${MAX_ID_CHARS} characters or contains the NUL character (\\u0000)`) : undefined);
+};

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pathOfNul } from '../lib/text';
 import { checkBase64Image, isStrictBase64 } from './image-check';
 
 // The body of POST /v1/images/generations, exactly as Kling accepts it. Only what the client sent
@@ -275,21 +276,6 @@ function firstFailure(issues: readonly z.core.$ZodIssue[]): ValidationResult {
 }
 
 /** Validates a create-task body; never throws for any body. */
-/**
- * Where a value holds a string with U+0000 (Postgres can store it in neither text nor jsonb): its
- * dotted path ('' for the value itself), or null when there is none.
- */
-export function pathOfNul(value: unknown, path = ''): string | null {
-  if (typeof value === 'string') return value.includes('\0') ? path : null;
-  if (typeof value !== 'object' || value === null) return null;
-  for (const [k, v] of Object.entries(value)) {
-    if (k.includes('\0')) return path ? `${path}.${k}` : k;
-    const found = pathOfNul(v, path ? `${path}.${k}` : k);
-    if (found !== null) return found;
-  }
-  return null;
-}
-
 export function validateCreateTaskRequest(body: unknown, models: readonly string[]): ValidationResult {
   const schema = schemaFor(models);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {

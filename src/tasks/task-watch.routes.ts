@@ -1,6 +1,7 @@
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
-import { envelope, invalidParameter } from '../errors';
+import { envelope } from '../errors';
+import { pathId, queryParam } from '../http/request-input';
 import { queuePosition } from './task-slots';
 import { isTerminal } from './task-state';
 import { findTask, type TasksDeps } from './tasks.service';
@@ -10,7 +11,8 @@ import { toTaskObject } from './task-view';
 export const MAX_WAIT_SECONDS = 60;
 const SSE_KEEPALIVE_MS = 15_000;
 
-export const WaitQuery = z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS);
+const WAIT_RANGE = `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`;
+export const WaitQuery = z.coerce.number(WAIT_RANGE).int(WAIT_RANGE).min(0, WAIT_RANGE).max(MAX_WAIT_SECONDS, WAIT_RANGE);
 
 /** Aborts when the client goes away, so waiters do not outlive their request. */
 function clientGone(req: Request, res: Response): AbortSignal {
@@ -27,16 +29,11 @@ function clientGone(req: Request, res: Response): AbortSignal {
  */
 export function addWatchRoutes(r: Router, deps: TasksDeps): void {
   r.get('/:id', async (req, res) => {
-    const id = String(req.params.id);
-    if (id.length < 1 || id.length > 256) throw invalidParameter('id: must be 1 to 256 characters');
-    let task = await findTask(deps.db, res.locals.tenant.id, id);
-    if (req.query.wait !== undefined) {
-      const wait = WaitQuery.safeParse(req.query.wait);
-      if (!wait.success) throw invalidParameter(`wait: must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`);
-      if (wait.data > 0 && !isTerminal(task.state)) {
-        await deps.changes.waitForChange(task.id, task.eventSeq, wait.data * 1000, clientGone(req, res));
-        task = await findTask(deps.db, res.locals.tenant.id, task.id);
-      }
+    const wait = queryParam(req, 'wait', WaitQuery);
+    let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
+    if (wait && !isTerminal(task.state)) {
+      await deps.changes.waitForChange(task.id, task.eventSeq, wait * 1000, clientGone(req, res));
+      task = await findTask(deps.db, res.locals.tenant.id, task.id);
     }
     if (res.writableEnded || res.destroyed) return;
     const position = task.state === 'queued' ? await queuePosition(deps.db, task) : undefined;
@@ -44,7 +41,7 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
   });
 
   r.get('/:id/events', async (req, res) => {
-    let task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
+    let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
     const gone = clientGone(req, res);
     res.writeHead(200, {
       'content-type': 'text/event-stream',

@@ -1,6 +1,7 @@
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { envelope, invalidParameter } from '../errors';
+import { IdParam, parseQuery, pathId, queryParam } from '../http/request-input';
 import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
 import { createTaskCreator, findTask, listTasks, type TasksDeps } from './tasks.service';
@@ -14,8 +15,6 @@ export const ListQuery = z.object({
   pageNum: z.coerce.number().int().min(1).max(1000).default(1),
   pageSize: z.coerce.number().int().min(1).max(500).default(30),
 });
-
-export const TaskIdParam = z.string().min(1).max(256);
 
 /** `POST /v1/images/generations`, after authentication: app.ts mounts it as a route of its own. */
 export function createTaskHandler(deps: TasksDeps): RequestHandler {
@@ -34,37 +33,35 @@ export function tasksRouter(deps: TasksDeps): Router {
 
   r.get('/', async (req, res) => {
     // Some Kling clients look a single task up as `?external_task_id=`; answer them like the path form.
-    if (typeof req.query.external_task_id === 'string') {
-      const task = await findTask(deps.db, res.locals.tenant.id, req.query.external_task_id);
+    const externalTaskId = queryParam(req, 'external_task_id', IdParam);
+    if (externalTaskId !== undefined) {
+      const task = await findTask(deps.db, res.locals.tenant.id, externalTaskId);
       res.json(envelope(res.locals.requestId, toTaskObject(task)));
       return;
     }
-    const q = ListQuery.safeParse(req.query);
-    if (!q.success) {
-      const issue = q.error.issues[0];
-      throw invalidParameter(`${String(issue.path[0])}: ${issue.message}`);
-    }
-    const tasks = await listTasks(deps.db, res.locals.tenant.id, q.data.pageNum, q.data.pageSize);
+    const { pageNum, pageSize } = parseQuery(req, ListQuery);
+    const tasks = await listTasks(deps.db, res.locals.tenant.id, pageNum, pageSize);
     res.json(envelope(res.locals.requestId, tasks.map(toTaskObject)));
   });
 
   addWatchRoutes(r, deps);
 
   r.post('/:id/cancel', async (req, res) => {
-    const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
+    const task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
     const { result, task: after } = await cancelTask(deps.store, task.id);
     if (result === 'finished') throw invalidParameter(`task: has already finished (${toTaskObject(after).task_status}); nothing to cancel`);
     res.json(envelope(res.locals.requestId, toTaskObject(after)));
   });
 
   r.get('/:id/deliveries', async (req, res) => {
-    const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
+    const task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
     res.json(envelope(res.locals.requestId, await listDeliveries(deps.db, task.id)));
   });
 
-  r.post('/:id/deliveries/:deliveryId/redeliver', async (req, res) => {
-    const task = await findTask(deps.db, res.locals.tenant.id, String(req.params.id).slice(0, 256));
-    const d = await redeliver(deps.db, task.id, String(req.params.deliveryId));
+  r.post('/:id/deliveries/:webhook_id/redeliver', async (req, res) => {
+    const [id, webhookId] = [pathId(req, 'id'), pathId(req, 'webhook_id')];
+    const task = await findTask(deps.db, res.locals.tenant.id, id);
+    const d = await redeliver(deps.db, task.id, webhookId);
     const queued = await enqueueDeliveryAttempt(deps.queues, d);
     if (!queued) deps.log.warn({ webhook_id: d.id }, 'could not enqueue the redelivery now; the sweep will');
     const view = (await listDeliveries(deps.db, task.id)).find((v) => v.webhook_id === d.id);
