@@ -1,6 +1,7 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, type AppDeps } from './app';
+import { answerRequestsNodeRefuses } from './http/node-refusals';
 
 export interface RunningServer {
   server: Server;
@@ -10,9 +11,15 @@ export interface RunningServer {
 
 /** Starts the HTTP API. `close` stops taking connections and waits for in-flight requests. */
 export async function startServer(deps: AppDeps, port: number, host: string): Promise<RunningServer> {
-  const app = createApp(deps);
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  // Without Host, an HTTP/1.1 request reaches the app, which refuses it with a Kling body (Node's own answer has none).
+  const server = createServer({ requireHostHeader: false }, createApp(deps));
+  answerRequestsNodeRefuses(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const { port: actual } = server.address() as AddressInfo;
   return {

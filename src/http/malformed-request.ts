@@ -5,9 +5,13 @@ import { percentDecoded } from '../lib/text';
 /**
  * Refuses, before any route, a request URL whose percent-escapes are malformed or not UTF-8. Left
  * alone, the router fails to decode such a path parameter, and the query parser silently turns
- * such a value into U+FFFD, so a lookup would run on text the client never sent.
+ * such a value into U+FFFD, so a lookup would run on text the client never sent. Also refuses an
+ * HTTP/1.1 request without Host (the server lets it through so that the answer is ours).
  */
 export const refuseMalformedRequest: RequestHandler = (req, _res, next) => {
+  if (req.headers.host === undefined && req.httpVersion === '1.1') {
+    return next(new AppError('invalid_request', 'malformed request: HTTP/1.1 requires a Host header'));
+  }
   // Only an escape can fail to decode: the HTTP parser lets no raw byte outside ASCII into the URL.
   if (!req.url.includes('%')) return next();
   const q = req.url.indexOf('?');

@@ -2,11 +2,12 @@ import jwt from 'jsonwebtoken';
 import request from 'supertest';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
-import { isKlingRefusal, UNDECODABLE } from '../helpers/odd-requests';
+import { isKlingRefusal, rawRequest, UNDECODABLE } from '../helpers/odd-requests';
 
 /**
  * Odd bytes in paths, query strings and headers, one named case each: every answer a 4xx with
- * Kling's error body (400/1201 naming the parameter, 400/1200 for a malformed request), never a 5xx.
+ * Kling's error body (400/1201 naming the parameter, 400/1200 for a malformed request), never a
+ * 5xx, and never a bare answer from Node's HTTP parser.
  */
 const ADMIN_TOKEN = 'odd-input-admin-token';
 const BASE = '/v1/images/generations';
@@ -175,5 +176,73 @@ describe('header values', () => {
     const res = await request(h.url).get(BASE).set(bearer(token));
     expect(res.status).toBeLessThan(500);
     expect(isKlingRefusal(res.status, res.body)).toBe(true);
+  });
+});
+
+describe('requests the HTTP parser refuses, answered in Kling shape on the raw connection', () => {
+  const raw = (lines: string[]) => rawRequest(h.url, `${lines.join('\r\n')}\r\n\r\n`);
+  const get = (...headers: string[]) => raw(['GET /healthz HTTP/1.1', 'Host: x', ...headers]);
+
+  function expectRawRefusal(res: Awaited<ReturnType<typeof rawRequest>>, status: number, message: RegExp) {
+    expect({ status: res.status, type: res.headers['content-type'] }).toEqual({ status, type: 'application/json; charset=utf-8' });
+    expect(isKlingRefusal(res.status, res.body)).toBe(true);
+    expect(res.body).toMatchObject({ code: 1200, message: expect.stringMatching(message) });
+    expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.text));
+    expect(res.headers['x-request-id']).toBe((res.body as { request_id: string }).request_id);
+  }
+
+  it.each([
+    ['a NUL in Idempotency-Key', 'Idempotency-Key: a\0b'],
+    ['a control byte in x-request-id', 'X-Request-Id: abc\x01defgh'],
+    ['a NUL in Authorization', `Authorization: Bearer a\0b`],
+    ['a header line without a colon', 'Broken'],
+  ])('%s: 400/1200', async (_name, header) => {
+    expectRawRefusal(await get(header), 400, /^malformed HTTP request/);
+  });
+
+  it.each([
+    ['no method', ['GARBAGE']],
+    ['an unknown HTTP version', ['GET /healthz HTTP/9.9', 'Host: x']],
+    ['a space in the target', ['GET /a b HTTP/1.1', 'Host: x']],
+    ['a raw NUL in the target', ['GET /a\0b HTTP/1.1', 'Host: x']],
+    ['a raw byte outside ASCII in the query', [`GET ${BASE}?external_task_id=\xff HTTP/1.1`, 'Host: x']],
+    ['a Content-Length that is not a number', [`POST ${BASE} HTTP/1.1`, 'Host: x', 'Content-Length: abc']],
+  ])('a request line or framing with %s: 400/1200', async (_name, lines) => {
+    expectRawRefusal(await raw(lines), 400, /^malformed HTTP request/);
+  });
+
+  it('headers over the limit: 431/1200', async () => {
+    expectRawRefusal(await get(`X-Big: ${'a'.repeat(20_000)}`), 431, /too large/);
+  });
+
+  it('chunk extensions over the limit: 413/1200', async () => {
+    const head = [`POST ${BASE} HTTP/1.1`, 'Host: x', 'Content-Type: application/json', 'Transfer-Encoding: chunked'];
+    expectRawRefusal(await rawRequest(h.url, `${head.join('\r\n')}\r\n\r\n2;${'e'.repeat(20_000)}\r\n{}\r\n0\r\n\r\n`), 413, /too large/);
+  });
+
+  it('an HTTP/1.1 request without Host: 400/1200 (HTTP/1.0 needs none)', async () => {
+    expectRawRefusal(await raw(['GET /healthz HTTP/1.1', 'Connection: close']), 400, /Host/);
+    const old = await raw(['GET /healthz HTTP/1.0']);
+    expect(old.status).toBe(200);
+  });
+
+  it('an Expect other than 100-continue: 417/1200', async () => {
+    expectRawRefusal(await get('Expect: something-else'), 417, /Expect/);
+  });
+
+  it('CONNECT: 400/1200 instead of a silently closed connection', async () => {
+    expectRawRefusal(await raw(['CONNECT example.com:443 HTTP/1.1', 'Host: example.com:443']), 400, /CONNECT/);
+  });
+
+  it('a malformed second request on a kept-alive connection is refused after the first is answered', async () => {
+    const res = await rawRequest(h.url, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nX-A: \0\r\n\r\n');
+    expect(res.status).toBe(200);
+    const second = res.text.slice(res.text.indexOf('HTTP/1.1 '));
+    expect(second).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(second).toContain('"code":1200');
+  });
+
+  it('the service still answers after all of the above', async () => {
+    expect((await request(h.url).get(`${BASE}/${taskId}`).set(bearer(key))).status).toBe(200);
   });
 });
