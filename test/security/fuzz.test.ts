@@ -2,11 +2,12 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { pngBase64 } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { isKlingRefusal, rawRequest, UNDECODABLE } from '../helpers/odd-requests';
 
 /**
- * Thousands of random and mutated requests at the create, query, list and callback endpoints:
- * never a 5xx, every refusal a Kling-shaped error, and refused requests touch neither the database
- * nor the upstream.
+ * Thousands of random and mutated requests: bodies at the create and callback endpoints, odd paths,
+ * query strings and header values at every route. Never a 5xx, every refusal a Kling-shaped error,
+ * and refused creates touch neither the database nor the upstream.
  */
 jest.setTimeout(300_000);
 
@@ -14,9 +15,10 @@ let h: Harness;
 let key: string;
 let taskId: string;
 let callbackUrl: string;
+const ADMIN_TOKEN = 'fuzz-admin-token-0123456789';
 
 beforeAll(async () => {
-  h = await startHarness({ env: { RATE_LIMIT_PER_MINUTE: '1000000' } });
+  h = await startHarness({ env: { RATE_LIMIT_PER_MINUTE: '1000000', ADMIN_TOKEN } });
   key = (await h.newTenant()).api_key;
   const res = await request(h.url).post('/v1/images/generations').set('authorization', `Bearer ${key}`).send({ prompt: 'seed' });
   taskId = res.body.data.task_id;
@@ -72,18 +74,64 @@ const mutatedBody = fc.oneof(
   fc.jsonValue(),
 );
 
-/** True when the answer is a Kling refusal: 4xx with {code != 0, message, request_id}. */
-function isKlingRefusal(res: request.Response): boolean {
-  const b = res.body as { code?: unknown; message?: unknown; request_id?: unknown };
-  return (
-    res.status >= 400 &&
-    res.status < 500 &&
-    typeof b.code === 'number' &&
-    b.code !== 0 &&
-    typeof b.message === 'string' &&
-    typeof b.request_id === 'string'
-  );
-}
+/** Percent-encodes a string's UTF-8 bytes but the unreserved ones, as a client's encoder would (a lone surrogate becomes U+FFFD). */
+const percentEncoded = (s: string) =>
+  [...Buffer.from(s, 'utf8')]
+    .map((b) => (/[A-Za-z0-9._~-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0')}`))
+    .join('');
+
+/** Pieces of a path segment or query part: NUL, escapes that do not decode, any Unicode, separators, ids at and past the limit. */
+const oddPiece = fc.oneof(
+  fc.constantFrom(...UNDECODABLE, '%00', '%2F', '%25', '%20', '+', '.', '..', '[]', '[x]'),
+  fc.string({ unit: 'binary', maxLength: 6 }).map(percentEncoded),
+  fc.string({ unit: 'binary-ascii', maxLength: 6 }).map(percentEncoded),
+  fc.constantFrom('a'.repeat(256), 'a'.repeat(257), 'x'),
+);
+const oddText = fc.array(oddPiece, { minLength: 1, maxLength: 4 }).map((pieces) => pieces.join(''));
+/** A query string: the parameters the routes read (plain, repeated, bracketed) and odd ones, with odd values or none. */
+const oddQuery = fc
+  .array(
+    fc.tuple(
+      fc.oneof(fc.constantFrom('external_task_id', 'pageNum', 'pageSize', 'wait', 'wait[]', 'pageNum[0]'), oddText),
+      fc.option(oddText),
+    ),
+    {
+      minLength: 1,
+      maxLength: 4,
+    },
+  )
+  .map((pairs) => pairs.map(([k, v]) => (v === null ? k : `${k}=${v}`)).join('&'));
+
+/**
+ * Every route the app serves; {a} and {b} are odd text, {q} an odd query, {task} the finished seed
+ * task. Under bull-board's API, a well-formed unknown queue or job is bull-board's own answer (its UI
+ * reads it), so there the text is made odd for sure (a NUL).
+ */
+const ROUTES = [
+  'GET /v1/images/generations/{a}?{q}',
+  'GET /v1/images/generations/{a}/events?{q}',
+  'POST /v1/images/generations/{a}/cancel?{q}',
+  'GET /v1/images/generations/{a}/deliveries?{q}',
+  'POST /v1/images/generations/{a}/deliveries/{b}/redeliver?{q}',
+  'POST /v1/images/generations/{task}/deliveries/{b}/redeliver',
+  'GET /v1/images/generations?{q}',
+  'GET /v1/images/generations/{task}?{q}',
+  'POST /v1/images/generations?{q}',
+  'POST /callbacks/kling/{a}/{b}?{q}',
+  'POST /callbacks/kling/{task}/{b}',
+  'GET /healthz?{q}',
+  'GET /readyz?{q}',
+  'GET /openapi.json?{q}',
+  'GET /docs?{q}',
+  'GET /docs/assets/{a}?{q}',
+  'GET /metrics?{q}',
+  'GET /admin/queues?{q}',
+  'GET /admin/queues/queue/{a}?{q}',
+  'GET /admin/queues/api/queues/{a}%00/{b}?{q}',
+  'PUT /admin/queues/api/queues/task.submit/retry/{a}%00',
+  'GET /{a}/{b}?{q}',
+  'DELETE /v1/images/generations/{a}?{q}',
+];
 
 async function counts() {
   return {
@@ -109,7 +157,7 @@ describe('fuzzed requests', () => {
           .send(JSON.stringify(body) ?? 'null');
         expect(res.status).toBeLessThan(500);
         if (res.status !== 200) {
-          expect(isKlingRefusal(res)).toBe(true);
+          expect(isKlingRefusal(res.status, res.body)).toBe(true);
           expect(await counts()).toEqual(before);
         } else {
           expect(res.body.code).toBe(0);
@@ -150,7 +198,7 @@ describe('fuzzed requests', () => {
             .send(raw);
           expect(res.status).toBeLessThan(500);
           if (res.status !== 200) {
-            expect(isKlingRefusal(res)).toBe(true);
+            expect(isKlingRefusal(res.status, res.body)).toBe(true);
             expect(await counts()).toEqual(before);
           } else {
             await h.api.db.task.deleteMany({ where: { id: res.body.data.task_id } });
@@ -172,12 +220,12 @@ describe('fuzzed requests', () => {
             .get(`/v1/images/generations/${encodeURIComponent(id || 'x')}`)
             .set('authorization', `Bearer ${key}`);
           expect(byId.status).toBeLessThan(500);
-          if (byId.status !== 200) expect(isKlingRefusal(byId)).toBe(true);
+          if (byId.status !== 200) expect(isKlingRefusal(byId.status, byId.body)).toBe(true);
           const list = await request(h.url)
             .get(`/v1/images/generations?pageNum=${encodeURIComponent(pageNum)}&pageSize=${encodeURIComponent(pageSize)}`)
             .set('authorization', `Bearer ${key}`);
           expect(list.status).toBeLessThan(500);
-          if (list.status !== 200) expect(isKlingRefusal(list)).toBe(true);
+          if (list.status !== 200) expect(isKlingRefusal(list.status, list.body)).toBe(true);
         },
       ),
       { numRuns: 600 },
@@ -205,7 +253,7 @@ describe('fuzzed requests', () => {
             .set('content-type', 'application/json')
             .send(JSON.stringify(body) ?? 'null');
           expect(res.status).toBeLessThan(500);
-          if (res.status !== 200) expect(isKlingRefusal(res)).toBe(true);
+          if (res.status !== 200) expect(isKlingRefusal(res.status, res.body)).toBe(true);
         },
       ),
       { numRuns: 800 },
@@ -216,5 +264,89 @@ describe('fuzzed requests', () => {
       images: before.images,
       seq: before.eventSeq,
     });
+  });
+
+  it('every route: odd paths and query strings never cause a 5xx; every refusal is Kling-shaped', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...ROUTES), oddText, oddText, oddQuery, async (route, a, b, q) => {
+        const [method, template] = route.split(' ');
+        const path = template
+          .replace('{a}', () => a)
+          .replace('{b}', () => b)
+          .replace('{q}', () => q)
+          .replace('{task}', taskId);
+        const admin = path.startsWith('/admin') || path.startsWith('/metrics');
+        const res = await request(h.url)
+          [method.toLowerCase() as 'get' | 'post' | 'put' | 'delete'](path)
+          .set('authorization', `Bearer ${admin ? ADMIN_TOKEN : key}`)
+          .set('content-type', 'application/json')
+          .send(method === 'GET' ? undefined : '{}');
+        expect(res.status).toBeLessThan(500);
+        if (res.status >= 300) {
+          expect(res.headers['content-type']).toMatch(/^application\/json/);
+          expect(isKlingRefusal(res.status, res.body)).toBe(true);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('every header value a client can send (Idempotency-Key, x-request-id, Authorization) never causes a 5xx', async () => {
+    // Visible ASCII, space and the bytes above them: what Node's HTTP client lets through (Node's parser refuses the rest).
+    const headerValue = fc.string({
+      unit: fc
+        .integer({ min: 0x20, max: 0xff })
+        .filter((c) => c !== 0x7f)
+        .map((c) => String.fromCharCode(c)),
+      maxLength: 300,
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('idempotency-key', 'x-request-id', 'authorization'),
+        fc.oneof(
+          headerValue,
+          headerValue.map((v) => `Bearer ${v}`),
+        ),
+        fc.constantFrom('POST /v1/images/generations', 'GET /v1/images/generations/{task}', 'GET /healthz', 'GET /metrics'),
+        async (name, value, route) => {
+          const [method, path] = route.replace('{task}', taskId).split(' ');
+          const r = method === 'POST' ? request(h.url).post(path).set('content-type', 'application/json') : request(h.url).get(path);
+          const res = await r
+            .set('authorization', `Bearer ${path === '/metrics' ? ADMIN_TOKEN : key}`)
+            .set(name, value)
+            .send(method === 'POST' ? '{}' : undefined);
+          expect(res.status).toBeLessThan(500);
+          if (res.status >= 300) expect(isKlingRefusal(res.status, res.body)).toBe(true);
+          // A caller's request id is echoed only when it is plain.
+          expect(res.headers['x-request-id']).toMatch(/^[A-Za-z0-9._-]{8,128}$/);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('header values with bytes Node refuses (NUL, controls) get a Kling-shaped 400 on the raw connection', async () => {
+    const control = fc
+      .integer({ min: 0, max: 0x1f })
+      .filter((c) => c !== 0x09 && c !== 0x0a && c !== 0x0d)
+      .map((c) => String.fromCharCode(c));
+    const withControl = fc
+      .tuple(fc.string({ maxLength: 20 }), fc.oneof(control, fc.constant('\x7f')), fc.string({ maxLength: 20 }))
+      .map(([x, c, y]) => `${x}${c}${y}`);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('Idempotency-Key', 'X-Request-Id', 'Authorization', 'Content-Type'),
+        withControl,
+        async (name, value) => {
+          const res = await rawRequest(
+            h.url,
+            `GET /v1/images/generations/${taskId} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${name}: ${value}\r\n\r\n`,
+          );
+          expect(res.status).toBe(400);
+          expect(isKlingRefusal(res.status, res.body)).toBe(true);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
