@@ -6,6 +6,7 @@ import { docsRouter } from './http/docs.routes';
 import { tenantRateLimit } from './http/rate-limit';
 import { metricsRouter } from './observability/metrics.routes';
 import { queueDashboardRouter } from './observability/queue-dashboard';
+import type { CallbackTokens } from './callbacks/callback-token';
 import { callbacksRouter } from './callbacks/callbacks.routes';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
@@ -13,12 +14,14 @@ import { healthRouter } from './http/health.routes';
 import { refuseMalformedRequest } from './http/malformed-request';
 import { redactUrl } from './http/redact';
 import { requestId } from './http/request-id';
+import type { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
 import type { Queues } from './queues/queues';
 import type { TaskChanges } from './tasks/task-changes';
 import type { TaskStore } from './tasks/task-transitions';
 import type { SecretBox } from './tenants/secret-box';
 import { createTaskHandler, tasksRouter } from './tasks/tasks.routes';
+import { authFailureLimit } from './tenants/auth-failures';
 import { authenticate } from './tenants/auth.middleware';
 import type { TenantCache } from './tenants/tenant-cache';
 
@@ -42,6 +45,14 @@ export interface AppDeps {
   log: Logger;
   models: readonly string[];
   klingWebhookSecret?: string;
+  /** The MACs in tasks' callback URLs. */
+  callbackTokens: CallbackTokens;
+  /** The upstream, to confirm a callback's task_id before the task has one of its own (absent: not confirmed). */
+  kling?: KlingClient;
+  /** TRUST_PROXY: Express's `trust proxy`, which decides the client address. */
+  trustProxy: boolean | number | string;
+  authFailuresPerMinute: number;
+  jwtMaxLifetimeSec: number;
 }
 
 /** Kling's 10 MB image as base64 (4/3 of it) plus the rest of the body. */
@@ -51,28 +62,42 @@ export const MAX_BODY = '15mb';
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
-  // No ETag per JSON answer: hashing every body cost a few percent of the API's CPU, and Kling's
-  // clients do not send If-None-Match (static docs assets keep their own ETags).
+  // The client address (failed-authentication limits) is the socket's unless proxies are trusted.
+  app.set('trust proxy', deps.trustProxy);
+  // No ETag per JSON answer: hashing every body costs CPU on every answer, and Kling's clients do
+  // not send If-None-Match (static docs assets keep their own ETags).
   app.set('etag', false);
   app.use(requestId);
   app.use(requestLog(deps.log));
   app.use(refuseMalformedRequest);
   // The upstream's callbacks, two per task, are answered to a server, never shown in a browser:
   // they skip the browser-facing headers below, which the upstream would only have to parse.
-  app.use('/callbacks', callbacksRouter({ db: deps.db, store: deps.store, log: deps.log, webhookSecret: deps.klingWebhookSecret }));
+  const failures = authFailureLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.authFailuresPerMinute });
+  app.use(
+    '/callbacks',
+    callbacksRouter({
+      db: deps.db,
+      store: deps.store,
+      log: deps.log,
+      webhookSecret: deps.klingWebhookSecret,
+      tokens: deps.callbackTokens,
+      failures,
+      kling: deps.kling,
+    }),
+  );
   // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost little.
   app.use(helmet());
   // The hot routes first: every router mounted before them would be tried on each of their requests.
   // The create, the hottest, is a route of its own: one layer, where a mount took a layer per
   // middleware and then the tasks router's own walk.
+  // Credentials first: no body is read (up to 15 MB of JSON) for a request that is refused.
   const json = express.json({ limit: MAX_BODY, strict: false });
   const tenantOnly = [
-    authenticate(deps.tenants, deps.secrets),
+    authenticate({ tenants: deps.tenants, secrets: deps.secrets, failures, jwtMaxLifetimeSec: deps.jwtMaxLifetimeSec }),
     tenantRateLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.rateLimitPerMinute }),
   ];
-  app.post('/v1/images/generations', json, requireJsonBody, ...tenantOnly, createTaskHandler(deps));
-  app.use('/v1/images/generations', json, ...tenantOnly, tasksRouter(deps));
+  app.post('/v1/images/generations', requireJsonBody, ...tenantOnly, json, createTaskHandler(deps));
+  app.use('/v1/images/generations', ...tenantOnly, json, tasksRouter(deps));
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
   app.use(docsRouter({ models: deps.models }));
   app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));
@@ -84,7 +109,7 @@ export function createApp(deps: AppDeps): Express {
 
 /**
  * One log line per request at `info`. Below that level (LOG_LEVEL=warn or error) those lines are
- * never written, so no per-request logger is built either (it was a tenth of a create's CPU); a
+ * never written, so no per-request logger is built either (it would cost CPU on every request); a
  * failed request (5xx) is still logged.
  */
 function requestLog(log: Logger): express.RequestHandler {

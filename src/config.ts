@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 /** Env var booleans: only the words people actually write. */
@@ -16,6 +17,32 @@ const HttpUrl = z
   .url()
   .refine((u) => /^https?:\/\//i.test(u), 'must be an http(s) URL')
   .transform((u) => u.replace(/\/+$/, ''));
+
+/**
+ * Express's `trust proxy`: false (the default: the client address is the socket's), true, a number
+ * of hops, or a comma-separated list of addresses, CIDR ranges and the names Express knows.
+ */
+const TrustProxy = z
+  .string()
+  .refine(
+    (v) =>
+      /^(true|false|\d+)$/.test(v) ||
+      v.split(',').every((p) => {
+        const item = p.trim();
+        return ['loopback', 'linklocal', 'uniquelocal'].includes(item) || ipaddr.isValid(item) || isCidr(item);
+      }),
+    'must be true, false, a number of hops, or comma-separated addresses / CIDR ranges / loopback, linklocal, uniquelocal',
+  )
+  .transform((v): boolean | number | string => (v === 'true' ? true : v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v));
+
+function isCidr(v: string): boolean {
+  try {
+    ipaddr.parseCIDR(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The whole configuration, parsed once at start. Nothing else reads process.env.
@@ -94,6 +121,12 @@ export const ConfigSchema = z
 
     /** Requests per tenant per minute, across all API processes. */
     RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+    /** Failed authentications per client address per minute, across all API processes; then 429 without any lookup. */
+    AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(20),
+    /** Which proxies in front of the API are trusted to name the client address (X-Forwarded-For); see TrustProxy. */
+    TRUST_PROXY: TrustProxy.default(false),
+    /** Longest lifetime (exp - nbf, or exp - now) of a client's JWT; Kling's own tokens live 30 minutes. */
+    JWT_MAX_LIFETIME_S: z.coerce.number().int().min(1).default(86_400),
     /** Tasks a tenant may have unfinished (queued or at the upstream) at once; more are refused with 429. */
     MAX_UNFINISHED_TASKS: z.coerce.number().int().min(1).default(1000),
     /** How long an Idempotency-Key is remembered. */

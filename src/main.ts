@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig, loadDotEnv } from './config';
 import { prepareDatabase } from './db/migrate';
 import { createLogger } from './logger';
+import { createDb } from './db/client';
 import { startService } from './service';
+import { secretsKeyFor } from './tenants/secret-box';
+import { resealLegacySecrets } from './tenants/tenants.service';
 import { createKlingSimulator } from './simulator/kling-simulator';
 
 /** `npm start`: migrate, then run the API and/or workers (ROLE), with the simulator if no upstream is set. */
@@ -11,6 +14,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.LOG_LEVEL, { role: config.ROLE }, Boolean(process.stdout.isTTY) && config.NODE_ENV !== 'production');
   await prepareDatabase(config.DATABASE_URL);
+  await resealSecrets(config, log);
   log.info('database ready (migrations applied)');
 
   let klingBaseUrl = config.KLING_BASE_URL ?? '';
@@ -53,6 +57,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** Secrets sealed before they were bound to their tenant and column are sealed again, before anything opens them. */
+async function resealSecrets(config: ReturnType<typeof loadConfig>, log: ReturnType<typeof createLogger>): Promise<void> {
+  const db = createDb(config.DATABASE_URL, 1);
+  try {
+    const resealed = await resealLegacySecrets(db, secretsKeyFor(config, log));
+    if (resealed) log.info({ tenants: resealed }, 'sealed tenant secrets again, bound to their tenant and column');
+  } finally {
+    await db.$disconnect();
+  }
 }
 
 main().catch((err: unknown) => {

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { redactCredentials } from './lib/redact-url';
 import { startWorkers, type RunningWorkers } from '../workers/index';
 import type { Config } from './config';
 import { createDb, type Db } from './db/client';
@@ -6,7 +7,8 @@ import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
 import { createProducerConnection, createQueues, enqueueDeliveries, type Queues } from './queues/queues';
 import type { TaskStore } from './tasks/task-transitions';
-import { memoizedOpen, secretBoxFor, type SecretBox } from './tenants/secret-box';
+import { callbackTokens, type CallbackTokens } from './callbacks/callback-token';
+import { createSecretBox, secretsKeyFor, webhookSecretOpener, type SecretBox } from './tenants/secret-box';
 import { createInlineDeliveries } from './webhooks/delivery-attempt';
 import { dispatchWaiting } from './queues/dispatch';
 import { createTaskChanges } from './tasks/task-changes';
@@ -16,6 +18,7 @@ import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
 export interface Service {
   db: Db;
   secrets: SecretBox;
+  callbackTokens: CallbackTokens;
   store: TaskStore;
   redis: Redis;
   queues: Queues;
@@ -30,7 +33,8 @@ export interface Service {
  */
 export async function startService(config: Config, log: Logger, klingBaseUrl: string): Promise<Service> {
   const db = createDb(config.DATABASE_URL);
-  const secrets = secretBoxFor(config, log);
+  const secrets = createSecretBox(secretsKeyFor(config, log));
+  const tokens = callbackTokens(secrets.deriveKey('callback-token'));
   const redis = createProducerConnection(config.REDIS_URL);
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   const queues = createQueues(redis, {
@@ -45,11 +49,21 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
   };
   // AES-GCM per webhook is wasted work: a tenant's webhook secret changes only on rotation.
-  const openSecret = memoizedOpen(secrets);
-  const inline = createInlineDeliveries({ db, queues, log, webhooks, openSecret });
+  const openWebhookSecrets = webhookSecretOpener(secrets);
+  const inline = createInlineDeliveries({ db, queues, log, webhooks, openWebhookSecrets });
+  const kling = klingBaseUrl
+    ? new KlingClient({
+        baseUrl: klingBaseUrl,
+        apiKey: config.KLING_API_KEY,
+        accessKey: config.KLING_ACCESS_KEY,
+        secretKey: config.KLING_SECRET_KEY,
+        timeoutMs: config.KLING_TIMEOUT_MS,
+      })
+    : undefined;
   const store: TaskStore = {
     db,
     inline,
+    log,
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
     afterCommit: async ({ taskId, deliveryIds, slotsReleased }) => {
       changes.publish(taskId);
@@ -59,7 +73,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       if (slotsReleased) await dispatchWaiting(db, queues).catch(() => undefined);
     },
   };
-  const service: Service = { db, secrets, redis, queues, store, close: async () => undefined };
+  const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, close: async () => undefined };
   let tenants: TenantCache | undefined;
   if (config.ROLE !== 'worker') {
     tenants = createTenantCache({ db, databaseUrl: config.DATABASE_URL, log });
@@ -74,6 +88,11 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         log,
         models: config.KLING_MODELS,
         klingWebhookSecret: config.KLING_WEBHOOK_SECRET,
+        callbackTokens: tokens,
+        kling,
+        trustProxy: config.TRUST_PROXY,
+        authFailuresPerMinute: config.AUTH_FAILURES_PER_MINUTE,
+        jwtMaxLifetimeSec: config.JWT_MAX_LIFETIME_S,
         allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
         idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
         rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
@@ -88,16 +107,11 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     log.info({ url: service.server.url }, 'API listening');
   }
   if (config.ROLE !== 'api') {
-    const kling = new KlingClient({
-      baseUrl: klingBaseUrl,
-      apiKey: config.KLING_API_KEY,
-      accessKey: config.KLING_ACCESS_KEY,
-      secretKey: config.KLING_SECRET_KEY,
-      timeoutMs: config.KLING_TIMEOUT_MS,
-    });
+    if (!kling) throw new Error('workers need an upstream: KLING_BASE_URL, or the built-in simulator');
     service.workers = startWorkers({
       db,
-      openSecret,
+      openWebhookSecrets,
+      callbackTokens: tokens,
       store,
       webhooks,
       queues,
@@ -116,7 +130,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       limits: { queueMs: config.QUEUE_TIMEOUT_MS, startMs: config.START_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
     });
-    log.info({ upstream: klingBaseUrl }, 'workers started');
+    log.info({ upstream: redactCredentials(klingBaseUrl) }, 'workers started');
   }
   // Order matters: stop taking requests, let workers finish their jobs, then drop connections.
   service.close = async () => {

@@ -3,12 +3,13 @@ import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
 import { metrics } from '../src/observability/metrics';
 import { DELIVERY_FIRST_RECHECK_MS, DELIVERY_ORDER_RECHECK_MS, DeliverJob, deliverJobId, type Queues } from '../src/queues/queues';
+import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import { readDueDelivery } from '../src/webhooks/deliveries.service';
 import { attemptDelivery, type WebhookSettings } from '../src/webhooks/delivery-attempt';
 
 export interface DeliverDeps {
   db: Db;
-  openSecret: (sealed: string) => string;
+  openWebhookSecrets: OpenWebhookSecrets;
   queues: Queues;
   log: Logger;
   webhooks: WebhookSettings;

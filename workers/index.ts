@@ -1,5 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { CallbackTokens } from '../src/callbacks/callback-token';
 import type { Db } from '../src/db/client';
 import { analyzeStaleTables } from '../src/db/table-stats';
 import type { KlingClient } from '../src/kling/kling-client';
@@ -7,6 +8,7 @@ import type { Logger } from '../src/logger';
 import { startHeartbeat } from '../src/observability/heartbeat';
 import { QUEUE, workerConnection, type Queues } from '../src/queues/queues';
 import type { TaskStore } from '../src/tasks/task-transitions';
+import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import { deliverWebhookProcessor } from './deliver-webhook.processor';
 import type { WebhookSettings } from '../src/webhooks/delivery-attempt';
 import { reconcileDueTasks } from './reconcile.processor';
@@ -16,8 +18,10 @@ import { failTimedOutTasks, type StageLimits } from './timeouts.processor';
 
 export interface WorkerDeps {
   db: Db;
-  /** Opens a tenant's sealed webhook secret (memoized, shared with the process's inline sends). */
-  openSecret: (sealed: string) => string;
+  /** Opens a tenant's sealed webhook secrets (memoized, shared with the process's inline sends). */
+  openWebhookSecrets: OpenWebhookSecrets;
+  /** The MACs in tasks' callback URLs. */
+  callbackTokens: CallbackTokens;
   store: TaskStore;
   webhooks: WebhookSettings;
   queues: Queues;

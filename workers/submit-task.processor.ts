@@ -1,5 +1,5 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { callbackPath } from '../src/callbacks/callbacks.routes';
+import { callbackPath, type CallbackTokens } from '../src/callbacks/callback-token';
 import type { Db, Task } from '../src/db/client';
 import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
@@ -20,6 +20,7 @@ export interface SubmitDeps {
   kling: KlingClient;
   log: Logger;
   publicBaseUrl: string;
+  callbackTokens: CallbackTokens;
 }
 
 /**
@@ -119,7 +120,8 @@ async function adoptExisting(deps: SubmitDeps, task: Task): Promise<boolean> {
 function upstreamBody(deps: SubmitDeps, task: Task): Record<string, unknown> {
   return {
     ...(task.request as Record<string, unknown>),
-    callback_url: deps.publicBaseUrl + callbackPath(task.id, task.callbackToken),
+    // Tasks created before tokens were derived keep the token the upstream may already hold.
+    callback_url: deps.publicBaseUrl + callbackPath(task.id, task.callbackToken ?? deps.callbackTokens.forTask(task.id)),
     external_task_id: task.id,
   };
 }

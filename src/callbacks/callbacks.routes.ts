@@ -1,16 +1,19 @@
-import express, { Router } from 'express';
+import express, { Router, type RequestHandler } from 'express';
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
 import { pathId } from '../http/request-input';
+import type { KlingClient } from '../kling/kling-client';
 import { UpstreamTask } from '../kling/kling-types';
+import { UpstreamError } from '../kling/upstream-errors';
 import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
 import { readTask, type ReadTask } from '../tasks/task-rows';
 import { isTerminal } from '../tasks/task-state';
 import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
-import { safeEqual } from '../tenants/tenants.service';
+import type { AuthFailures } from '../tenants/auth-failures';
+import type { CallbackTokens } from './callback-token';
 
 export interface CallbackDeps {
   db: Db;
@@ -18,31 +21,32 @@ export interface CallbackDeps {
   log: Logger;
   /** `whsec_...`: when set, every callback must carry a valid Standard Webhooks signature. */
   webhookSecret?: string;
+  tokens: CallbackTokens;
+  /** Failed authentications per client address: past the limit, tokens that need a read are refused without one. */
+  failures: AuthFailures;
+  /** Confirms a callback's task_id when the task has no upstream id yet; absent, such callbacks wait for the submission. */
+  kling?: KlingClient;
 }
-
-/** Path of a task's upstream callback; the token makes the URL unguessable even if the id leaks. */
-export const callbackPath = (taskId: string, token: string) => `/callbacks/kling/${encodeURIComponent(taskId)}/${token}`;
 
 /**
  * Receives the upstream's callbacks. They are a hint, applied through the same status machine as
  * polls: duplicates, reordering and stale updates are harmless. Answers 5xx only when we could not
  * record the update (so a retrying upstream retries) and 2xx for anything recorded or ignorable.
+ *
+ * The token is checked before the body is read or any row: a derived token by arithmetic, a token
+ * stored on an older task by one read of that task.
  */
 export function callbacksRouter(deps: CallbackDeps): Router {
   const r = Router();
   const verifier = deps.webhookSecret ? new Webhook(deps.webhookSecret) : null;
   const recent = recentRows();
   // The raw bytes are kept for the signature check: it covers the body exactly as sent.
-  r.use(express.json({ limit: '1mb', verify: (req, _res, buf) => ((req as unknown as { rawBody: Buffer }).rawBody = buf) }));
+  const json = express.json({ limit: '1mb', verify: (req, _res, buf) => ((req as unknown as { rawBody: Buffer }).rawBody = buf) });
 
-  r.post('/kling/:taskId/:token', async (req, res) => {
-    const [taskId, token] = [pathId(req, 'taskId'), req.params.token];
-    const task = recent.take(taskId) ?? (await readTask(deps.db, taskId));
-    // Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
-    if (!task || !safeEqual(task.callbackToken, token)) {
-      metrics.callbacks.inc({ outcome: 'unauthorized' });
-      throw new AppError('auth_invalid', 'invalid callback token');
-    }
+  r.post('/kling/:taskId/:token', checkToken(deps), json, async (req, res) => {
+    const taskId = pathId(req, 'taskId');
+    const task: ReadTask | null = res.locals.callbackTask ?? recent.take(taskId) ?? (await readTask(deps.db, taskId));
+    if (!task) throw new AppError('not_found', `task not found: ${taskId.slice(0, 100)}`);
     if (verifier) verifySignature(verifier, req);
     const body = UpstreamTask.safeParse(req.body);
     if (!body.success) metrics.callbacks.inc({ outcome: 'invalid' });
@@ -50,7 +54,8 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     const nul = pathOfNul(body.data);
     if (nul !== null) metrics.callbacks.inc({ outcome: 'invalid' });
     if (nul !== null) throw invalidParameter(`body: ${nul || 'task'}: must not contain the NUL character (\\u0000)`);
-    const outcome = await applyUpstreamUpdate(deps.store, task.id, body.data, 'callback', task);
+    const update = await confirmedUpdate(deps, task, body.data);
+    const outcome = await applyUpstreamUpdate(deps.store, task.id, update, 'callback', task);
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
     const fields = {
       task_id: task.id,
@@ -69,6 +74,81 @@ export function callbacksRouter(deps: CallbackDeps): Router {
   });
 
   return r;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Locals {
+      /** The task a stored-token check read (callbacks of tasks created before tokens were derived). */
+      callbackTask?: ReadTask;
+    }
+  }
+}
+
+/**
+ * A derived token is decided by arithmetic; a stored one (tasks created before tokens were derived)
+ * costs one read of its task, refused without it for an address over its failed-authentication
+ * limit. Unknown task and wrong token look the same, so the endpoint reveals nothing about ids.
+ */
+function checkToken(deps: CallbackDeps): RequestHandler {
+  const refuse = (address: string) => {
+    metrics.callbacks.inc({ outcome: 'unauthorized' });
+    void deps.failures.record(address);
+    return new AppError('auth_invalid', 'invalid callback token');
+  };
+  return async (req, res, next) => {
+    const address = req.ip ?? '';
+    const taskId = pathId(req, 'taskId');
+    const token = String(req.params.token);
+    const check = deps.tokens.check(taskId, token);
+    if (check === 'valid') return next();
+    const wait = deps.failures.blockedFor(address);
+    if (wait > 0) {
+      metrics.callbacks.inc({ outcome: 'unauthorized' });
+      const retryAfter = String(Math.max(1, Math.ceil(wait / 1000)));
+      return next(
+        new AppError('rate_limited', 'too many failed callback authentications from this address', { 'retry-after': retryAfter }),
+      );
+    }
+    if (check === 'invalid') return next(refuse(address));
+    try {
+      const task = await readTask(deps.db, taskId);
+      if (!task || !deps.tokens.matchesStored(task.callbackToken, token)) return next(refuse(address));
+      res.locals.callbackTask = task;
+      next();
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
+/**
+ * What of a callback is applied. A task that already has its upstream id gets the callback as sent
+ * (the status machine refuses another task_id). One without (the callback beat the submission's
+ * answer) is asked about upstream by its external_task_id, and only the upstream's own answer is
+ * applied, once its task_id is the callback's: a forged callback cannot give a task a result.
+ */
+async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: UpstreamTask): Promise<UpstreamTask> {
+  if (task.upstreamTaskId) return claimed;
+  const unconfirmed = (why: string) => {
+    metrics.callbacks.inc({ outcome: 'unconfirmed' });
+    return new AppError('unavailable', `the upstream does not confirm this task yet (${why}); retry later`, { 'retry-after': '1' });
+  };
+  if (!deps.kling) throw unconfirmed('no upstream to ask in this process');
+  let found: UpstreamTask | null;
+  try {
+    found = await deps.kling.findByExternalId(task.id);
+  } catch (err) {
+    if (err instanceof UpstreamError) throw unconfirmed(err.message);
+    throw err;
+  }
+  if (!found) throw unconfirmed('not found upstream');
+  if (found.task_id !== claimed.task_id) {
+    metrics.callbacks.inc({ outcome: 'task_mismatch' });
+    throw invalidParameter('task_id: does not match the upstream task of this callback URL');
+  }
+  return found;
 }
 
 /**

@@ -1,14 +1,23 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, loadDotEnv } from '../config';
 import { createDb } from '../db/client';
-import { secretBoxFor } from '../tenants/secret-box';
+import { createSecretBox, secretsKeyFor } from '../tenants/secret-box';
 import { prepareDatabase } from '../db/migrate';
-import { createTenant, finishWebhookRotation, listTenants, revokeTenant, rotateWebhookSecret } from '../tenants/tenants.service';
+import {
+  createTenant,
+  finishWebhookRotation,
+  listTenants,
+  resealLegacySecrets,
+  revokeTenant,
+  rotateSecretKey,
+  rotateWebhookSecret,
+} from '../tenants/tenants.service';
 
 const USAGE = `usage:
   npm run cli -- keys create --name NAME   create a tenant key (prints its credentials once, as JSON)
   npm run cli -- keys list                 list keys (no secrets)
   npm run cli -- keys revoke ID            revoke a key
+  npm run cli -- keys rotate-secret ID     new secret_key for the AK/SK pair (the old one stops working at once)
   npm run cli -- keys rotate-webhook-secret ID    new webhook secret; the old one keeps signing too
   npm run cli -- keys finish-webhook-rotation ID  stop signing with the old webhook secret`;
 
@@ -23,8 +32,10 @@ async function main(argv: string[]): Promise<number> {
   const slow = setTimeout(() => console.error('preparing the database (creating it and applying migrations)...'), 500);
   await prepareDatabase(config.DATABASE_URL).finally(() => clearTimeout(slow));
   const db = createDb(config.DATABASE_URL, 1);
-  const secrets = secretBoxFor(config);
+  const key = secretsKeyFor(config);
+  const secrets = createSecretBox(key);
   try {
+    await resealLegacySecrets(db, key);
     if (command === 'create') {
       const name = values.name?.trim();
       if (!name || name.length > 200) return usage('--name is required (1 to 200 characters)');
@@ -42,6 +53,14 @@ async function main(argv: string[]): Promise<number> {
       console.log(JSON.stringify({ id: arg, revoked }));
       if (!revoked) console.error(`no active key with id ${arg}`);
       return revoked ? 0 : 1;
+    }
+    if (command === 'rotate-secret') {
+      if (!arg) return usage('rotate-secret needs the key id');
+      const rotated = await rotateSecretKey(db, secrets, arg);
+      if (!rotated) return usage(`no active key with id ${arg}`);
+      console.log(JSON.stringify(rotated));
+      console.error('Store the new secret_key now: it cannot be shown again. JWTs signed with the old one are refused from now on.');
+      return 0;
     }
     if (command === 'rotate-webhook-secret') {
       if (!arg) return usage('rotate-webhook-secret needs the key id');

@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { AppError } from '../errors';
-import { safeEqual } from '../tenants/tenants.service';
+import { safeEqual } from '../lib/safe-equal';
 
 /**
  * Guards the operator pages (/metrics, /admin/queues). Without ADMIN_TOKEN they do not exist (404).

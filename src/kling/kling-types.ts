@@ -25,6 +25,30 @@ export const UpstreamTask = z
   .passthrough();
 export type UpstreamTask = z.infer<typeof UpstreamTask>;
 
+/** Earliest upstream timestamp believed: Kling's API is younger than this. */
+const EARLIEST_UPSTREAM_TIME_MS = Date.UTC(2020, 0, 1);
+/** How far ahead of our clock an upstream timestamp may be before it is taken for garbage. */
+const MAX_UPSTREAM_CLOCK_AHEAD_MS = 24 * 3600 * 1000;
+
+/**
+ * The task with `created_at` / `updated_at` dropped where they cannot be Unix milliseconds of now:
+ * before 2020 (seconds, garbage) or more than a day ahead (a far-future value would make every
+ * later update look stale). `ignored` names what was dropped, for an alert.
+ */
+export function withSaneTimes(task: UpstreamTask, now = Date.now()): { task: UpstreamTask; ignored: string[] } {
+  const ignored: string[] = [];
+  const sane = { ...task };
+  for (const field of ['created_at', 'updated_at'] as const) {
+    const v = task[field];
+    if (v == null) continue;
+    if (!Number.isFinite(v) || v < EARLIEST_UPSTREAM_TIME_MS || v > now + MAX_UPSTREAM_CLOCK_AHEAD_MS) {
+      ignored.push(`${field}=${v}`);
+      delete sane[field];
+    }
+  }
+  return { task: sane, ignored };
+}
+
 export interface ResultImage {
   index: number;
   url: string;

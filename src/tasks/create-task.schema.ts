@@ -225,6 +225,18 @@ function checkCrossFieldRules(value: ParsedShape, ctx: z.RefinementCtx): void {
   }
 }
 
+/**
+ * Kling's documented defaults for fields a client may leave out. Not sent upstream (the upstream
+ * applies them itself); used where two requests must compare equal whether a default was spelled
+ * out or not (the Idempotency-Key's request hash).
+ */
+const UPSTREAM_DEFAULTS = { n: 1, resolution: '1k', aspect_ratio: '16:9', image_fidelity: 0.8, human_fidelity: 0.8 } as const;
+
+/** The request as the upstream will run it: the documented defaults filled in where absent. */
+export function withUpstreamDefaults(request: CreateTaskRequest): CreateTaskRequest {
+  return { ...UPSTREAM_DEFAULTS, ...request };
+}
+
 /** Schema of the create-task body; `models` is the configured allow-list, the first one is the default. */
 export function buildCreateTaskRequest(models: readonly string[]): z.ZodType<CreateTaskRequest> {
   if (models.length === 0) throw new Error('buildCreateTaskRequest: at least one model name must be configured');

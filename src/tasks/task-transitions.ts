@@ -2,7 +2,8 @@ import type { Db, Prisma, Task, TaskState, WebhookDelivery as Delivery } from '.
 import { isUniqueViolation, utc } from '../db/client';
 import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { IdempotencyKeyTaken } from './idempotency';
-import { imagesOf, type UpstreamTask } from '../kling/kling-types';
+import { imagesOf, withSaneTimes, type UpstreamTask } from '../kling/kling-types';
+import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import type { InlineDeliveries } from '../webhooks/delivery-attempt';
 import { EVENT_TYPE, newDeliveryId } from '../webhooks/outbox';
@@ -41,6 +42,8 @@ export interface TaskStore {
   inline?: InlineDeliveries;
   /** Called after a change commits (best effort: the sweep covers anything it does not do). */
   afterCommit?: (effects: CommitEffects) => Promise<void>;
+  /** Where alerts about what the upstream says go. */
+  log?: Logger;
 }
 
 const DEFAULT_POLL_AFTER_MS = 30_000;
@@ -200,6 +203,11 @@ export async function applyUpstreamUpdate(
 ): Promise<ApplyOutcome> {
   const { db } = store;
   const target = fromUpstreamStatus(update.task_status);
+  const sane = withSaneTimes(update);
+  if (sane.ignored.length) {
+    store.log?.warn({ task_id: taskId, source, ignored: sane.ignored }, 'ALERT: upstream timestamps outside 2020..now+1d ignored');
+  }
+  update = sane.task;
   let first = true;
   return retryOnRace(`task ${taskId}`, async (): Promise<ApplyOutcome | typeof RACED> => {
     const task = first && known ? known : await readTask(db, taskId);
@@ -326,7 +334,8 @@ export interface NewTask {
   modelName: string;
   n: number;
   callbackUrl?: string;
-  callbackToken: string;
+  /** Only for tasks made as they were before callback tokens were derived (tests of that path). */
+  callbackToken?: string;
 }
 
 /** A new task as it is once recorded (the defaults of every column not given). */
@@ -341,7 +350,7 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     modelName: t.modelName,
     n: t.n,
     callbackUrl: t.callbackUrl ?? null,
-    callbackToken: t.callbackToken,
+    callbackToken: t.callbackToken ?? null,
     upstreamTaskId: null,
     statusMsg: null,
     failureReason: null,
@@ -393,7 +402,7 @@ export async function insertTasks(db: Db, tasks: { task: NewTask; at: Date }[]):
       col((x) => x.task.modelName),
       col((x) => x.task.n),
       col((x) => x.task.callbackUrl ?? null),
-      col((x) => x.task.callbackToken),
+      col((x) => x.task.callbackToken ?? null),
       col((x) => utc(x.at)),
     ],
   );
@@ -412,7 +421,7 @@ export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string
     modelName: t.modelName,
     n: t.n,
     callbackUrl: t.callbackUrl ?? null,
-    callbackToken: t.callbackToken,
+    callbackToken: t.callbackToken ?? null,
     state: 'queued',
     eventSeq: 1,
     events: { create: { seq: 1, fromState: null, toState: 'queued', source: 'api' } },

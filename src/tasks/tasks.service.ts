@@ -7,7 +7,7 @@ import { groupCommit } from '../lib/group-commit';
 import { enqueueSubmits, type Queues } from '../queues/queues';
 import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
-import { validateCreateTaskRequest } from './create-task.schema';
+import { validateCreateTaskRequest, withUpstreamDefaults } from './create-task.schema';
 import { IdempotencyKeyTaken, requestHash } from './idempotency';
 import type { TaskChanges } from './task-changes';
 import { insertTask, insertTasks, type NewTask, type TaskStore } from './task-transitions';
@@ -76,16 +76,19 @@ export function createTaskCreator(deps: TasksDeps): CreateTask {
     if (!result.ok) throw invalidParameter(result.message);
     // The client's callback_url and external_task_id are ours to honour, never the upstream's.
     const { callback_url, external_task_id, ...request } = result.value;
-    if (callback_url && !deps.allowPrivateWebhooks) {
-      const problem = await checkPublicUrl(callback_url);
-      if (problem) throw invalidParameter(`callback_url: ${problem}`);
-    }
     const key = opts.idempotencyKey;
-    const idempotency = key ? { key, requestHash: requestHash(body), ttlMs: deps.idempotencyTtlMs } : undefined;
-    // A retry of a request already accepted gets its task, whatever the limits say now.
+    // The request as validated and as it will run: spelling a default out, key order, spacing and
+    // the URL's casing make no difference.
+    const hash = key ? requestHash(withUpstreamDefaults(result.value)) : '';
+    const idempotency = key ? { key, requestHash: hash, ttlMs: deps.idempotencyTtlMs, rawBody: body } : undefined;
+    // A retry of a request already accepted gets its task, whatever the limits (or DNS) say now.
     if (idempotency) {
       const earlier = await replay(deps.db, tenant.id, idempotency);
       if (earlier) return { task: earlier, replayed: true };
+    }
+    if (callback_url && !deps.allowPrivateWebhooks) {
+      const problem = await checkPublicUrl(callback_url);
+      if (problem) throw invalidParameter(`callback_url: ${problem}`);
     }
     await unfinished.check(tenant.id);
     const newTask: NewTask = {
@@ -97,7 +100,6 @@ export function createTaskCreator(deps: TasksDeps): CreateTask {
       modelName: request.model_name,
       n: request.n ?? 1,
       callbackUrl: callback_url,
-      callbackToken: newCallbackToken(),
     };
     let task: Task;
     try {
@@ -164,12 +166,17 @@ function unfinishedCounter(deps: TasksDeps) {
 
 /**
  * The task an earlier request with this key created (null when the key is unused or forgotten);
- * refused when that request had another body.
+ * refused when that request had another body. Keys stored while the hash covered the raw body
+ * still match a retry of that same body.
  */
-async function replay(db: Db, tenantId: string, idem: { key: string; requestHash: string; ttlMs: number }): Promise<Task | null> {
+async function replay(
+  db: Db,
+  tenantId: string,
+  idem: { key: string; requestHash: string; ttlMs: number; rawBody: unknown },
+): Promise<Task | null> {
   const row = await db.idempotencyKey.findUnique({ where: { tenantId_key: { tenantId, key: idem.key } }, include: { task: true } });
   if (!row || row.createdAt.getTime() < Date.now() - idem.ttlMs) return null;
-  if (row.requestHash !== idem.requestHash) {
+  if (row.requestHash !== idem.requestHash && row.requestHash !== requestHash(idem.rawBody)) {
     throw new AppError('conflict', 'Idempotency-Key: was already used with a different request body; use a new key for a new request');
   }
   return row.task;
@@ -192,9 +199,3 @@ export async function listTasks(db: Db, tenantId: string, pageNum: number, pageS
     take: pageSize,
   });
 }
-
-/**
- * The secret in a task's upstream callback URL: 244 random bits (two UUIDs' worth) as 64 hex
- * digits. randomUUID draws from a buffered pool; randomBytes made a system call per create.
- */
-const newCallbackToken = () => `${randomUUID()}${randomUUID()}`.replaceAll('-', '');

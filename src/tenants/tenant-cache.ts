@@ -1,24 +1,33 @@
 import pg from 'pg';
 import type { Db, Tenant } from '../db/client';
 import type { Logger } from '../logger';
-import { hashApiKey } from './tenants.service';
 
 /**
  * Tenants by credential, cached in the API process: every request authenticates, and a database
- * lookup each time would be a large part of a create. Any write to `tenants` (revocation by the CLI, an edit in
- * Prisma Studio, plain SQL) fires a trigger that NOTIFYs `tenant_changes`; every API process
+ * lookup each time would be a large part of a create. Unknown credentials are remembered too,
+ * briefly, so repeating one costs no query. Any write to `tenants` (revocation by the CLI, an edit
+ * in Prisma Studio, plain SQL, a TRUNCATE) fires a trigger that NOTIFYs `tenant_changes`; every API process
  * LISTENs and drops its whole cache at once. While that connection is down nothing is served from
  * the cache, so a revocation is never missed; entries also expire after `ttlMs` as a backstop.
  */
 export interface TenantCache {
-  byApiKey(apiKey: string): Promise<Tenant | null>;
+  /** The tenant of an API key, by its hash (null: unknown or revoked); a miss costs one query. */
+  byApiKeyHash(hash: string): Promise<Tenant | null>;
   byAccessKey(accessKey: string): Promise<Tenant | null>;
+  /** What this process already knows of a credential, without a query (undefined: not known). */
+  peekApiKeyHash(hash: string): Tenant | null | undefined;
+  peekAccessKey(accessKey: string): Tenant | null | undefined;
   close(): Promise<void>;
 }
 
 export const TENANT_CHANGES_CHANNEL = 'tenant_changes';
 const MAX_ENTRIES = 10_000;
 const RECONNECT_MS = 1_000;
+/**
+ * How long a credential found unknown is refused without asking again. Short, and dropped with the
+ * rest of the cache on any change of `tenants`, so a key created meanwhile works at once.
+ */
+const NEGATIVE_TTL_MS = 10_000;
 
 const TENANT_COLUMNS = `id, name, api_key_hash AS "apiKeyHash", api_key_prefix AS "apiKeyPrefix", access_key AS "accessKey",
   secret_key AS "secretKey", webhook_secret AS "webhookSecret", webhook_secret_previous AS "webhookSecretPrevious",
@@ -26,7 +35,9 @@ const TENANT_COLUMNS = `id, name, api_key_hash AS "apiKeyHash", api_key_prefix A
 
 export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logger; ttlMs?: number }): TenantCache {
   const ttlMs = opts.ttlMs ?? 60_000;
-  const entries = new Map<string, { tenant: Tenant | null; at: number }>();
+  const entries = new Map<string, { tenant: Tenant; at: number }>();
+  // Unknown credentials apart, so a flood of them never evicts a known tenant.
+  const unknown = new Map<string, number>();
   let listener: pg.Client | undefined;
   let listening = false;
   let closed = false;
@@ -36,6 +47,7 @@ export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logg
   const forget = () => {
     generation++;
     entries.clear();
+    unknown.clear();
   };
 
   const listen = async () => {
@@ -65,26 +77,38 @@ export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logg
   };
   void listen();
 
+  const peek = (key: string): Tenant | null | undefined => {
+    if (!listening) return undefined;
+    const now = Date.now();
+    const hit = entries.get(key);
+    if (hit && now - hit.at < ttlMs) return hit.tenant;
+    const refusedAt = unknown.get(key);
+    return refusedAt !== undefined && now - refusedAt < NEGATIVE_TTL_MS ? null : undefined;
+  };
+
   const lookup = async (key: string, where: string, value: string): Promise<Tenant | null> => {
-    const hit = listening ? entries.get(key) : undefined;
-    if (hit && Date.now() - hit.at < ttlMs) return hit.tenant;
+    const known = peek(key);
+    if (known !== undefined) return known;
     const readAt = generation;
     const { rows } = await opts.db.sql<Tenant>(`SELECT ${TENANT_COLUMNS} FROM tenants WHERE ${where} = $1`, [value]);
     const tenant = rows[0] && !rows[0].revokedAt ? rows[0] : null;
-    // Only known tenants are kept: unknown keys must not be able to fill the cache.
-    if (tenant && listening && generation === readAt) {
-      if (entries.size >= MAX_ENTRIES) entries.clear();
-      entries.set(key, { tenant, at: Date.now() });
+    if (listening && generation === readAt) {
+      if (tenant) {
+        if (entries.size >= MAX_ENTRIES) entries.clear();
+        entries.set(key, { tenant, at: Date.now() });
+      } else {
+        if (unknown.size >= MAX_ENTRIES) unknown.clear();
+        unknown.set(key, Date.now());
+      }
     }
     return tenant;
   };
 
   return {
-    byApiKey: (apiKey) => {
-      const hash = hashApiKey(apiKey);
-      return lookup(`k:${hash}`, 'api_key_hash', hash);
-    },
+    byApiKeyHash: (hash) => lookup(`k:${hash}`, 'api_key_hash', hash),
     byAccessKey: (accessKey) => lookup(`a:${accessKey}`, 'access_key', accessKey),
+    peekApiKeyHash: (hash) => peek(`k:${hash}`),
+    peekAccessKey: (accessKey) => peek(`a:${accessKey}`),
     async close() {
       closed = true;
       clearTimeout(retry);

@@ -1,6 +1,7 @@
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Db, Tenant } from '../db/client';
-import type { SecretBox } from './secret-box';
+import { newApiKey } from './api-key';
+import { createSecretBox, isLegacySealed, openLegacy, sealContext, type SealedColumn, type SecretBox } from './secret-box';
 
 export interface NewTenantCredentials {
   id: string;
@@ -22,25 +23,18 @@ export interface TenantListing {
 
 export const hashApiKey = (apiKey: string) => createHash('sha256').update(apiKey).digest('hex');
 
-/** Constant-time equality of two secrets of any length (compares their digests). */
-export function safeEqual(a: string, b: string): boolean {
-  const da = createHash('sha256').update(a).digest();
-  const db = createHash('sha256').update(b).digest();
-  return timingSafeEqual(da, db);
-}
-
 /** Standard Webhooks secrets are `whsec_` + base64 of 24 to 64 random bytes. */
 const newWebhookSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
 
 /** Creates a tenant; the credentials are returned once and only the api_key's hash is kept. */
 export async function createTenant(db: Db, secrets: SecretBox, name: string): Promise<NewTenantCredentials> {
-  const apiKey = `kt_${randomBytes(24).toString('base64url')}`;
+  const apiKey = newApiKey();
   const creds = {
     id: randomUUID(),
     name,
     api_key: apiKey,
     access_key: `ak_${randomBytes(12).toString('hex')}`,
-    secret_key: randomBytes(32).toString('base64url'),
+    secret_key: newSecretKey(),
     webhook_secret: newWebhookSecret(),
   };
   await db.tenant.create({
@@ -50,12 +44,14 @@ export async function createTenant(db: Db, secrets: SecretBox, name: string): Pr
       apiKeyHash: hashApiKey(apiKey),
       apiKeyPrefix: apiKey.slice(0, 7),
       accessKey: creds.access_key,
-      secretKey: secrets.seal(creds.secret_key),
-      webhookSecret: secrets.seal(creds.webhook_secret),
+      secretKey: secrets.seal(creds.secret_key, sealContext(creds.id, 'secret_key')),
+      webhookSecret: secrets.seal(creds.webhook_secret, sealContext(creds.id, 'webhook_secret')),
     },
   });
   return creds;
 }
+
+const newSecretKey = () => randomBytes(32).toString('base64url');
 
 export async function listTenants(db: Db): Promise<TenantListing[]> {
   const rows = await db.tenant.findMany({ orderBy: { createdAt: 'asc' } });
@@ -83,8 +79,66 @@ export async function rotateWebhookSecret(db: Db, secrets: SecretBox, id: string
   const tenant = await db.tenant.findUnique({ where: { id } });
   if (!tenant || tenant.revokedAt) return null;
   const next = newWebhookSecret();
-  await db.tenant.update({ where: { id }, data: { webhookSecret: secrets.seal(next), webhookSecretPrevious: tenant.webhookSecret } });
+  // Sealed values are bound to their column: the current secret is sealed again as the previous one.
+  const current = secrets.open(tenant.webhookSecret, sealContext(id, 'webhook_secret'));
+  const moved = await db.tenant.updateMany({
+    where: { id, webhookSecret: tenant.webhookSecret },
+    data: {
+      webhookSecret: secrets.seal(next, sealContext(id, 'webhook_secret')),
+      webhookSecretPrevious: secrets.seal(current, sealContext(id, 'webhook_secret_previous')),
+    },
+  });
+  if (moved.count !== 1) throw new Error('the webhook secret changed meanwhile; run the rotation again');
   return { id, webhook_secret: next };
+}
+
+/**
+ * Issues a new secret_key (the AK/SK pair's secret) for an active key: JWTs signed with the old one
+ * are refused from now on, in every API process (their caches drop on any change of `tenants`).
+ */
+export async function rotateSecretKey(
+  db: Db,
+  secrets: SecretBox,
+  id: string,
+): Promise<{ id: string; access_key: string; secret_key: string } | null> {
+  const secretKey = newSecretKey();
+  const rows = await db.tenant.updateManyAndReturn({
+    where: { id, revokedAt: null },
+    data: { secretKey: secrets.seal(secretKey, sealContext(id, 'secret_key')) },
+    select: { accessKey: true },
+  });
+  return rows.length === 1 ? { id, access_key: rows[0].accessKey, secret_key: secretKey } : null;
+}
+
+/**
+ * Seals again, bound to their tenant and column, the values sealed before contexts existed (`v1:`).
+ * Runs at every start; afterwards the box opens only bound values. Returns how many tenants changed.
+ */
+export async function resealLegacySecrets(db: Db, key: Buffer): Promise<number> {
+  const box = createSecretBox(key);
+  const legacy = await db.tenant.findMany({
+    where: {
+      OR: [
+        { secretKey: { startsWith: 'v1:' } },
+        { webhookSecret: { startsWith: 'v1:' } },
+        { webhookSecretPrevious: { startsWith: 'v1:' } },
+      ],
+    },
+  });
+  const reseal = (id: string, column: SealedColumn, value: string) =>
+    isLegacySealed(value) ? box.seal(openLegacy(key, value), sealContext(id, column)) : value;
+  for (const t of legacy) {
+    await db.tenant.updateMany({
+      // Only if unchanged since read: a concurrent start resealed it already, or a rotation moved on.
+      where: { id: t.id, secretKey: t.secretKey, webhookSecret: t.webhookSecret, webhookSecretPrevious: t.webhookSecretPrevious },
+      data: {
+        secretKey: reseal(t.id, 'secret_key', t.secretKey),
+        webhookSecret: reseal(t.id, 'webhook_secret', t.webhookSecret),
+        webhookSecretPrevious: t.webhookSecretPrevious && reseal(t.id, 'webhook_secret_previous', t.webhookSecretPrevious),
+      },
+    });
+  }
+  return legacy.length;
 }
 
 /** Ends a rotation: only the current secret signs. True if a previous secret was dropped. */

@@ -3,6 +3,7 @@ import { utc, type Db, type WebhookDelivery as Delivery } from '../db/client';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import { deliverJobId, deliverJobOptions, enqueueDeliveryAttempt, type DeliverJob, type Queues } from '../queues/queues';
+import type { OpenWebhookSecrets } from '../tenants/secret-box';
 import { recordAttempt, type DeliveryRef } from './deliveries.service';
 import { sendWebhook } from './webhook-sender';
 
@@ -18,8 +19,8 @@ export interface AttemptDeps {
   queues: Queues;
   log: Logger;
   webhooks: WebhookSettings;
-  /** Opens a tenant's sealed webhook secret (memoized: see secret-box.ts). */
-  openSecret: (sealed: string) => string;
+  /** Opens a tenant's sealed webhook secrets (memoized: see secret-box.ts). */
+  openWebhookSecrets: OpenWebhookSecrets;
 }
 
 /**
@@ -33,7 +34,7 @@ export async function attemptDelivery(deps: AttemptDeps, d: Delivery, sealedSecr
     url: d.url,
     id: d.id,
     body: d.body,
-    secrets: sealedSecrets.map(deps.openSecret),
+    secrets: deps.openWebhookSecrets(d.tenantId, sealedSecrets),
     timeoutMs: deps.webhooks.timeoutMs,
     allowPrivate: deps.webhooks.allowPrivate,
   });

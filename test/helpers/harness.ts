@@ -60,6 +60,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     // Receivers in tests listen on 127.0.0.1; the SSRF tests turn this off.
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
     WEBHOOK_RETRY_SCHEDULE_MS: '0,50,100,150',
+    // Every test request comes from 127.0.0.1, many with bad credentials on purpose; the tests of
+    // the limit itself set it low.
+    AUTH_FAILURES_PER_MINUTE: '1000000',
     SECRETS_KEY: TEST_SECRETS_KEY,
     ...opts.env,
   };

@@ -1,6 +1,6 @@
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
-import { callbackPath } from '../../src/callbacks/callbacks.routes';
+import { callbackPath } from '../../src/callbacks/callback-token';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 
@@ -75,10 +75,12 @@ describe('signed upstream callbacks (KLING_WEBHOOK_SECRET)', () => {
     const id = (await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x' })).body.data.task_id;
     const task = await h.waitForTask(id, (t) => t.state === 'submitted');
     const body = { task_id: task.upstreamTaskId, task_status: 'succeed' };
-    const unsigned = await request(h.url).post(callbackPath(id, task.callbackToken)).send(body);
+    const unsigned = await request(h.url)
+      .post(callbackPath(id, h.api.callbackTokens.forTask(id)))
+      .send(body);
     expect([unsigned.status, unsigned.body.code]).toEqual([401, 1002]);
     const forged = await request(h.url)
-      .post(callbackPath(id, task.callbackToken))
+      .post(callbackPath(id, h.api.callbackTokens.forTask(id)))
       .set({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(now()), 'webhook-signature': 'v1,AAAA' })
       .send(body);
     expect(forged.status).toBe(401);

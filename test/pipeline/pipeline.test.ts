@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { PNG } from 'pngjs';
-import { callbackPath } from '../../src/callbacks/callbacks.routes';
+import { callbackPath } from '../../src/callbacks/callback-token';
 import { startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
 
@@ -163,7 +163,7 @@ describe('upstream callbacks', () => {
 
   it('ignores duplicate and out-of-order callbacks: never backwards, terminal is final', async () => {
     const task = await succeededTask();
-    const url = callbackPath(task.id, task.callbackToken);
+    const url = callbackPath(task.id, h.api.callbackTokens.forTask(task.id));
     const eventsBefore = await h.api.db.taskEvent.count({ where: { taskId: task.id } });
     for (const status of ['processing', 'submitted', 'succeed', 'failed']) {
       const res = await request(h.url).post(url).send({ task_id: task.upstreamTaskId, task_status: status, updated_at: Date.now() });
@@ -189,7 +189,7 @@ describe('upstream callbacks', () => {
     h.sim.faults.loseCallbacks = true;
     const id = (await create({ prompt: 'x' })).body.data.task_id;
     const task = await h.waitForTask(id, (t) => t.state === 'submitted');
-    const url = callbackPath(id, task.callbackToken);
+    const url = callbackPath(id, h.api.callbackTokens.forTask(id));
     const t0 = Number(task.upstreamUpdatedAt);
     const stale = await request(h.url)
       .post(url)
@@ -206,7 +206,7 @@ describe('upstream callbacks', () => {
     h.sim.faults.loseCallbacks = true;
     const id = (await create({ prompt: 'x' })).body.data.task_id;
     const task = await h.waitForTask(id, (t) => t.state === 'submitted');
-    const url = callbackPath(id, task.callbackToken);
+    const url = callbackPath(id, h.api.callbackTokens.forTask(id));
     const send = (task_status: string, images: object[] = []) =>
       request(h.url).post(url).send({ task_id: task.upstreamTaskId, task_status, task_result: { images } });
     expect((await send('processing')).body.data.applied).toBe(true);
@@ -222,7 +222,7 @@ describe('upstream callbacks', () => {
     h.sim.faults.loseCallbacks = true;
     const id = (await create({ prompt: 'x' })).body.data.task_id;
     const task = await h.waitForTask(id, (t) => t.state === 'submitted');
-    const url = callbackPath(id, task.callbackToken);
+    const url = callbackPath(id, h.api.callbackTokens.forTask(id));
     const odd = await request(h.url).post(url).send({ task_id: task.upstreamTaskId, task_status: 'moderating' });
     expect([odd.status, odd.body.data.applied]).toEqual([200, false]);
     const other = await request(h.url).post(url).send({ task_id: 'someone-else', task_status: 'succeed' });

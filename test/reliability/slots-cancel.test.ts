@@ -1,5 +1,7 @@
 import { Client } from 'pg';
 import request from 'supertest';
+import { callbackPath } from '../../src/callbacks/callback-token';
+import { newApiKey } from '../../src/tenants/api-key';
 import { readTask } from '../../src/tasks/task-rows';
 import { claimSlots, slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
@@ -250,10 +252,14 @@ describe('Postgres outage', () => {
 
   it('answers 503 with a Kling-style error on the API and a 5xx on callbacks', async () => {
     h = await startHarness({ workers: false, apiEnv: { DATABASE_URL: 'postgresql://postgres:postgres@127.0.0.1:1/kling_tracker' } });
+    // Well-formed credentials, so that answering needs the database (a malformed one is refused without it).
+    const key = newApiKey();
     for (const res of [
-      await request(h.url).post('/v1/images/generations').set(bearer('kt_whatever')).send({ prompt: 'x' }),
-      await request(h.url).get('/v1/images/generations/abc').set(bearer('kt_whatever')),
-      await request(h.url).post('/callbacks/kling/abc/token').send({ task_id: '1', task_status: 'succeed' }),
+      await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x' }),
+      await request(h.url).get('/v1/images/generations/abc').set(bearer(key)),
+      await request(h.url)
+        .post(callbackPath('abc', h.api.callbackTokens.forTask('abc')))
+        .send({ task_id: '1', task_status: 'succeed' }),
     ]) {
       expect(res.status).toBe(503);
       expect(res.body).toEqual({ code: 5001, message: expect.stringMatching(/temporarily unavailable/), request_id: expect.any(String) });

@@ -23,7 +23,7 @@ beforeAll(async () => {
   const res = await request(h.url).post('/v1/images/generations').set('authorization', `Bearer ${key}`).send({ prompt: 'seed' });
   taskId = res.body.data.task_id;
   const task = await h.waitForTask(taskId, (t) => t.state === 'succeed');
-  callbackUrl = `/callbacks/kling/${task.id}/${task.callbackToken}`;
+  callbackUrl = `/callbacks/kling/${task.id}/${h.api.callbackTokens.forTask(task.id)}`;
   await h.sim.settle();
 });
 afterAll(async () => h.close());
@@ -264,6 +264,69 @@ describe('fuzzed requests', () => {
       images: before.images,
       seq: before.eventSeq,
     });
+  });
+
+  it('callback: random bodies against tasks still in flight never cause a 5xx, and every write stays consistent', async () => {
+    h.sim.faults.loseCallbacks = true;
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await request(h.url)
+        .post('/v1/images/generations')
+        .set('authorization', `Bearer ${key}`)
+        .send({ prompt: `live ${i}`, n: 1 + (i % 2) });
+      ids.push(res.body.data.task_id);
+    }
+    const tasks = await Promise.all(ids.map((id) => h.waitForTask(id, (t) => t.upstreamTaskId !== null)));
+    const time = fc.oneof(
+      fc.integer(),
+      fc.double(),
+      fc.constantFrom(1e30, -1, 0, 2 ** 63, 1.5e12, Date.now(), Date.now() + 2 * 86_400_000, Number.MAX_SAFE_INTEGER),
+      fc.string(),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(tasks.length - 1),
+        fc.record(
+          {
+            task_id: fc.oneof(fc.string(), fc.constant('<upstream>')),
+            task_status: fc.oneof(fc.string(), fc.constantFrom('submitted', 'processing', 'succeed', 'failed')),
+            task_status_msg: fc.oneof(fc.string(), fc.constant(null)),
+            task_result: fc.oneof(
+              fc.anything(),
+              fc.record({ images: fc.array(fc.record({ index: fc.anything(), url: fc.anything() }), { maxLength: 3 }) }),
+            ),
+            created_at: time,
+            updated_at: time,
+          },
+          { requiredKeys: [] },
+        ),
+        async (i, raw) => {
+          const t = tasks[i];
+          const body = raw.task_id === '<upstream>' ? { ...raw, task_id: t.upstreamTaskId } : raw;
+          const res = await request(h.url)
+            .post(`/callbacks/kling/${t.id}/${h.api.callbackTokens.forTask(t.id)}`)
+            .set('content-type', 'application/json')
+            .send(JSON.stringify(body));
+          expect(res.status).toBeLessThan(500);
+          if (res.status !== 200) expect(isKlingRefusal(res.status, res.body)).toBe(true);
+        },
+      ),
+      { numRuns: 500 },
+    );
+    h.sim.faults.loseCallbacks = false;
+    // Whatever was applied left each task consistent: events in order, slots only while unfinished,
+    // no upstream time in the future, and the slot counter equal to what the tasks hold.
+    const dayAhead = BigInt(Date.now() + 86_400_000);
+    for (const t of await h.api.db.task.findMany({ where: { id: { in: ids } }, include: { events: { orderBy: { seq: 'asc' } } } })) {
+      expect(t.events.map((e) => e.seq)).toEqual(t.events.map((_, k) => k + 1));
+      expect(t.eventSeq).toBe(t.events.length);
+      if (t.state === 'succeed' || t.state === 'failed') expect(t.slotsHeld).toBe(0);
+      if (t.upstreamUpdatedAt !== null) expect(t.upstreamUpdatedAt < dayAhead).toBe(true);
+    }
+    const { rows } = await h.api.db.sql<{ counter: number; tasks: number }>(
+      'SELECT (SELECT coalesce(sum(held), 0) FROM slot_counts)::int AS counter, (SELECT coalesce(sum(slots_held), 0) FROM tasks)::int AS tasks',
+    );
+    expect(rows[0].counter).toBe(rows[0].tasks);
   });
 
   it('every route: odd paths and query strings never cause a 5xx; every refusal is Kling-shaped', async () => {

@@ -5,6 +5,10 @@ import { bearer } from '../helpers/fixtures';
 import { chunkSize } from '../../src/http/rate-limit';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';
+import { requestHash } from '../../src/tasks/idempotency';
+import { withUpstreamDefaults } from '../../src/tasks/create-task.schema';
+import { insertTask } from '../../src/tasks/task-transitions';
+import { randomUUID } from 'node:crypto';
 
 const post = (h: Harness, key: string, body: object, idem?: string) => {
   const r = request(h.url).post('/v1/images/generations').set(bearer(key));
@@ -43,6 +47,34 @@ describe('Idempotency-Key on create', () => {
     expect(await h.api.db.task.count()).toBe(1);
   });
 
+  it('compares requests as they will run: spelled-out defaults and a differently cased URL are the same request', async () => {
+    const first = await post(h, key, { prompt: 'x', callback_url: 'http://127.0.0.1:9/hook' }, 'k-defaults');
+    expect(first.status).toBe(200);
+    const spelledOut = {
+      model_name: 'kling-v3',
+      n: 1,
+      aspect_ratio: '16:9',
+      resolution: '1k',
+      prompt: 'x',
+      callback_url: 'HTTP://127.0.0.1:9/hook',
+    };
+    const again = await post(h, key, spelledOut, 'k-defaults');
+    expect([again.status, again.headers['idempotent-replayed'], again.body.data?.task_id]).toEqual([200, 'true', first.body.data.task_id]);
+    // A value other than the default is another request.
+    const other = await post(h, key, { ...spelledOut, n: 2 }, 'k-defaults');
+    expect([other.status, other.body.code]).toEqual([409, 1201]);
+    expect(await h.api.db.task.count()).toBe(1);
+  });
+
+  it('still replays a key stored when the hash covered the raw body', async () => {
+    const body = { prompt: 'x', n: 1 };
+    const first = await post(h, key, body, 'k-old');
+    // As a row written before: the hash of the raw body as sent.
+    await h.api.db.idempotencyKey.updateMany({ where: { key: 'k-old' }, data: { requestHash: requestHash(body) } });
+    const again = await post(h, key, body, 'k-old');
+    expect([again.status, again.body.data?.task_id]).toEqual([200, first.body.data.task_id]);
+  });
+
   it('creates exactly one task when duplicates race in', async () => {
     const results = await Promise.all(Array.from({ length: 12 }, () => post(h, key, { prompt: 'race' }, 'same-key')));
     expect(results.every((r) => r.status === 200)).toBe(true);
@@ -60,6 +92,41 @@ describe('Idempotency-Key on create', () => {
     const bad = await post(h, key, { prompt: 'x' }, 'has space');
     expect([bad.status, bad.body.code]).toEqual([400, 1201]);
     expect(bad.body.message).toMatch(/Idempotency-Key/);
+  });
+});
+
+describe('Idempotency-Key before the callback_url address check', () => {
+  let h: Harness;
+  beforeAll(async () => (h = await startHarness({ workers: false, env: { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'false' } })));
+  afterAll(async () => h.close());
+
+  it('replays an accepted request without resolving its callback_url again (DNS may have changed since)', async () => {
+    const tenant = await h.newTenant();
+    const body = { prompt: 'x', callback_url: 'http://localhost:9/hook' };
+    // Accepted earlier, when the host still resolved to a public address.
+    const id = randomUUID();
+    const validated = { model_name: 'kling-v3', ...body };
+    await insertTask(
+      h.api.db,
+      {
+        id,
+        tenantId: tenant.id,
+        request: { model_name: 'kling-v3', prompt: 'x' },
+        modelName: 'kling-v3',
+        n: 1,
+        callbackUrl: body.callback_url,
+      },
+      { key: 'k-dns', requestHash: requestHash(withUpstreamDefaults(validated)), ttlMs: 3_600_000 },
+    );
+    const replayed = await post(h, tenant.api_key, body, 'k-dns');
+    expect([replayed.status, replayed.headers['idempotent-replayed'], replayed.body.data?.task_id]).toEqual([200, 'true', id]);
+    // The check itself is on: the same body under a new key is refused for its address.
+    const fresh = await post(h, tenant.api_key, body, 'k-new');
+    expect([fresh.status, fresh.body.code, fresh.body.message]).toEqual([
+      400,
+      1201,
+      expect.stringMatching(/^callback_url: points at a private/),
+    ]);
   });
 });
 

@@ -220,7 +220,14 @@ describe('requests the HTTP parser refuses, answered in Kling shape on the raw c
   });
 
   it('chunk extensions over the limit: 413/1200', async () => {
-    const head = [`POST ${BASE} HTTP/1.1`, 'Host: x', 'Content-Type: application/json', 'Transfer-Encoding: chunked'];
+    // Authenticated: a refused credential is answered before any body is read.
+    const head = [
+      `POST ${BASE} HTTP/1.1`,
+      'Host: x',
+      `Authorization: Bearer ${key}`,
+      'Content-Type: application/json',
+      'Transfer-Encoding: chunked',
+    ];
     expectRawRefusal(await rawRequest(h.url, `${head.join('\r\n')}\r\n\r\n2;${'e'.repeat(20_000)}\r\n{}\r\n0\r\n\r\n`), 413, /too large/);
   });
 

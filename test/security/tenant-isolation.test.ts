@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import request from 'supertest';
+import { sealContext } from '../../src/tenants/secret-box';
 import pino from 'pino';
 import type { Task } from '../../src/db/client';
 import { bearer, pngBase64 } from '../helpers/fixtures';
@@ -116,8 +117,8 @@ describe('hardened endpoints', () => {
     const row = await h.api.db.tenant.findUniqueOrThrow({ where: { id: alice.id } });
     const dump = JSON.stringify(row);
     for (const secret of [alice.api_key, alice.secret_key, alice.webhook_secret]) expect(dump).not.toContain(secret);
-    expect(row.secretKey).toMatch(/^v1:/);
-    expect(h.api.secrets.open(row.secretKey)).toBe(alice.secret_key);
+    expect(row.secretKey).toMatch(/^v2:/);
+    expect(h.api.secrets.open(row.secretKey, sealContext(alice.id, 'secret_key'))).toBe(alice.secret_key);
   });
 
   it('writes no secret, token or image payload to the logs', () => {

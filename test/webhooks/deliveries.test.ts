@@ -3,6 +3,7 @@ import { insertQueuedTask } from '../helpers/fixtures';
 import { newDeliveryId } from '../../src/webhooks/outbox';
 import { readDueDelivery, recordAttempt } from '../../src/webhooks/deliveries.service';
 import { rotateWebhookSecret } from '../../src/tenants/tenants.service';
+import { sealContext, webhookSecretOpener } from '../../src/tenants/secret-box';
 import type { AttemptResult } from '../../src/webhooks/webhook-sender';
 
 // No workers: nothing but the test moves these rows (no sweep, no deliver jobs).
@@ -198,8 +199,12 @@ describe('readDueDelivery', () => {
     const d = await addDelivery(1);
     const before = await h.api.db.tenant.findUniqueOrThrow({ where: { id: tenantId } });
     expect((await readDueDelivery(h.api.db, d.id))!.sealedSecrets).toEqual([before.webhookSecret]);
-    await rotateWebhookSecret(h.api.db, h.api.secrets, tenantId);
+    const rotated = await rotateWebhookSecret(h.api.db, h.api.secrets, tenantId);
     const after = await h.api.db.tenant.findUniqueOrThrow({ where: { id: tenantId } });
-    expect((await readDueDelivery(h.api.db, d.id))!.sealedSecrets).toEqual([after.webhookSecret, before.webhookSecret]);
+    const sealed = (await readDueDelivery(h.api.db, d.id))!.sealedSecrets;
+    expect(sealed).toEqual([after.webhookSecret, after.webhookSecretPrevious]);
+    // The old secret is kept as the previous one (sealed again for its column), the new one first.
+    const old = h.api.secrets.open(before.webhookSecret, sealContext(tenantId, 'webhook_secret'));
+    expect(webhookSecretOpener(h.api.secrets)(tenantId, sealed)).toEqual([rotated!.webhook_secret, old]);
   });
 });
