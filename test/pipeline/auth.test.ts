@@ -1,7 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
+import { apiKeyShape } from '../../src/tenants/api-key';
+import { hashApiKey } from '../../src/tenants/tenants.service';
 import { bearer } from '../helpers/fixtures';
+import { eventually } from '../helpers/invariants';
 import { startHarness, type Harness } from '../helpers/harness';
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -35,6 +39,21 @@ describe('tenant auth, Kling style', () => {
   ])('refuses a JWT %s with 401/%i', async (_name, code, token) => {
     const res = await list(token());
     expect([res.status, res.body.code]).toEqual([401, code]);
+  });
+
+  it('issues keys with a checksum, and still accepts a key issued before checksums', async () => {
+    expect(creds.api_key).toMatch(/^kt_[0-9A-Za-z]{38}$/);
+    expect(apiKeyShape(creds.api_key)).toBe('valid');
+    expect((await list(creds.api_key)).status).toBe(200);
+    // A key of the earlier format (kt_ + 32 base64url characters), stored as its hash.
+    const legacy = `kt_${randomBytes(24).toString('base64url')}`;
+    const older = await h.newTenant('older');
+    await h.api.db.tenant.update({ where: { id: older.id }, data: { apiKeyHash: hashApiKey(legacy), apiKeyPrefix: legacy.slice(0, 7) } });
+    await eventually('the old-format key is served', async () => (await list(legacy)).status === 200, 5000);
+    // One changed character of a checksummed key is a malformed key, not another tenant's.
+    const typo = creds.api_key.slice(0, -1) + (creds.api_key.endsWith('A') ? 'B' : 'A');
+    expect(apiKeyShape(typo)).toBe('malformed');
+    expect([(await list(typo)).status, (await list(typo)).body.code]).toEqual([401, 1002]);
   });
 });
 
