@@ -2,7 +2,7 @@ import request from 'supertest';
 import { createBatch } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { expectAllSettled, eventually } from '../helpers/invariants';
-import { startProcess, type Proc } from '../helpers/processes';
+import { workerProcesses } from '../helpers/processes';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
 /**
@@ -14,12 +14,8 @@ jest.setTimeout(120_000);
 
 let h: Harness;
 let rx: Receiver;
-const procs: Proc[] = [];
-const startWorker = async () => {
-  const p = await startProcess({ ...h.env, ROLE: 'worker' }, /workers started/);
-  procs.push(p);
-  return p;
-};
+const workers = workerProcesses(() => h.env);
+const startWorker = workers.start;
 
 beforeEach(async () => {
   // A short lock so that the jobs of a killed worker are recovered within the test.
@@ -27,7 +23,7 @@ beforeEach(async () => {
   rx = await startReceiver();
 });
 afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
+  await workers.killAll();
   await rx.close();
   await h.close();
 });

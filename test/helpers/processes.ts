@@ -41,6 +41,19 @@ export async function startProcess(env: Record<string, string>, ready: RegExp, t
   return asProc(child, () => out, exited);
 }
 
+/** Worker processes (ROLE=worker) of the service `env()` describes, each killed with SIGKILL by `killAll`. */
+export function workerProcesses(env: () => Record<string, string>) {
+  const procs: Proc[] = [];
+  return {
+    async start(): Promise<Proc> {
+      const p = await startProcess({ ...env(), ROLE: 'worker' }, /workers started/);
+      procs.push(p);
+      return p;
+    },
+    killAll: () => Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL'))),
+  };
+}
+
 export async function freePort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));

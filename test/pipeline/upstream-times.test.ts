@@ -1,10 +1,9 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
 import { withSaneTimes } from '../../src/kling/kling-types';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { capturingLogger } from '../helpers/log-capture';
 
 /**
  * Upstream timestamps are Unix milliseconds, trusted only inside a sane window: one far in the
@@ -12,15 +11,9 @@ import { startHarness, type Harness } from '../helpers/harness';
  */
 describe('upstream created_at / updated_at outside 2020..now+1 day', () => {
   let h: Harness;
-  const logLines: string[] = [];
+  const { logger, lines: logLines } = capturingLogger();
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        logLines.push(String(chunk));
-        cb();
-      },
-    });
-    h = await startHarness({ logger: pino({ level: 'info' }, sink), simulator: { processingAfterMs: 600_000 } });
+    h = await startHarness({ logger, simulator: { processingAfterMs: 600_000 } });
   });
   afterAll(async () => h.close());
 

@@ -3,7 +3,7 @@ import { slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually, slotsHeldByTasks } from '../helpers/invariants';
-import { startProcess, type Proc } from '../helpers/processes';
+import { workerProcesses } from '../helpers/processes';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
 /**
@@ -16,12 +16,8 @@ jest.setTimeout(60_000);
 let h: Harness;
 let rx: Receiver;
 let key: string;
-const procs: Proc[] = [];
-const startWorker = async () => {
-  const p = await startProcess({ ...h.env, ROLE: 'worker' }, /workers started/);
-  procs.push(p);
-  return p;
-};
+const workers = workerProcesses(() => h.env);
+const startWorker = workers.start;
 
 async function setUp(env: Record<string, string> = {}) {
   // The upstream never moves a task on by itself: the test ends it when it chooses.
@@ -31,7 +27,7 @@ async function setUp(env: Record<string, string> = {}) {
 }
 
 afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
+  await workers.killAll();
   await rx.close();
   await h.close();
 });

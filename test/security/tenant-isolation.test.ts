@@ -1,10 +1,9 @@
-import { Writable } from 'node:stream';
 import request from 'supertest';
 import { sealContext } from '../../src/tenants/secret-box';
-import pino from 'pino';
 import type { Task } from '../../src/db/client';
 import { bearer, pngBase64 } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { capturingLogger } from '../helpers/log-capture';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
 let h: Harness;
@@ -18,17 +17,11 @@ let liveBefore: Task;
 let liveEventsBefore: string[];
 let deliveryId: string;
 let createRequestId: string;
-const logLines: string[] = [];
+const { logger, lines: logLines } = capturingLogger('debug');
 
 beforeAll(async () => {
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logLines.push(String(chunk));
-      cb();
-    },
-  });
   // Upstream tasks stay processing until the test ends them: a task can be kept in flight.
-  h = await startHarness({ logger: pino({ level: 'debug' }, sink), simulator: { finishAfterMs: 600_000 } });
+  h = await startHarness({ logger, simulator: { finishAfterMs: 600_000 } });
   rx = await startReceiver();
   alice = await h.newTenant('alice');
   bob = await h.newTenant('bob');
