@@ -18,7 +18,8 @@ const ERROR_TEXT: Record<ErrorName, string> = {
   invalid_parameter: 'invalid parameter (the message names the field), or an action the task does not allow now',
   auth_failed: 'authentication failed',
   auth_missing: 'Authorization header missing',
-  auth_invalid: 'invalid credentials: unknown key, malformed header, bad JWT signature or claims',
+  auth_invalid:
+    'invalid credentials: unknown or mistyped key, malformed header, bad JWT signature or claims, a JWT living longer than JWT_MAX_LIFETIME_S',
   token_not_yet_valid: 'JWT not valid yet (nbf in the future)',
   token_expired: 'JWT expired',
   route_not_found: 'no such route',
@@ -28,7 +29,9 @@ const ERROR_TEXT: Record<ErrorName, string> = {
   unsupported_media_type: 'body is not JSON (Content-Type: application/json)',
   conflict: 'Idempotency-Key already used with another body, or its first request is still being processed',
   expectation_failed: 'an `Expect` header other than `100-continue`',
-  rate_limited: 'too many requests (RATE_LIMIT_PER_MINUTE) or, on create, unfinished tasks (MAX_UNFINISHED_TASKS); see Retry-After',
+  rate_limited:
+    'too many requests (RATE_LIMIT_PER_MINUTE), too many failed authentications from this address (AUTH_FAILURES_PER_MINUTE), ' +
+    'or, on create, unfinished tasks (MAX_UNFINISHED_TASKS); see Retry-After',
   headers_too_large: 'request line and headers too large',
   internal: 'internal error (no internals in the answer)',
   unavailable: 'temporarily unavailable (the database is down); retry later',
@@ -42,8 +45,9 @@ const SECURITY_SCHEMES = {
     bearerFormat: 'JWT',
     description:
       "Kling's AK/SK form, so existing Kling clients work unchanged: `Authorization: Bearer <JWT>`, the JWT signed HS256 " +
-      'with your `secret_key`, claims `{iss: <access_key>, exp, nbf}`. Only HS256; `exp` is required; 5 s clock ' +
-      'tolerance. Expired: 401/1004; not yet valid: 401/1003; anything else wrong: 401/1002.',
+      'with your `secret_key`, claims `{iss: <access_key>, exp, nbf}`. Only HS256; `exp` is required; a lifetime ' +
+      '(exp - nbf, or exp - now) of at most JWT_MAX_LIFETIME_S (a day by default); 5 s clock tolerance. Expired: 401/1004; ' +
+      'not yet valid: 401/1003; anything else wrong: 401/1002.',
   },
   adminToken: {
     type: 'http',
