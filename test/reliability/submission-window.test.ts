@@ -119,14 +119,28 @@ describe('a cancel that lands while the submission call is in flight', () => {
   });
 });
 
+/**
+ * Long enough for a running worker to pick the task up and start its call first (a claim takes
+ * milliseconds; process start-up would not fit, hence the worker starts before the task exists).
+ */
+const QUEUE_LIMIT_MS = 2000;
+
+/** Waits for the queue timeout to mark the task; had it fired before the call began, the task would simply have ended. */
+async function timedOutInsideTheCall(id: string) {
+  await eventually('the submission call in flight', async () => h.sim.received.some((r) => r.method === 'POST'));
+  const seen = await h.waitForTask(id, (t) => t.cancelRequestedAt !== null || t.state === 'failed');
+  expect({ endedBeforeTheCall: seen.cancelRequestedAt === null }).toEqual({ endedBeforeTheCall: false });
+  return seen;
+}
+
 describe('a queue timeout that lands while the submission call is in flight', () => {
   it('waits for the call: the task it created is tracked to its end with its slots, then fails with queue_timeout', async () => {
-    await setUp({ QUEUE_TIMEOUT_MS: '300', SWEEP_INTERVAL_MS: '100' });
+    await setUp({ QUEUE_TIMEOUT_MS: String(QUEUE_LIMIT_MS), SWEEP_INTERVAL_MS: '100' });
     // Held before the upstream creates anything: the timeout fires with the outcome still open.
     h.sim.faults.hang = true;
-    const id = await createTask({ n: 3 });
     await startWorker();
-    const marked = await h.waitForTask(id, (t) => t.cancelRequestedAt !== null);
+    const id = await createTask({ n: 3 });
+    const marked = await timedOutInsideTheCall(id);
     expect(marked).toMatchObject({ state: 'queued', slotsHeld: 3, cancelReason: 'queue_timeout' });
     expect(marked.cancelMessage).toMatch(/QUEUE_TIMEOUT_MS/);
     expect(await view(id)).toMatchObject({ task_status: 'submitted', tracker: { state: 'timing_out', slots_held: 3 } });
@@ -152,11 +166,11 @@ describe('a queue timeout that lands while the submission call is in flight', ()
   });
 
   it('ends the task without a second call when the held call created nothing: the retry looks it up first', async () => {
-    await setUp({ QUEUE_TIMEOUT_MS: '300', SWEEP_INTERVAL_MS: '100' });
+    await setUp({ QUEUE_TIMEOUT_MS: String(QUEUE_LIMIT_MS), SWEEP_INTERVAL_MS: '100' });
     h.sim.faults.hang = true;
-    const id = await createTask({ n: 1 });
     await startWorker();
-    await h.waitForTask(id, (t) => t.cancelRequestedAt !== null);
+    const id = await createTask({ n: 1 });
+    await timedOutInsideTheCall(id);
     // The held call then fails without creating anything (an upstream error after the wait).
     h.sim.faults.createErrors.push({ http: 500, code: 5000, message: 'internal error' });
     h.sim.faults.hang = false;
