@@ -86,15 +86,21 @@ function normaliseUrl(value: string): string {
   return new URL(value).href;
 }
 
-/** `model_name`: one of the configured models, `defaultModel` when left out. */
-export function modelNameField(models: readonly string[], defaultModel: string = models[0]) {
+/**
+ * `model_name`: one of `models`, the first when left out. `explainRefusal` may give a string that
+ * is not in the list a more precise reason than the list itself.
+ */
+export function modelNameField(models: readonly string[], explainRefusal: (input: string) => string | undefined = () => undefined) {
   const modelList = models.join(', ');
   return z
     .enum(models as [string, ...string[]], {
-      error: (issue) => (typeof issue.input === 'string' ? `must be one of: ${modelList}` : `must be a string, one of: ${modelList}`),
+      error: (issue) =>
+        typeof issue.input === 'string'
+          ? (explainRefusal(issue.input) ?? `must be one of: ${modelList}`)
+          : `must be a string, one of: ${modelList}`,
     })
-    .default(defaultModel)
-    .describe(`Model name; defaults to ${defaultModel}`);
+    .default(models[0])
+    .describe(`Model name; defaults to ${models[0]}`);
 }
 
 export const elementReference = z
