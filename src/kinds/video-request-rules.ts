@@ -38,7 +38,9 @@ export const cfgScaleField = z
 export const modeField = z
   .enum(['std', 'pro', '4k'], { error: expecting('"std", "pro" or "4k"') })
   .optional()
-  .describe('Generation mode: std (720p), pro (1080p) or 4k (Kling 3.0 models only); upstream default std');
+  .describe(
+    'Generation mode: std (cost-effective), pro (higher quality) or 4k (Kling 3.0 models only; there std is 720p, pro 1080p); upstream default std',
+  );
 
 export const soundField = z
   .enum(['on', 'off'], { error: expecting('"on" or "off"') })
