@@ -36,6 +36,7 @@ export function checkModelRules(value: ModelKeyedFields, ctx: z.RefinementCtx): 
   if (value.multi_shot === true && before(model, V3)) {
     ctx.addIssue({ code: 'custom', path: ['multi_shot'], message: `needs a Kling 3.0 model (not ${model})` });
   }
+  // Sound is documented for V2.6 and later; "off" is what older models do anyway, so only "on" is refused.
   if (value.sound === 'on' && before(model, V2_6)) {
     ctx.addIssue({ code: 'custom', path: ['sound'], message: `"on" needs a Kling V2.6 or later model (not ${model})` });
   }

@@ -108,6 +108,7 @@ function checkCameraControl(value: CameraControl, ctx: z.RefinementCtx): void {
 export const cameraControlField = z
   .object(
     {
+      // Kling's table marks type optional, but what config must be depends on it: it is required here.
       type: z
         .enum(CAMERA_TYPES, { error: expecting(`one of ${CAMERA_TYPES.join(', ')}`) })
         .describe('simple (one movement, given in config) or a preset movement'),

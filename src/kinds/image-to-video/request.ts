@@ -52,6 +52,8 @@ const image = (check: (value: string) => string | null, description: string) =>
     .optional()
     .describe(description);
 
+// Kling's table marks mask and trajectories optional, but a motion brush is the pair: both are required.
+// Points are integers; Kling documents no range for them.
 const dynamicMask = z
   .object(
     {
