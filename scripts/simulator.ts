@@ -17,9 +17,9 @@ async function main() {
   });
   sim.faults.failRate = config.SIMULATOR_FAIL_RATE;
   const url = await sim.listen(config.SIMULATOR_PORT, config.HOST);
-  // Result image URLs must name an address the clients can reach, not the bind address.
-  if (config.SIMULATOR_PUBLIC_URL) sim.imageBaseUrl = config.SIMULATOR_PUBLIC_URL;
-  console.error(`KLING SIMULATOR (fake upstream, fake images) listening on ${url}`);
+  // Result file URLs must name an address the clients can reach, not the bind address.
+  if (config.SIMULATOR_PUBLIC_URL) sim.fileBaseUrl = config.SIMULATOR_PUBLIC_URL;
+  console.error(`KLING SIMULATOR (fake upstream, fake images and videos) listening on ${url}`);
   const stop = () => void sim.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -13,6 +13,7 @@ export function defaultFaults(): SimulatorFaults {
     hang: false,
     hangAfterCreate: false,
     concurrencyLimit: Infinity,
+    videoConcurrencyLimit: Infinity,
     createLatencyMs: 0,
   };
 }

@@ -4,20 +4,23 @@ import { CallbackDispatcher } from './callback-dispatcher';
 import { createFaults, defaultFaults } from './faults';
 import { RequestGate } from './request-gate';
 import { buildSimApp } from './sim-app';
+import { simulatorKinds } from './sim-kinds';
 import { TaskEngine } from './task-engine';
 import type { KlingSimulator, ReceivedRequest, SentCallback, SimulatorOptions } from './types';
 import { WorkTracker } from './work-tracker';
 
 export * from './types';
-export { renderPng } from './png';
+export { renderPng } from '../kinds/image-generation/sim-png';
 
 /**
- * An in-memory stand-in for Kling's image API: same paths, auth, envelopes, status machine and
- * callbacks, plus switchable faults so clients can be tested against upstream misbehaviour.
+ * An in-memory stand-in for Kling's task API (image generation, text-to-video, image-to-video):
+ * same paths, auth, envelopes, status machine and callbacks, plus switchable faults so clients
+ * can be tested against upstream misbehaviour.
  */
 export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimulator {
   const models = options.models ?? ['kling-v3'];
-  assertValidOptions(options, models);
+  const videoModels = options.videoModels ?? ['kling-v3'];
+  assertValidOptions(options, models, videoModels);
   const log = options.log ?? (() => {});
   const tracker = new WorkTracker();
   const gate = new RequestGate();
@@ -41,13 +44,13 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
     log,
     processingAfterMs: options.processingAfterMs ?? 300,
     finishAfterMs: options.finishAfterMs ?? 700,
-    imageBaseUrl: () => sim.imageBaseUrl,
+    fileBaseUrl: () => sim.fileBaseUrl,
   });
   const app = buildSimApp({
     engine,
     gate,
     faults,
-    models,
+    kinds: simulatorKinds(models, videoModels),
     received,
     log,
     auth: { apiKey: options.apiKey, accessKey: options.accessKey, secretKey: options.secretKey },
@@ -60,14 +63,14 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
     tasks: engine.tasks,
     received,
     callbacks,
-    imageBaseUrl: undefined,
+    fileBaseUrl: undefined,
     async listen(port = 0, host = '127.0.0.1') {
       if (server) throw new Error('simulator is already listening');
       if (closed) throw new Error('simulator is closed');
       server = http.createServer(app);
       await listenOn(server, port, host);
       const baseUrl = `http://${urlHost(host)}:${(server.address() as AddressInfo).port}`;
-      sim.imageBaseUrl = baseUrl;
+      sim.fileBaseUrl = baseUrl;
       log('simulator listening', { baseUrl });
       return baseUrl;
     },
@@ -96,8 +99,9 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
   return sim;
 }
 
-function assertValidOptions(options: SimulatorOptions, models: string[]): void {
+function assertValidOptions(options: SimulatorOptions, models: string[], videoModels: string[]): void {
   if (models.length === 0) throw new Error('simulator: models must not be empty');
+  if (videoModels.length === 0) throw new Error('simulator: videoModels must not be empty');
   if (options.accessKey && !options.secretKey) throw new Error('simulator: accessKey needs secretKey');
   for (const key of ['processingAfterMs', 'finishAfterMs'] as const) {
     const value = options[key];

@@ -1,9 +1,10 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { checkAuthorization, type AuthConfig } from './auth';
-import { imageDimensions, renderPng, seedFromText } from './png';
+import { serveResultFile } from './file-route';
 import type { RequestGate } from './request-gate';
-import { parseCreateParams, parseJsonObject, parsePaging } from './request-validation';
+import { parseJsonObject, parsePaging } from './request-validation';
 import { errorEnvelope, KlingApiError, klingErrors, successEnvelope } from './sim-error';
+import type { SimKindRoute } from './sim-kinds';
 import type { TaskEngine } from './task-engine';
 import { toCreateData, toWireTask } from './task-view';
 import type { InjectedError, ReceivedRequest, SimulatorFaults } from './types';
@@ -13,7 +14,7 @@ export interface SimAppDeps {
   gate: RequestGate;
   faults: SimulatorFaults;
   auth: AuthConfig;
-  models: string[];
+  kinds: readonly SimKindRoute[];
   received: ReceivedRequest[];
   isClosed: () => boolean;
   log: (msg: string, extra?: object) => void;
@@ -27,13 +28,15 @@ export function buildSimApp(deps: SimAppDeps): Express {
   app.disable('x-powered-by');
   // Bodies are read as text so invalid JSON can be answered (and recorded) the way Kling does.
   app.use('/v1', express.text({ type: () => true, limit: '20mb' }), recordRequest(deps));
-  app.post('/v1/images/generations', apiRoute(deps, 'create', createTask(deps)));
-  app.get('/v1/images/generations', apiRoute(deps, 'query', queryTasks(deps)));
-  app.get('/v1/images/generations/:id', apiRoute(deps, 'query', getTask(deps)));
+  for (const kind of deps.kinds) {
+    app.post(kind.path, apiRoute(deps, 'create', createTask(deps, kind)));
+    app.get(kind.path, apiRoute(deps, 'query', queryTasks(deps, kind)));
+    app.get(`${kind.path}/:id`, apiRoute(deps, 'query', getTask(deps, kind)));
+  }
   app.use('/v1', () => {
     throw klingErrors.unknownRoute();
   });
-  app.get('/sim-images/:taskId/:file', serveImage(deps));
+  app.get('/sim-files/:taskId/:name', serveResultFile(deps.engine));
   app.use(handleError(deps));
   return app;
 }
@@ -83,11 +86,12 @@ function toApiError(injected: InjectedError): KlingApiError {
   return new KlingApiError(injected.http, injected.code, injected.message);
 }
 
-function createTask(deps: SimAppDeps): Handler {
+function createTask(deps: SimAppDeps, kind: SimKindRoute): Handler {
   return async (req, res) => {
     const body = parseJsonObject(req.body);
-    const params = parseCreateParams(body, deps.models);
-    const task = deps.engine.create(params, body, requestBase(req));
+    const parsed = kind.sim.parse(body, kind.models);
+    if (!parsed.ok) throw klingErrors.invalidParam(parsed.message);
+    const task = deps.engine.create(kind, parsed.params, body, requestBase(req));
     if (deps.faults.hangAfterCreate && !(await deps.gate.hold(res, () => deps.faults.hangAfterCreate))) return;
     res.json(successEnvelope(toCreateData(task)));
   };
@@ -98,41 +102,27 @@ function requestBase(req: Request): string {
   return `${req.protocol}://${req.get('host') ?? 'localhost'}${req.baseUrl}`;
 }
 
-function queryTasks(deps: SimAppDeps): Handler {
+function queryTasks(deps: SimAppDeps, kind: SimKindRoute): Handler {
   return async (req, res) => {
     const query = req.query as Record<string, unknown>;
     if (query.external_task_id !== undefined) {
       const id = query.external_task_id;
-      const task = typeof id === 'string' ? deps.engine.findByExternalId(id) : undefined;
+      const found = typeof id === 'string' ? deps.engine.findByExternalId(id) : undefined;
+      const task = found?.kind === kind.id ? found : undefined;
       if (!task) throw klingErrors.taskNotFound();
       res.json(successEnvelope(toWireTask(task)));
       return;
     }
     const { pageNum, pageSize } = parsePaging(query);
-    res.json(successEnvelope(deps.engine.list(pageNum, pageSize).map(toWireTask)));
+    res.json(successEnvelope(deps.engine.list(kind, pageNum, pageSize).map(toWireTask)));
   };
 }
 
-function getTask(deps: SimAppDeps): Handler {
+function getTask(deps: SimAppDeps, kind: SimKindRoute): Handler {
   return async (req, res) => {
-    const task = deps.engine.find(String(req.params.id));
+    const task = deps.engine.find(kind, String(req.params.id));
     if (!task) throw klingErrors.taskNotFound();
     res.json(successEnvelope(toWireTask(task)));
-  };
-}
-
-function serveImage(deps: SimAppDeps) {
-  return (req: Request, res: Response) => {
-    const taskId = String(req.params.taskId);
-    const match = /^(\d+)\.png$/.exec(String(req.params.file));
-    const spec = match ? deps.engine.imageSpec(taskId, Number(match[1])) : undefined;
-    if (!match || !spec) {
-      res.status(404).type('text/plain').send('image not found');
-      return;
-    }
-    const { width, height } = imageDimensions(spec.aspectRatio, spec.resolution);
-    const png = renderPng(width, height, seedFromText(`${taskId}/${match[1]}`));
-    res.type('image/png').set('cache-control', 'public, max-age=86400').send(png);
   };
 }
 

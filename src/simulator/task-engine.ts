@@ -1,14 +1,14 @@
+import type { SimFile, SimParams, SlotPool } from '../kinds/kind';
 import type { CallbackDispatcher } from './callback-dispatcher';
-import type { CreateParams } from './request-validation';
 import { klingErrors } from './sim-error';
-import { imageUrl } from './task-view';
-import type { SimTask, SimTaskStatus, SimulatorFaults } from './types';
+import type { SimKindRoute } from './sim-kinds';
+import { fileBase } from './task-view';
+import type { SimTask, SimTaskResult, SimTaskStatus, SimulatorFaults } from './types';
 import type { WorkTracker } from './work-tracker';
 
 interface TaskMeta {
-  n: number;
-  aspectRatio: string;
-  resolution: string;
+  kind: SimKindRoute;
+  params: SimParams;
   outcome: 'succeed' | 'failed';
   requestBase: string;
   timer?: NodeJS.Timeout;
@@ -20,13 +20,13 @@ export interface TaskEngineDeps {
   dispatcher: CallbackDispatcher;
   processingAfterMs: number;
   finishAfterMs: number;
-  imageBaseUrl: () => string | undefined;
+  fileBaseUrl: () => string | undefined;
   log: (msg: string, extra?: object) => void;
 }
 
 const isTerminal = (status: SimTaskStatus) => status === 'succeed' || status === 'failed';
 
-/** Owns the simulated tasks and their status machine: submitted -> processing -> succeed|failed. */
+/** Owns the simulated tasks of every kind and their status machine: submitted -> processing -> succeed|failed. */
 export class TaskEngine {
   readonly tasks = new Map<string, SimTask>();
   private readonly meta = new Map<string, TaskMeta>();
@@ -36,16 +36,18 @@ export class TaskEngine {
 
   constructor(private readonly deps: TaskEngineDeps) {}
 
-  create(params: CreateParams, request: Record<string, unknown>, requestBase: string): SimTask {
+  create(kind: SimKindRoute, params: SimParams, request: Record<string, unknown>, requestBase: string): SimTask {
+    // external_task_id is unique per account, whatever the kind.
     if (params.externalTaskId && this.findByExternalId(params.externalTaskId)) {
       throw klingErrors.duplicateExternalId();
     }
-    if (this.slotsInUse() + params.n > this.deps.faults.concurrencyLimit) {
+    if (this.slotsInUse(kind.pool) + params.slots > this.slotLimit(kind.pool)) {
       throw klingErrors.concurrencyExceeded();
     }
     const now = Date.now();
     const task: SimTask = {
       task_id: this.nextTaskId(now),
+      kind: kind.id,
       external_task_id: params.externalTaskId,
       status: 'submitted',
       status_msg: '',
@@ -53,13 +55,16 @@ export class TaskEngine {
       callback_url: params.callbackUrl,
       created_at: now,
       updated_at: now,
-      images: [],
     };
-    const { n, aspectRatio, resolution } = params;
-    this.meta.set(task.task_id, { n, aspectRatio, resolution, outcome: this.pickOutcome(), requestBase });
+    this.meta.set(task.task_id, { kind, params, outcome: this.pickOutcome(), requestBase });
     this.tasks.set(task.task_id, task);
     this.created++;
-    this.deps.log('simulator task created', { task_id: task.task_id, external_task_id: task.external_task_id, n });
+    this.deps.log('simulator task created', {
+      task_id: task.task_id,
+      kind: kind.id,
+      external_task_id: task.external_task_id,
+      slots: params.slots,
+    });
     this.scheduleNext(task);
     return task;
   }
@@ -68,9 +73,12 @@ export class TaskEngine {
     return Math.random() < this.deps.faults.failRate ? 'failed' : this.deps.faults.outcome;
   }
 
-  /** Looks up by task_id first, then by external_task_id (Kling accepts either in the path). */
-  find(id: string): SimTask | undefined {
-    return this.tasks.get(id) ?? this.findByExternalId(id);
+  /** Looks up by task_id first, then by external_task_id (Kling accepts either in the path); a task is found only under its own kind. */
+  find(kind: SimKindRoute, id: string): SimTask | undefined {
+    const task = this.tasks.get(id);
+    if (task?.kind === kind.id) return task;
+    const byExternal = this.findByExternalId(id);
+    return byExternal?.kind === kind.id ? byExternal : undefined;
   }
 
   findByExternalId(externalTaskId: string): SimTask | undefined {
@@ -79,16 +87,18 @@ export class TaskEngine {
   }
 
   /** Newest first; Map order is creation order. */
-  list(pageNum: number, pageSize: number): SimTask[] {
+  list(kind: SimKindRoute, pageNum: number, pageSize: number): SimTask[] {
     const start = (pageNum - 1) * pageSize;
-    return [...this.tasks.values()].reverse().slice(start, start + pageSize);
+    const ofKind = [...this.tasks.values()].filter((task) => task.kind === kind.id);
+    return ofKind.reverse().slice(start, start + pageSize);
   }
 
-  imageSpec(taskId: string, index: number): { aspectRatio: string; resolution: string } | undefined {
+  /** A result file of a succeeded task, or undefined. */
+  file(taskId: string, name: string): SimFile | undefined {
     const task = this.tasks.get(taskId);
     const meta = this.meta.get(taskId);
-    if (!task || !meta || !task.images.some((image) => image.index === index)) return undefined;
-    return { aspectRatio: meta.aspectRatio, resolution: meta.resolution };
+    if (!task || !meta || task.status !== 'succeed') return undefined;
+    return meta.kind.sim.file({ taskId, params: meta.params }, name);
   }
 
   createdCount(): number {
@@ -135,22 +145,28 @@ export class TaskEngine {
     // Strictly increasing even when two changes land in the same millisecond.
     task.updated_at = Math.max(Date.now(), task.updated_at + 1);
     task.status_msg = status === 'failed' ? this.deps.faults.failMessage : '';
-    task.images = status === 'succeed' ? this.buildImages(task.task_id, meta) : [];
+    task.result = status === 'succeed' ? this.buildResult(task.task_id, meta) : undefined;
     this.deps.log('simulator task status changed', { task_id: task.task_id, status });
     this.deps.dispatcher.onTransition(task, sendCallback);
   }
 
-  private buildImages(taskId: string, meta: TaskMeta): SimTask['images'] {
-    const base = this.deps.imageBaseUrl() ?? meta.requestBase;
-    return Array.from({ length: meta.n }, (_, index) => ({ index, url: imageUrl(base, taskId, index) }));
+  private buildResult(taskId: string, meta: TaskMeta): SimTaskResult {
+    const base = fileBase(this.deps.fileBaseUrl() ?? meta.requestBase, taskId);
+    return meta.kind.sim.result({ taskId, params: meta.params, fileBase: base }) as SimTaskResult;
   }
 
-  private slotsInUse(): number {
+  // Kling counts slots per resource-pack pool: an image task holds n, a video task 1.
+  private slotsInUse(pool: SlotPool): number {
     let slots = 0;
     for (const task of this.tasks.values()) {
-      if (!isTerminal(task.status)) slots += this.meta.get(task.task_id)?.n ?? 0;
+      const meta = this.meta.get(task.task_id);
+      if (meta?.kind.pool === pool && !isTerminal(task.status)) slots += meta.params.slots;
     }
     return slots;
+  }
+
+  private slotLimit(pool: SlotPool): number {
+    return pool === 'image' ? this.deps.faults.concurrencyLimit : this.deps.faults.videoConcurrencyLimit;
   }
 
   // Kling task ids are long digit strings; time plus a sequence keeps ours unique and sortable.

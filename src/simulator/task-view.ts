@@ -1,7 +1,7 @@
 import type { SimTask } from './types';
 
 // Wire shapes follow Kling's worst case: task_info is absent when there is no external_task_id,
-// and task_result only appears once images exist.
+// and task_result only appears once the task has succeeded.
 
 /** The Kling task object, as returned by GET and posted (bare) to callback URLs. */
 export function toWireTask(task: SimTask): Record<string, unknown> {
@@ -12,7 +12,7 @@ export function toWireTask(task: SimTask): Record<string, unknown> {
     ...taskInfo(task),
     created_at: task.created_at,
     updated_at: task.updated_at,
-    ...(task.status === 'succeed' ? { task_result: { images: task.images.map(({ index, url }) => ({ index, url })) } } : {}),
+    ...(task.status === 'succeed' && task.result ? { task_result: task.result } : {}),
   };
 }
 
@@ -31,6 +31,7 @@ function taskInfo(task: SimTask): { task_info?: { external_task_id: string } } {
   return task.external_task_id ? { task_info: { external_task_id: task.external_task_id } } : {};
 }
 
-export function imageUrl(base: string, taskId: string, index: number): string {
-  return `${base.replace(/\/+$/, '')}/sim-images/${encodeURIComponent(taskId)}/${index}.png`;
+/** Where a task's result files are served: `${fileBase}/<name>`. */
+export function fileBase(base: string, taskId: string): string {
+  return `${base.replace(/\/+$/, '')}/sim-files/${encodeURIComponent(taskId)}`;
 }

@@ -1,4 +1,5 @@
 import type { Express } from 'express';
+import type { KindId } from '../kinds/kind';
 
 export interface SimulatorOptions {
   /** Accepted plain bearer token. */
@@ -6,8 +7,10 @@ export interface SimulatorOptions {
   /** Accepted AK/SK pair: HS256 JWT {iss: accessKey, exp, nbf} signed with secretKey. */
   accessKey?: string;
   secretKey?: string;
-  /** Accepted model_name values; the first is the default. Default ['kling-v3']. */
+  /** Accepted model_name values of image generation; the first is the default. Default ['kling-v3']. */
   models?: string[];
+  /** Accepted model_name values of both video kinds; the first is the default. Default ['kling-v3']. */
+  videoModels?: string[];
   /** Delay from create to "processing". Default 300. */
   processingAfterMs?: number;
   /** Delay from "processing" to the terminal status. Default 700. */
@@ -19,8 +22,16 @@ export interface SimulatorOptions {
 
 export type SimTaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
 
+/** `task_result` of a succeeded task, as its kind built it. */
+export interface SimTaskResult {
+  images?: { index: number; url: string }[];
+  videos?: { id: string; url: string; duration: string }[];
+  [field: string]: unknown;
+}
+
 export interface SimTask {
   task_id: string;
+  kind: KindId;
   external_task_id?: string;
   status: SimTaskStatus;
   status_msg: string;
@@ -28,7 +39,8 @@ export interface SimTask {
   callback_url?: string;
   created_at: number;
   updated_at: number;
-  images: { index: number; url: string }[];
+  /** Set while the task is `succeed`. */
+  result?: SimTaskResult;
 }
 
 export interface ReceivedRequest {
@@ -76,29 +88,34 @@ export interface SimulatorFaults {
    * the simulator closes: a slow or lost answer to a call that did create the task.
    */
   hangAfterCreate: boolean;
-  /** Max sum of n over non-terminal tasks; past it create answers HTTP 429 code 1303. */
+  /**
+   * Image pool: max sum of n over unfinished image tasks; past it create answers HTTP 429 code
+   * 1303. Kling counts each resource-pack pool on its own.
+   */
   concurrencyLimit: number;
+  /** Video pool: max number of unfinished video tasks (each holds one slot), same answer past it. */
+  videoConcurrencyLimit: number;
   createLatencyMs: number;
 }
 
 export interface KlingSimulator {
-  /** Routes at /v1/..., images at /sim-images/...; can be mounted under a prefix. */
+  /** Routes at /v1/..., result files at /sim-files/...; can be mounted under a prefix. */
   app: Express;
-  /** Starts an HTTP server (default port 0, host 127.0.0.1), returns its base URL and sets imageBaseUrl. */
+  /** Starts an HTTP server (default port 0, host 127.0.0.1), returns its base URL and sets fileBaseUrl. */
   listen(port?: number, host?: string): Promise<string>;
   /** Stops timers and the server, ends held requests and in-flight callbacks. */
   close(): Promise<void>;
   faults: SimulatorFaults;
   tasks: Map<string, SimTask>;
-  /** Every API request received (not image fetches), in arrival order. */
+  /** Every API request received (not result file fetches), in arrival order. */
   received: ReceivedRequest[];
   /** Every callback attempt, in completion order. */
   callbacks: SentCallback[];
   /**
-   * Base for result image URLs. When unset, URLs are built from the create request's host and
-   * mount path, which is right both for listen() and for an app mounted into another server.
+   * Base for result file URLs (images, videos). When unset, URLs are built from the create
+   * request's host and mount path, which is right both for listen() and for a mounted app.
    */
-  imageBaseUrl?: string;
+  fileBaseUrl?: string;
   createdCount(): number;
   /** Resolves when no transition timers or callback deliveries are pending. */
   settle(): Promise<void>;

@@ -6,7 +6,7 @@ import { PNG } from 'pngjs';
 import { Webhook } from 'standardwebhooks';
 import request from 'supertest';
 import { createKlingSimulator, renderPng, type KlingSimulator } from '../../src/simulator/kling-simulator';
-import { imageDimensions } from '../../src/simulator/png';
+import { imageDimensions } from '../../src/kinds/image-generation/sim-png';
 
 const FAST = { processingAfterMs: 20, finishAfterMs: 30 };
 const AUTH = { authorization: 'Bearer test-key' };
@@ -131,8 +131,8 @@ describe('Kling simulator over HTTP', () => {
     const small = await create({ aspect_ratio: '9:16' });
     const large = await create({ aspect_ratio: '9:16', resolution: '2k' });
     await sim.settle();
-    const smallPng = await fetchPng(sim.tasks.get(small.body.data.task_id)!.images[0].url);
-    const largePng = await fetchPng(sim.tasks.get(large.body.data.task_id)!.images[0].url);
+    const smallPng = await fetchPng(sim.tasks.get(small.body.data.task_id)!.result!.images![0].url);
+    const largePng = await fetchPng(sim.tasks.get(large.body.data.task_id)!.result!.images![0].url);
     expect(smallPng.width * 16).toBe(smallPng.height * 9);
     expect(largePng.width).toBe(smallPng.width * 2);
     expect(largePng.height).toBe(smallPng.height * 2);
@@ -141,7 +141,7 @@ describe('Kling simulator over HTTP', () => {
   it('answers 404 for an image index the task does not have', async () => {
     const created = await create({ n: 1 });
     await sim.settle();
-    const res = await fetch(`${base}/sim-images/${created.body.data.task_id}/1.png`);
+    const res = await fetch(`${base}/sim-files/${created.body.data.task_id}/1.png`);
     expect(res.status).toBe(404);
   });
 
@@ -289,7 +289,7 @@ describe('Kling simulator over HTTP', () => {
     sim.setTaskStatus(taskId, 'succeed', { sendCallback: false });
     await sim.settle();
     expect(receiver.statuses()).toEqual(['processing']);
-    expect(sim.tasks.get(taskId)!.images).toHaveLength(2);
+    expect(sim.tasks.get(taskId)!.result!.images).toHaveLength(2);
   });
 
   it('reset clears state and restores default faults', async () => {
@@ -456,7 +456,7 @@ describe('Kling simulator mounted under a path prefix', () => {
       await sim.settle();
       expect(receiver.statuses()).toEqual(['processing', 'succeed']);
       const images = receiver.received[1].body.task_result.images;
-      expect(images[0].url.startsWith(`${origin}/kling/sim-images/`)).toBe(true);
+      expect(images[0].url.startsWith(`${origin}/kling/sim-files/`)).toBe(true);
       const png = await fetchPng(images[1].url);
       expect(png.width * 9).toBe(png.height * 21);
       expect(sim.received[0].path).toBe('/kling/v1/images/generations');
