@@ -70,20 +70,24 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
       res.write(`id: ${task.eventSeq}\nevent: task\ndata: ${JSON.stringify(object)}\n\n`);
     };
     send();
-    while (!isTerminal(task.state) && !gone.aborted) {
-      // Past its time limit the stream ends; the client reconnects and resumes from the task as it is then.
-      const left = endsBy - Date.now();
-      if (left <= 0) break;
-      const seq = task.eventSeq;
-      const changed = await deps.changes.waitForChange(task.id, seq, Math.min(SSE_KEEPALIVE_MS, left), gone);
-      if (gone.aborted) break;
-      if (!changed) {
-        res.write(': keepalive\n\n');
-        continue;
+    try {
+      while (!isTerminal(task.state) && !gone.aborted) {
+        // Past its time limit the stream ends; the client reconnects and resumes from the task as it is then.
+        const left = endsBy - Date.now();
+        if (left <= 0) break;
+        const seq = task.eventSeq;
+        const changed = await deps.changes.waitForChange(task.id, seq, Math.min(SSE_KEEPALIVE_MS, left), gone);
+        if (gone.aborted) break;
+        if (!changed) {
+          res.write(': keepalive\n\n');
+          continue;
+        }
+        task = await findTask(deps.db, res.locals.tenant.id, task.id);
+        send();
       }
-      task = await findTask(deps.db, res.locals.tenant.id, task.id);
-      send();
+    } finally {
+      // However the loop ends, an error included, the stream ends: the client reconnects, and its place is freed.
+      res.end();
     }
-    res.end();
   });
 }

@@ -79,7 +79,7 @@ describe('waiting for a task without tight polling', () => {
   });
 });
 
-describe('a change committed by another process', () => {
+describe('waiters woken by Redis alone', () => {
   // No workers, so the task waits until the test starts one; and this API process never re-reads
   // Postgres for its waiters within a test: only a Redis message can wake them.
   let r: Harness;
@@ -92,9 +92,22 @@ describe('a change committed by another process', () => {
     await r.close();
   });
 
-  it('wakes a long poll through Redis as soon as it commits', async () => {
-    const rKey = (await r.newTenant()).api_key;
-    const id = (await request(r.url).post('/v1/images/generations').set(bearer(rKey)).send({ prompt: 'x' })).body.data.task_id;
+  let rKey: string;
+  const createIn = async () =>
+    (await request(r.url).post('/v1/images/generations').set(bearer(rKey)).send({ prompt: 'x' })).body.data.task_id as string;
+  /** Resolves once the API process has `n` waiters on a subscribed connection. */
+  const subscribedWaiters = (n: number) => {
+    const channel = `${r.config.QUEUE_PREFIX}:task-changes`;
+    return eventually(
+      `${n} waiters on a subscribed connection`,
+      async () => r.api.changes.waiting() === n && ((await r.api.redis.pubsub('NUMSUB', channel)) as [string, number])[1] > 0,
+      10_000,
+    );
+  };
+
+  it('a long poll answers as soon as another process commits a change of its task', async () => {
+    rKey = (await r.newTenant()).api_key;
+    const id = await createIn();
     // wait=60 and a 30 s test timeout: only a wake-up on the change can answer this in time
     // (`then` sends the request now).
     const poll = request(r.url)
@@ -102,12 +115,7 @@ describe('a change committed by another process', () => {
       .set(bearer(rKey))
       .then((res) => res);
     // Waiting and subscribed before the change: its message is the only thing that can answer.
-    const channel = `${r.config.QUEUE_PREFIX}:task-changes`;
-    await eventually(
-      'the long poll waits on a subscribed connection',
-      async () => r.api.changes.waiting() === 1 && ((await r.api.redis.pubsub('NUMSUB', channel)) as [string, number])[1] > 0,
-      10_000,
-    );
+    await subscribedWaiters(1);
     // Another process (a worker, with its own connections) submits the task, queued until now.
     const worker = await startService({ ...r.config, ROLE: 'worker' }, createLogger('silent'), r.config.KLING_BASE_URL!);
     try {
@@ -118,6 +126,27 @@ describe('a change committed by another process', () => {
     } finally {
       await worker.close();
     }
+  });
+
+  it('an event stream whose task can no longer be read ends instead of hanging', async () => {
+    const id = await createIn();
+    const stream = new Promise<string>((resolve, reject) => {
+      http
+        .get(`${r.url}/v1/images/generations/${id}/events`, { headers: bearer(rKey) }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
+    });
+    await subscribedWaiters(1);
+    // Its next read after the message fails (404), well before SSE_MAX_SECONDS (300 s here).
+    await r.api.db.task.delete({ where: { id } });
+    r.api.changes.publish(id);
+    const text = await stream;
+    expect(text.match(/^event: task$/gm)).toHaveLength(1);
+    expect(r.api.changes.waiting()).toBe(0);
   });
 });
 

@@ -102,10 +102,17 @@ describe('MAX_WATCHERS_PER_TENANT', () => {
     await request(h.url).post(path(ids[1], '/cancel')).set(bearer(a)).expect(200);
     const answered = await polls[1].done;
     expect([answered.status, JSON.parse(answered.text).data.task_status]).toEqual([200, 'failed']);
+    const third = hold(path(ids[0], '?wait=60'), a);
+    await waiters(CAP);
+
+    // Another one ends in an error (its task deleted meanwhile, seen by the re-check): its place is free too.
+    await h.api.db.task.delete({ where: { id: ids[2] } });
+    const failed = await polls[2].done;
+    expect([failed.status, JSON.parse(failed.text).code]).toEqual([404, 1203]);
     const last = await request(h.url).get(path(ids[0], '?wait=1')).set(bearer(a));
     expect([last.status, last.body.data.task_status]).toEqual([200, 'submitted']);
 
-    for (const p of [polls[2], again]) p.abort();
+    for (const p of [again, third]) p.abort();
     await waiters(0);
   });
 });
