@@ -36,6 +36,8 @@ export interface AppDeps {
   idempotencyTtlMs: number;
   rateLimitPerMinute: number;
   maxUnfinishedTasks: number;
+  maxWatchersPerTenant: number;
+  sseMaxSeconds: number;
   queuePrefix: string;
   /** ADMIN_TOKEN: enables /metrics and /admin/queues. */
   adminToken?: string;

@@ -129,6 +129,10 @@ export const ConfigSchema = z
     JWT_MAX_LIFETIME_S: z.coerce.number().int().min(1).default(86_400),
     /** Tasks a tenant may have unfinished (queued or at the upstream) at once; more are refused with 429. */
     MAX_UNFINISHED_TASKS: z.coerce.number().int().min(1).default(1000),
+    /** Long polls (`?wait=` > 0) plus event streams one tenant may hold open at once, per API process; more are refused with 429. */
+    MAX_WATCHERS_PER_TENANT: z.coerce.number().int().min(1).default(100),
+    /** An event stream still open after this long is ended; its `retry:` field has the client reconnect and resume. */
+    SSE_MAX_SECONDS: z.coerce.number().int().min(1).default(300),
     /** How long an Idempotency-Key is remembered. */
     IDEMPOTENCY_TTL_HOURS: z.coerce.number().positive().default(24),
     /** Base64 of 32 bytes: encrypts tenant secrets at rest. Unset: the key file below is used (and created). */

@@ -11,7 +11,7 @@ import { callbackTokens, type CallbackTokens } from './callbacks/callback-token'
 import { createSecretBox, secretsKeyFor, webhookSecretOpener, type SecretBox } from './tenants/secret-box';
 import { createInlineDeliveries } from './webhooks/delivery-attempt';
 import { dispatchWaiting } from './queues/dispatch';
-import { createTaskChanges } from './tasks/task-changes';
+import { createTaskChanges, type TaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
 import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
 
@@ -22,16 +22,24 @@ export interface Service {
   store: TaskStore;
   redis: Redis;
   queues: Queues;
+  /** "Task X changed" and the waiters of this process. */
+  changes: TaskChanges;
   server?: RunningServer;
   workers?: RunningWorkers;
   close(): Promise<void>;
+}
+
+/** Settings that are not configuration: production uses the defaults, tests change them. */
+export interface ServiceOptions {
+  /** Period of the Postgres re-read of the tasks this process's long polls and streams wait for (default 1 s). */
+  changeRecheckMs?: number;
 }
 
 /**
  * Wires one process: the API, the workers, or both (ROLE). `klingBaseUrl` is where the workers
  * send upstream calls (the configured one, or the built-in simulator's).
  */
-export async function startService(config: Config, log: Logger, klingBaseUrl: string): Promise<Service> {
+export async function startService(config: Config, log: Logger, klingBaseUrl: string, options: ServiceOptions = {}): Promise<Service> {
   const db = createDb(config.DATABASE_URL);
   const secrets = createSecretBox(secretsKeyFor(config, log));
   const tokens = callbackTokens(secrets.deriveKey('callback-token'));
@@ -42,7 +50,13 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     submitAttempts: config.SUBMIT_ATTEMPTS,
     submitBackoffMs: config.SUBMIT_BACKOFF_MS,
   });
-  const changes = createTaskChanges({ db, publisher: redis, redisUrl: config.REDIS_URL, prefix: config.QUEUE_PREFIX });
+  const changes = createTaskChanges({
+    db,
+    publisher: redis,
+    redisUrl: config.REDIS_URL,
+    prefix: config.QUEUE_PREFIX,
+    recheckMs: options.changeRecheckMs,
+  });
   const webhooks = {
     schedule: config.WEBHOOK_RETRY_SCHEDULE_MS,
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
@@ -73,7 +87,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       if (slotsReleased) await dispatchWaiting(db, queues).catch(() => undefined);
     },
   };
-  const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, close: async () => undefined };
+  const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };
   let tenants: TenantCache | undefined;
   if (config.ROLE !== 'worker') {
     tenants = createTenantCache({ db, databaseUrl: config.DATABASE_URL, log });
@@ -97,6 +111,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
         rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
         maxUnfinishedTasks: config.MAX_UNFINISHED_TASKS,
+        maxWatchersPerTenant: config.MAX_WATCHERS_PER_TENANT,
+        sseMaxSeconds: config.SSE_MAX_SECONDS,
         queuePrefix: config.QUEUE_PREFIX,
         adminToken: config.ADMIN_TOKEN,
         changes,

@@ -4,7 +4,7 @@ import { ERRORS, type ErrorName } from '../errors';
 import { UpstreamTask } from '../kling/kling-types';
 import { buildCreateTaskRequest } from '../tasks/create-task.schema';
 import type { TaskObject as ServedTaskObject, toCreatedObject } from '../tasks/task-view';
-import { MAX_WAIT_SECONDS, WaitQuery } from '../tasks/task-watch.routes';
+import { MAX_WAIT_SECONDS, SSE_RETRY_MS, WaitQuery } from '../tasks/task-watch.routes';
 import { ListQuery } from '../tasks/tasks.routes';
 import type { DeliveryView as ServedDeliveryView } from '../webhooks/deliveries.service';
 import { EVENT_TYPE } from '../webhooks/outbox';
@@ -230,6 +230,14 @@ const TENANT: ErrorName[] = [...AUTH, 'rate_limited', 'internal', 'unavailable']
 const TENANT_POST: ErrorName[] = ['invalid_request', 'payload_too_large', ...TENANT];
 
 const ok = (description: string, schema: z.ZodType): ResponseConfig => ({ description, content: { 'application/json': { schema } } });
+/** The errors of the two waiting routes, whose 429 also means "too many of them open". */
+const watchErrors = () => {
+  const out = errors('invalid_parameter', 'not_found', ...TENANT);
+  out[429].description +=
+    '; also when the tenant already holds MAX_WATCHERS_PER_TENANT (100) long polls and event streams open on this API ' +
+    'process (Retry-After: when the first of them ends at the latest)';
+  return out;
+};
 // Schemas built at import time (before extendZodWithOpenApi ran) lack `.openapi()`; zod's own
 // `.describe()` returns a fresh copy that has it, with the same validation.
 const idParams = z.object({ id: IdParam.describe('Our task_id, or your external_task_id').openapi({ example: 'demo-1' }) });
@@ -309,11 +317,12 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
           .openapi({ type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS })
           .describe(
             `Long poll: wait up to this many seconds (0 to ${MAX_WAIT_SECONDS}) for the next change of the task, then answer it ` +
-              'as it is then (at once for a finished task)',
+              'as it is then (at once for a finished task). While it waits it counts against MAX_WATCHERS_PER_TENANT; ' +
+              '0, no `wait`, or a finished task do not.',
           ),
       }),
     },
-    responses: { 200: ok('The task object', taskAnswer), ...errors('invalid_parameter', 'not_found', ...TENANT) },
+    responses: { 200: ok('The task object', taskAnswer), ...watchErrors() },
   });
   reg.registerPath({
     method: 'get',
@@ -324,17 +333,20 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
     responses: {
       200: {
         description:
-          'A Server-Sent Events stream: first the task as it is now, then one event per change of its status, each ' +
-          '`event: task` with `id:` the change sequence and `data:` the TaskObject as JSON (see the TaskObject schema); ' +
-          '`: keepalive` comments every 15 s; the server closes the stream after the terminal status (`succeed` or `failed`).',
+          `A Server-Sent Events stream: first \`retry: ${SSE_RETRY_MS}\` (EventSource reconnects after that many ms), then the ` +
+          'task as it is now, then one event per change of its status, each `event: task` with `id:` the change sequence and ' +
+          '`data:` the TaskObject as JSON (see the TaskObject schema); `: keepalive` comments every 15 s. The server closes ' +
+          'the stream after the terminal status (`succeed` or `failed`), or after SSE_MAX_SECONDS (300) while the task is ' +
+          'unfinished: reconnect to go on following it, from the task as it is then. An open stream of an unfinished task ' +
+          'counts against MAX_WATCHERS_PER_TENANT.',
         content: {
           'text/event-stream': {
             schema: { type: 'string' },
-            example: 'id: 2\nevent: task\ndata: {"task_id":"...","task_status":"processing",...}\n\n',
+            example: `retry: ${SSE_RETRY_MS}\n\nid: 2\nevent: task\ndata: {"task_id":"...","task_status":"processing",...}\n\n`,
           },
         },
       },
-      ...errors('invalid_parameter', 'not_found', ...TENANT),
+      ...watchErrors(),
     },
   });
   reg.registerPath({

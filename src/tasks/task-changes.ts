@@ -1,11 +1,11 @@
-import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Db } from '../db/client';
 
 /**
  * "Task X changed", across processes: the process that commits a change publishes on Redis; every
- * API process subscribes once and wakes its local waiters (long polls, SSE streams). Waiters also
- * re-read Postgres every second, so a lost message or a Redis outage only delays an answer.
+ * API process subscribes once and wakes its local waiters (long polls, SSE streams). The process
+ * also re-reads all its waited tasks from Postgres every second, in one query whatever the number
+ * of waiters, so a lost message or a Redis outage only delays an answer.
  *
  * Nobody watches most changes, so a change is published only while somebody does: a process with
  * waiters keeps a mark in Redis (`<prefix>:task-watchers`, renewed while it has any), and a
@@ -16,44 +16,106 @@ export interface TaskChanges {
   publish(taskId: string): void;
   /** Resolves true as soon as the task's event count passes `sinceSeq`, false after `timeoutMs`. */
   waitForChange(taskId: string, sinceSeq: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  /** Waiters of this process right now. */
+  waiting(): number;
   close(): Promise<void>;
 }
 
-const DB_RECHECK_MS = 1000;
+export interface TaskChangesOptions {
+  db: Db;
+  publisher: Redis;
+  redisUrl: string;
+  prefix: string;
+  /** Period of the Postgres re-read of the waited tasks (default 1 s); tests raise it to see the Redis path alone. */
+  recheckMs?: number;
+}
+
+const DEFAULT_RECHECK_MS = 1000;
 /** Life of the "somebody watches" mark; its holder renews it while it has waiters. */
 const WATCH_MARK_TTL_MS = 5000;
 const WATCH_MARK_RENEW_MS = 2000;
 /** How long a publisher trusts what it last read of the mark. */
-const WATCH_KNOWLEDGE_MS = DB_RECHECK_MS;
+const WATCH_KNOWLEDGE_MS = DEFAULT_RECHECK_MS;
 
-export function createTaskChanges(opts: { db: Db; publisher: Redis; redisUrl: string; prefix: string }): TaskChanges {
+/** The event count of every task in `$1` that still exists: one statement for any number of waiters. */
+const READ_EVENT_SEQS = 'SELECT id, event_seq FROM tasks WHERE id = ANY($1::text[])';
+
+interface Waiter {
+  sinceSeq: number;
+  wake(): void;
+}
+
+export function createTaskChanges(opts: TaskChangesOptions): TaskChanges {
   const channel = `${opts.prefix}:task-changes`;
   const markKey = `${opts.prefix}:task-watchers`;
   const redis = opts.publisher;
-  const local = new EventEmitter();
-  local.setMaxListeners(0);
+  const recheckMs = opts.recheckMs ?? DEFAULT_RECHECK_MS;
+  /** This process's waiters, by task id. */
+  const waiters = new Map<string, Set<Waiter>>();
+  let count = 0;
+
+  /** Wakes the waiters of `ids` whose task has moved past their sequence, or no longer exists. */
+  const check = async (ids: string[]) => {
+    const { rows } = await opts.db.sql<{ id: string; event_seq: number }>(READ_EVENT_SEQS, [ids]);
+    const seqs = new Map(rows.map((r) => [r.id, r.event_seq]));
+    for (const id of ids) {
+      const seq = seqs.get(id);
+      for (const w of [...(waiters.get(id) ?? [])]) if (seq === undefined || seq > w.sinceSeq) w.wake();
+    }
+  };
+
+  // Messages and new waiters of one turn of the event loop share one read.
+  const due = new Set<string>();
+  let flushScheduled = false;
+  const checkSoon = (taskId: string) => {
+    due.add(taskId);
+    if (flushScheduled) return;
+    flushScheduled = true;
+    setImmediate(() => {
+      flushScheduled = false;
+      const ids = [...due].filter((id) => waiters.has(id));
+      due.clear();
+      if (ids.length) void check(ids).catch(() => undefined);
+    });
+  };
+
   let subscriber: Redis | undefined;
   const subscribe = () => {
     if (subscriber) return;
     subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
     subscriber.on('error', () => undefined);
-    subscriber.on('message', (_ch, id: string) => local.emit(id));
+    subscriber.on('message', (_ch, id: string) => {
+      if (waiters.has(id)) checkSoon(id);
+    });
     void subscriber.subscribe(channel).catch(() => undefined);
   };
 
-  // Watching side: the mark lives while this process has waiters.
-  let waiters = 0;
+  // One re-read for the whole process; a tick that finds the previous read still running is skipped.
+  let rechecking = false;
+  const recheck = () => {
+    if (rechecking || waiters.size === 0) return;
+    rechecking = true;
+    void check([...waiters.keys()])
+      .catch(() => undefined)
+      .finally(() => (rechecking = false));
+  };
+
+  // Watching side: the mark and the re-read live while this process has waiters.
   let renew: NodeJS.Timeout | undefined;
+  let recheckTimer: NodeJS.Timeout | undefined;
   const mark = () => {
     if (redis.status === 'ready') void redis.set(markKey, '1', 'PX', WATCH_MARK_TTL_MS).catch(() => undefined);
   };
   const startWatching = () => {
-    if (waiters++ > 0) return;
+    if (count++ > 0) return;
     mark();
     renew = setInterval(mark, WATCH_MARK_RENEW_MS).unref();
+    recheckTimer = setInterval(recheck, recheckMs).unref();
   };
   const stopWatching = () => {
-    if (--waiters === 0) clearInterval(renew);
+    if (--count > 0) return;
+    clearInterval(renew);
+    clearInterval(recheckTimer);
   };
 
   // Publishing side: what this process last read of the mark, and when.
@@ -74,57 +136,42 @@ export function createTaskChanges(opts: { db: Db; publisher: Redis; redisUrl: st
       )
       .finally(() => (reading = undefined)));
 
-  const changedSince = async (taskId: string, sinceSeq: number) => {
-    const t = await opts.db.task.findUnique({ where: { id: taskId }, select: { eventSeq: true } });
-    return !t || t.eventSeq > sinceSeq;
-  };
-
   return {
     publish(taskId) {
       if (redis.status !== 'ready') return;
       const send = () => void redis.publish(channel, taskId).catch(() => undefined);
       const now = Date.now();
-      if (waiters > 0 || now < watchedUntil) send();
+      if (count > 0 || now < watchedUntil) send();
       else if (now - checkedAt >= WATCH_KNOWLEDGE_MS) void readMark().then((watched) => watched && send());
     },
-    async waitForChange(taskId, sinceSeq, timeoutMs, signal) {
+    waitForChange(taskId, sinceSeq, timeoutMs, signal) {
+      if (signal?.aborted) return Promise.resolve(false);
       subscribe();
-      startWatching();
-      let waiting = false;
-      try {
-        if (await changedSince(taskId, sinceSeq)) return true;
-        waiting = true;
-      } finally {
-        if (!waiting) stopWatching();
-      }
       return new Promise<boolean>((resolve) => {
-        let settled = false;
         const finish = (changed: boolean) => {
-          if (settled) return;
-          settled = true;
+          const set = waiters.get(taskId);
+          if (!set?.delete(waiter)) return;
+          if (set.size === 0) waiters.delete(taskId);
           stopWatching();
           clearTimeout(deadline);
-          clearInterval(recheck);
-          local.off(taskId, onMessage);
           signal?.removeEventListener('abort', onAbort);
           resolve(changed);
         };
-        const check = () =>
-          void changedSince(taskId, sinceSeq).then(
-            (c) => c && finish(true),
-            () => undefined,
-          );
-        const onMessage = () => check();
+        const waiter: Waiter = { sinceSeq, wake: () => finish(true) };
         const onAbort = () => finish(false);
-        local.on(taskId, onMessage);
-        signal?.addEventListener('abort', onAbort);
-        const recheck = setInterval(check, DB_RECHECK_MS);
         const deadline = setTimeout(() => finish(false), timeoutMs);
+        startWatching();
+        const set = waiters.get(taskId) ?? new Set<Waiter>();
+        waiters.set(taskId, set.add(waiter));
+        signal?.addEventListener('abort', onAbort);
+        // A change committed before this waiter existed was published to nobody here: read once now.
+        checkSoon(taskId);
       });
     },
+    waiting: () => count,
     async close() {
       clearInterval(renew);
-      local.removeAllListeners();
+      clearInterval(recheckTimer);
       await subscriber?.quit().catch(() => subscriber?.disconnect());
     },
   };

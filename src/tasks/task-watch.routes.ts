@@ -2,6 +2,7 @@ import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { envelope } from '../errors';
 import { pathId, queryParam } from '../http/request-input';
+import { createWatcherLimit } from '../http/watcher-limit';
 import { queuePosition } from './task-slots';
 import { isTerminal } from './task-state';
 import { findTask, type TasksDeps } from './tasks.service';
@@ -10,6 +11,8 @@ import { toTaskObject } from './task-view';
 /** Longest long poll; clients wanting longer simply ask again. */
 export const MAX_WAIT_SECONDS = 60;
 const SSE_KEEPALIVE_MS = 15_000;
+/** Reconnection delay given to EventSource clients: prompt, yet at most one reconnect a second per stream. */
+export const SSE_RETRY_MS = 1000;
 
 const WAIT_RANGE = `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`;
 export const WaitQuery = z.coerce.number(WAIT_RANGE).int(WAIT_RANGE).min(0, WAIT_RANGE).max(MAX_WAIT_SECONDS, WAIT_RANGE);
@@ -19,19 +22,25 @@ function clientGone(req: Request, res: Response): AbortSignal {
   const ctl = new AbortController();
   res.on('close', () => ctl.abort());
   req.on('aborted', () => ctl.abort());
+  // Gone while the task was read: 'close' has already been emitted.
+  if (res.closed) ctl.abort();
   return ctl.signal;
 }
 
 /**
  * GET /{id}?wait=SECONDS (long poll: answers as soon as the task changes, or when the time is up)
  * and GET /{id}/events (Server-Sent Events: the task now, then one event per change of its status,
- * closed after the terminal one). Both tenant-scoped; changes made by any process wake them.
+ * closed after the terminal one or after SSE_MAX_SECONDS). Both tenant-scoped; changes made by any
+ * process wake them. Those that wait count against the tenant's MAX_WATCHERS_PER_TENANT.
  */
 export function addWatchRoutes(r: Router, deps: TasksDeps): void {
+  const watchers = createWatcherLimit(deps.maxWatchersPerTenant);
+
   r.get('/:id', async (req, res) => {
     const wait = queryParam(req, 'wait', WaitQuery);
     let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
     if (wait && !isTerminal(task.state)) {
+      watchers.admit(res.locals.tenant.id, res, Date.now() + wait * 1000);
       await deps.changes.waitForChange(task.id, task.eventSeq, wait * 1000, clientGone(req, res));
       task = await findTask(deps.db, res.locals.tenant.id, task.id);
     }
@@ -43,12 +52,16 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
   r.get('/:id/events', async (req, res) => {
     let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
     const gone = clientGone(req, res);
+    const endsBy = Date.now() + deps.sseMaxSeconds * 1000;
+    if (!isTerminal(task.state)) watchers.admit(res.locals.tenant.id, res, endsBy);
     res.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
+    // First, not last: it then holds however the stream ends (its time limit, a proxy, a restart).
+    res.write(`retry: ${SSE_RETRY_MS}\n\n`);
     let lastStatus: string | undefined;
     const send = () => {
       const object = toTaskObject(task);
@@ -57,17 +70,24 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
       res.write(`id: ${task.eventSeq}\nevent: task\ndata: ${JSON.stringify(object)}\n\n`);
     };
     send();
-    while (!isTerminal(task.state) && !gone.aborted) {
-      const seq = task.eventSeq;
-      const changed = await deps.changes.waitForChange(task.id, seq, SSE_KEEPALIVE_MS, gone);
-      if (gone.aborted) break;
-      if (!changed) {
-        res.write(': keepalive\n\n');
-        continue;
+    try {
+      while (!isTerminal(task.state) && !gone.aborted) {
+        // Past its time limit the stream ends; the client reconnects and resumes from the task as it is then.
+        const left = endsBy - Date.now();
+        if (left <= 0) break;
+        const seq = task.eventSeq;
+        const changed = await deps.changes.waitForChange(task.id, seq, Math.min(SSE_KEEPALIVE_MS, left), gone);
+        if (gone.aborted) break;
+        if (!changed) {
+          res.write(': keepalive\n\n');
+          continue;
+        }
+        task = await findTask(deps.db, res.locals.tenant.id, task.id);
+        send();
       }
-      task = await findTask(deps.db, res.locals.tenant.id, task.id);
-      send();
+    } finally {
+      // However the loop ends, an error included, the stream ends: the client reconnects, and its place is freed.
+      res.end();
     }
-    res.end();
   });
 }

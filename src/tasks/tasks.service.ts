@@ -23,6 +23,10 @@ export interface TasksDeps {
   idempotencyTtlMs: number;
   maxUnfinishedTasks: number;
   changes: TaskChanges;
+  /** Long polls plus event streams one tenant may hold open at once in this process (MAX_WATCHERS_PER_TENANT). */
+  maxWatchersPerTenant: number;
+  /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
+  sseMaxSeconds: number;
 }
 
 export interface CreateOptions {

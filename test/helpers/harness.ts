@@ -3,7 +3,7 @@ import { Client } from 'pg';
 import { loadConfig, type Config } from '../../src/config';
 import type { Task } from '../../src/db/client';
 import { createLogger, type Logger } from '../../src/logger';
-import { startService, type Service } from '../../src/service';
+import { startService, type Service, type ServiceOptions } from '../../src/service';
 import { createKlingSimulator, type KlingSimulator, type SimulatorOptions } from '../../src/simulator/kling-simulator';
 import { createTenant, type NewTenantCredentials } from '../../src/tenants/tenants.service';
 
@@ -16,6 +16,8 @@ export interface HarnessOptions {
   simulator?: SimulatorOptions;
   /** Overrides for the API process only (e.g. a Redis it cannot reach). */
   apiEnv?: Record<string, string>;
+  /** Options of the API process only (e.g. a Postgres re-check of waited tasks that never comes). */
+  apiOptions?: ServiceOptions;
   /** Where the service logs go (default: silent, or TEST_LOG_LEVEL). */
   logger?: Logger;
   /** Start queue workers (default true). Without them, tasks stay queued: handy for API-only tests. */
@@ -77,7 +79,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   // The callback URL needs the API's address, known only once it listens: API first, then workers.
   // Test files that ran earlier in this jest worker used the same database: start from empty.
   await truncateAll(config.DATABASE_URL);
-  const api = await startService({ ...loadConfig({ ...env, ...opts.apiEnv }), ROLE: 'api' }, log, simUrl);
+  const api = await startService({ ...loadConfig({ ...env, ...opts.apiEnv }), ROLE: 'api' }, log, simUrl, opts.apiOptions);
   const url = api.server!.url;
   const fullConfig = { ...config, PUBLIC_BASE_URL: url };
   const worker = opts.workers === false ? undefined : await startService({ ...fullConfig, ROLE: 'worker' }, log, simUrl);

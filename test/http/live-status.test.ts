@@ -2,19 +2,25 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import request from 'supertest';
+import { createLogger } from '../../src/logger';
+import { startService } from '../../src/service';
 import { createTaskChanges } from '../../src/tasks/task-changes';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { eventually } from '../helpers/invariants';
 
 jest.setTimeout(30_000);
 
 let h: Harness;
 let key: string;
-beforeAll(async () => {
-  h = await startHarness({ simulator: { processingAfterMs: 300, finishAfterMs: 300 } });
-  key = (await h.newTenant()).api_key;
-});
-afterAll(async () => h.close());
+/** The whole pipeline, for one describe block: harnesses share the database, so they must not overlap. */
+function withPipeline() {
+  beforeAll(async () => {
+    h = await startHarness({ simulator: { processingAfterMs: 300, finishAfterMs: 300 } });
+    key = (await h.newTenant()).api_key;
+  });
+  afterAll(async () => h.close());
+}
 
 const create = async () =>
   (await request(h.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x' })).body.data.task_id as string;
@@ -43,16 +49,7 @@ function readEvents(path: string, token: string): Promise<{ status: number; even
 }
 
 describe('waiting for a task without tight polling', () => {
-  it('long poll: answers as soon as the task changes, with the new state', async () => {
-    const id = await create();
-    const first = await h.waitForTask(id, (t) => t.state === 'submitted');
-    // wait=60 and a 30 s test timeout: only a wake-up on the change can pass this.
-    const res = await request(h.url).get(`/v1/images/generations/${id}?wait=60`).set(bearer(key));
-    expect(res.status).toBe(200);
-    const after = await h.api.db.task.findUniqueOrThrow({ where: { id } });
-    expect(after.eventSeq).toBeGreaterThan(first.eventSeq);
-    expect(['processing', 'succeed']).toContain(res.body.data.task_status);
-  });
+  withPipeline();
 
   it('long poll: answers at once for a finished task, and refuses a bad wait', async () => {
     const id = await create();
@@ -82,7 +79,80 @@ describe('waiting for a task without tight polling', () => {
   });
 });
 
+describe('waiters woken by Redis alone', () => {
+  // No workers, so the task waits until the test starts one; and this API process never re-reads
+  // Postgres for its waiters within a test: only a Redis message can wake them.
+  let r: Harness;
+  beforeAll(async () => {
+    r = await startHarness({ workers: false, apiOptions: { changeRecheckMs: 3_600_000 } });
+  });
+  afterAll(async () => {
+    // A failed test may leave its long poll open: close() would wait for it.
+    r.api.server?.server.closeAllConnections();
+    await r.close();
+  });
+
+  let rKey: string;
+  const createIn = async () =>
+    (await request(r.url).post('/v1/images/generations').set(bearer(rKey)).send({ prompt: 'x' })).body.data.task_id as string;
+  /** Resolves once the API process has `n` waiters on a subscribed connection. */
+  const subscribedWaiters = (n: number) => {
+    const channel = `${r.config.QUEUE_PREFIX}:task-changes`;
+    return eventually(
+      `${n} waiters on a subscribed connection`,
+      async () => r.api.changes.waiting() === n && ((await r.api.redis.pubsub('NUMSUB', channel)) as [string, number])[1] > 0,
+      10_000,
+    );
+  };
+
+  it('a long poll answers as soon as another process commits a change of its task', async () => {
+    rKey = (await r.newTenant()).api_key;
+    const id = await createIn();
+    // wait=60 and a 30 s test timeout: only a wake-up on the change can answer this in time
+    // (`then` sends the request now).
+    const poll = request(r.url)
+      .get(`/v1/images/generations/${id}?wait=60`)
+      .set(bearer(rKey))
+      .then((res) => res);
+    // Waiting and subscribed before the change: its message is the only thing that can answer.
+    await subscribedWaiters(1);
+    // Another process (a worker, with its own connections) submits the task, queued until now.
+    const worker = await startService({ ...r.config, ROLE: 'worker' }, createLogger('silent'), r.config.KLING_BASE_URL!);
+    try {
+      const res = await poll;
+      expect(res.status).toBe(200);
+      expect(res.body.data.tracker.state).not.toBe('queued');
+      expect((await r.api.db.task.findUniqueOrThrow({ where: { id } })).eventSeq).toBeGreaterThan(1);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('an event stream whose task can no longer be read ends instead of hanging', async () => {
+    const id = await createIn();
+    const stream = new Promise<string>((resolve, reject) => {
+      http
+        .get(`${r.url}/v1/images/generations/${id}/events`, { headers: bearer(rKey) }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
+    });
+    await subscribedWaiters(1);
+    // Its next read after the message fails (404), well before SSE_MAX_SECONDS (300 s here).
+    await r.api.db.task.delete({ where: { id } });
+    r.api.changes.publish(id);
+    const text = await stream;
+    expect(text.match(/^event: task$/gm)).toHaveLength(1);
+    expect(r.api.changes.waiting()).toBe(0);
+  });
+});
+
 describe('change messages', () => {
+  withPipeline();
+
   it('are published only while somebody watches', async () => {
     const prefix = `kt-test-watch-${randomUUID().slice(0, 8)}`;
     const redisUrl = h.config.REDIS_URL;

@@ -59,7 +59,9 @@ describe('creates written together', () => {
       allowPrivateWebhooks: true,
       idempotencyTtlMs: 3_600_000,
       maxUnfinishedTasks: 1000,
-      changes: { publish: () => undefined, waitForChange: async () => false, close: async () => undefined },
+      changes: h.api.changes,
+      maxWatchersPerTenant: 100,
+      sseMaxSeconds: 300,
     });
     // A tenant deleted after authentication: its row breaks the foreign key.
     const gone: Tenant = { ...tenant, id: 'tenant-that-does-not-exist' };
