@@ -38,6 +38,8 @@ export interface AppDeps {
   maxUnfinishedTasks: number;
   maxWatchersPerTenant: number;
   sseMaxSeconds: number;
+  /** Aborted when the process stops (see TasksDeps). */
+  stopping: AbortSignal;
   queuePrefix: string;
   /** ADMIN_TOKEN: enables /metrics and /admin/queues. */
   adminToken?: string;

@@ -89,6 +89,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   };
   const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };
   let tenants: TenantCache | undefined;
+  const stopping = new AbortController();
   if (config.ROLE !== 'worker') {
     tenants = createTenantCache({ db, databaseUrl: config.DATABASE_URL, log });
     service.server = await startServer(
@@ -113,6 +114,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         maxUnfinishedTasks: config.MAX_UNFINISHED_TASKS,
         maxWatchersPerTenant: config.MAX_WATCHERS_PER_TENANT,
         sseMaxSeconds: config.SSE_MAX_SECONDS,
+        stopping: stopping.signal,
         queuePrefix: config.QUEUE_PREFIX,
         adminToken: config.ADMIN_TOKEN,
         changes,
@@ -150,6 +152,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   }
   // Order matters: stop taking requests, let workers finish their jobs, then drop connections.
   service.close = async () => {
+    // Long polls and event streams would hold the server's close for up to their limits.
+    stopping.abort();
     await service.server?.close();
     await tenants?.close();
     await service.workers?.close();

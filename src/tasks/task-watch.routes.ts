@@ -17,14 +17,14 @@ export const SSE_RETRY_MS = 1000;
 const WAIT_RANGE = `must be a whole number of seconds from 0 to ${MAX_WAIT_SECONDS}`;
 export const WaitQuery = z.coerce.number(WAIT_RANGE).int(WAIT_RANGE).min(0, WAIT_RANGE).max(MAX_WAIT_SECONDS, WAIT_RANGE);
 
-/** Aborts when the client goes away, so waiters do not outlive their request. */
-function clientGone(req: Request, res: Response): AbortSignal {
+/** Aborts when the client goes away, so waiters do not outlive their request, or when the process stops. */
+function watchEnds(req: Request, res: Response, stopping: AbortSignal): AbortSignal {
   const ctl = new AbortController();
   res.on('close', () => ctl.abort());
   req.on('aborted', () => ctl.abort());
   // Gone while the task was read: 'close' has already been emitted.
   if (res.closed) ctl.abort();
-  return ctl.signal;
+  return AbortSignal.any([ctl.signal, stopping]);
 }
 
 /**
@@ -41,7 +41,7 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
     let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
     if (wait && !isTerminal(task.state)) {
       watchers.admit(res.locals.tenant.id, res, Date.now() + wait * 1000);
-      await deps.changes.waitForChange(task.id, task.eventSeq, wait * 1000, clientGone(req, res));
+      await deps.changes.waitForChange(task.id, task.eventSeq, wait * 1000, watchEnds(req, res, deps.stopping));
       task = await findTask(deps.db, res.locals.tenant.id, task.id);
     }
     if (res.writableEnded || res.destroyed) return;
@@ -51,7 +51,7 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
 
   r.get('/:id/events', async (req, res) => {
     let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
-    const gone = clientGone(req, res);
+    const gone = watchEnds(req, res, deps.stopping);
     const endsBy = Date.now() + deps.sseMaxSeconds * 1000;
     if (!isTerminal(task.state)) watchers.admit(res.locals.tenant.id, res, endsBy);
     res.writeHead(200, {

@@ -27,6 +27,8 @@ export interface TasksDeps {
   maxWatchersPerTenant: number;
   /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
   sseMaxSeconds: number;
+  /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
+  stopping: AbortSignal;
 }
 
 export interface CreateOptions {

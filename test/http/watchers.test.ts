@@ -173,3 +173,36 @@ describe('the re-check of waited tasks', () => {
     }
   });
 });
+
+describe('stopping the API process', () => {
+  it('answers its long polls at once and ends its event streams, instead of holding the shutdown for their limits', async () => {
+    // Its own process (harness): a long poll of 60 s and a stream of 300 s would outlast this test's 30 s.
+    const own = await startHarness({ workers: false });
+    try {
+      const key = (await own.newTenant()).api_key;
+      const id = (await request(own.url).post('/v1/images/generations').set(bearer(key)).send({ prompt: 'x' })).body.data.task_id;
+      const get = (p: string) =>
+        new Promise<Answer>((resolve, reject) => {
+          http
+            .get(`${own.url}${p}`, { headers: bearer(key) }, (res) => {
+              let text = '';
+              res.setEncoding('utf8');
+              res.on('data', (c) => (text += c));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+            })
+            .on('error', reject);
+        });
+      const poll = get(path(id, '?wait=60'));
+      const stream = get(path(id, '/events'));
+      await eventually('both waiting', async () => own.api.changes.waiting() === 2, 10_000);
+      await own.api.close();
+      const [polled, streamed] = await Promise.all([poll, stream]);
+      expect([polled.status, JSON.parse(polled.text).data.task_status]).toEqual([200, 'submitted']);
+      expect(streamed.status).toBe(200);
+      expect(streamed.text).toMatch(/^retry: \d+\n\nid: 1\nevent: task\n/);
+    } finally {
+      // Closing again is harmless; it also clears the harness's queues from Redis.
+      await own.close();
+    }
+  });
+});

@@ -62,6 +62,7 @@ describe('creates written together', () => {
       changes: h.api.changes,
       maxWatchersPerTenant: 100,
       sseMaxSeconds: 300,
+      stopping: new AbortController().signal,
     });
     // A tenant deleted after authentication: its row breaks the foreign key.
     const gone: Tenant = { ...tenant, id: 'tenant-that-does-not-exist' };
