@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Writes the simulator's result videos (src/kinds/video-simulation/assets/), committed so that
+# Writes the simulator's result videos (src/kinds/video/assets/), committed so that
 # installs and CI never need ffmpeg. One H.264 MP4 per aspect ratio and duration the simulator
 # accepts; 4 fps, tiny frames: a white square crosses the frame once, so a player shows progress.
 # Run from the repository root with Debian's ffmpeg: bash scripts/make-sim-videos.sh
 set -euo pipefail
 FFMPEG=${FFMPEG:-/usr/bin/ffmpeg}
-OUT=src/kinds/video-simulation/assets
+OUT=src/kinds/video/assets
 mkdir -p "$OUT"
 for size in 16x9:64x36 9x16:36x64 1x1:48x48; do
   ratio=${size%%:*}

@@ -11,6 +11,7 @@ async function main() {
     accessKey: config.KLING_ACCESS_KEY,
     secretKey: config.KLING_SECRET_KEY,
     models: config.KLING_MODELS,
+    videoModels: config.KLING_VIDEO_MODELS,
     callbackSecret: config.KLING_WEBHOOK_SECRET,
     processingAfterMs: config.SIMULATOR_PROCESSING_MS,
     finishAfterMs: config.SIMULATOR_FINISH_MS,

@@ -21,6 +21,10 @@ import type { TaskChanges } from './tasks/task-changes';
 import type { TaskStore } from './tasks/task-transitions';
 import type { SecretBox } from './tenants/secret-box';
 import { createTaskHandler, tasksRouter } from './tasks/tasks.routes';
+import { createTaskCreator } from './tasks/tasks.service';
+import { createWatcherLimit } from './http/watcher-limit';
+import type { ModelFamily } from './kinds/kind';
+import { KINDS } from './kinds/registry';
 import { authFailureLimit } from './tenants/auth-failures';
 import { authenticate } from './tenants/auth.middleware';
 import type { TenantCache } from './tenants/tenant-cache';
@@ -47,7 +51,8 @@ export interface AppDeps {
   redis: Redis;
   queues: Queues;
   log: Logger;
-  models: readonly string[];
+  /** The model_name values each family of kinds accepts (KLING_MODELS, KLING_VIDEO_MODELS); the first is the default. */
+  models: Readonly<Record<ModelFamily, readonly string[]>>;
   klingWebhookSecret?: string;
   /** The MACs in tasks' callback URLs. */
   callbackTokens: CallbackTokens;
@@ -100,8 +105,10 @@ export function createApp(deps: AppDeps): Express {
     authenticate({ tenants: deps.tenants, secrets: deps.secrets, failures, jwtMaxLifetimeSec: deps.jwtMaxLifetimeSec }),
     tenantRateLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.rateLimitPerMinute }),
   ];
-  app.post('/v1/images/generations', requireJsonBody, ...tenantOnly, json, createTaskHandler(deps));
-  app.use('/v1/images/generations', ...tenantOnly, json, tasksRouter(deps));
+  const tasks = { ...deps, watchers: createWatcherLimit(deps.maxWatchersPerTenant) };
+  const createTask = createTaskCreator(tasks);
+  for (const kind of KINDS) app.post(kind.path, requireJsonBody, ...tenantOnly, json, createTaskHandler(createTask, kind));
+  for (const kind of KINDS) app.use(kind.path, ...tenantOnly, json, tasksRouter(tasks, kind));
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
   app.use(docsRouter({ models: deps.models }));
   app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));

@@ -12,6 +12,21 @@ const MsList = z
   .regex(/^\d+(,\d+)*$/, 'must be comma-separated milliseconds, e.g. 0,5000,300000')
   .transform((s) => s.split(',').map(Number));
 
+/** A comma-separated list of model names; the first is the default. */
+const ModelList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((s) =>
+      s
+        .split(',')
+        .map((m) => m.trim())
+        .filter(Boolean),
+    )
+    .refine((l) => l.length > 0, 'must name at least one model');
+
+const StageMs = z.coerce.number().int().min(1);
+
 const HttpUrl = z
   .string()
   .url()
@@ -68,16 +83,10 @@ export const ConfigSchema = z
     KLING_API_KEY: z.string().min(1).optional(),
     KLING_ACCESS_KEY: z.string().min(1).optional(),
     KLING_SECRET_KEY: z.string().min(1).optional(),
-    KLING_MODELS: z
-      .string()
-      .default('kling-v3')
-      .transform((s) =>
-        s
-          .split(',')
-          .map((m) => m.trim())
-          .filter(Boolean),
-      )
-      .refine((l) => l.length > 0, 'must name at least one model'),
+    /** model_name values the image kinds accept; the first is the default. */
+    KLING_MODELS: ModelList('kling-v3'),
+    /** model_name values the video kinds (text2video, image2video) accept; the first is the default. */
+    KLING_VIDEO_MODELS: ModelList('kling-v3'),
     KLING_WEBHOOK_SECRET: z.string().startsWith('whsec_').optional(),
     /** Timeout of every HTTP call to the upstream. */
     KLING_TIMEOUT_MS: Ms.default(30_000),
@@ -96,15 +105,23 @@ export const ConfigSchema = z
     WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_000),
     WEBHOOK_RETRY_SCHEDULE_MS: MsList.default([0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000]),
     UPSTREAM_POLL_AFTER_MS: Ms.default(30_000),
+    /** Image slots of the credential (an image task holds `n`); UPSTREAM_CONCURRENCY_IMAGE, when set, wins. */
     UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).default(10),
+    UPSTREAM_CONCURRENCY_IMAGE: z.coerce.number().int().min(1).optional(),
+    /** Video slots of the credential (a video task holds 1): Kling counts each resource-pack type apart. */
+    UPSTREAM_CONCURRENCY_VIDEO: z.coerce.number().int().min(1).default(10),
     /** First pause of submissions after a 1302/1303 from the upstream; doubles while they continue (max 1 min). */
     UPSTREAM_THROTTLE_PAUSE_MS: z.coerce.number().int().min(1).default(1_000),
     /** How often due polls are looked for (the reconciler's tick). */
     RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
-    /** Stage limits: waiting in our queue (incl. for slots), waiting for the upstream to start, and in all. */
-    QUEUE_TIMEOUT_MS: z.coerce.number().int().min(1).default(3_600_000),
-    START_TIMEOUT_MS: z.coerce.number().int().min(1).default(1_800_000),
-    TOTAL_TIMEOUT_MS: z.coerce.number().int().min(1).default(10_800_000),
+    /**
+     * Stage limits: waiting in our queue (incl. for slots), waiting for the upstream to start, and in
+     * all. Unset, each kind has its own (images: 1 h, 30 min, 3 h; videos: 1 h, 1 h, 6 h); set, they
+     * apply to every kind, and `<NAME>_<KIND>` (e.g. TOTAL_TIMEOUT_MS_TEXT_TO_VIDEO) to one kind.
+     */
+    QUEUE_TIMEOUT_MS: StageMs.optional(),
+    START_TIMEOUT_MS: StageMs.optional(),
+    TOTAL_TIMEOUT_MS: StageMs.optional(),
     /** How long in-flight jobs may take to finish after SIGTERM before the process exits anyway. */
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(25_000),
     /** Attempts of one submission before the task is failed (retryable upstream errors only). */
@@ -156,13 +173,34 @@ export type Config = z.infer<typeof ConfigSchema> & {
   PUBLIC_BASE_URL: string;
   /** True when no upstream is configured: the built-in simulator stands in for Kling. */
   useSimulator: boolean;
+  /** Per-kind stage limits (`QUEUE_TIMEOUT_MS_TEXT_TO_VIDEO` ...), by the kind's name as written there. */
+  stageLimitOverrides: Record<string, { queueMs?: number; startMs?: number; totalMs?: number }>;
 };
 
+const STAGE_OVERRIDE = /^(QUEUE|START|TOTAL)_TIMEOUT_MS_([A-Z0-9_]+)$/;
+const STAGE_KEY = { QUEUE: 'queueMs', START: 'startMs', TOTAL: 'totalMs' } as const;
+
+/** The `<STAGE>_TIMEOUT_MS_<KIND>` variables, by kind; the kind names are checked against the registry at start. */
+function stageLimitOverrides(env: Record<string, string>): { overrides: Config['stageLimitOverrides']; problems: string[] } {
+  const overrides: Config['stageLimitOverrides'] = {};
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    const m = STAGE_OVERRIDE.exec(name);
+    if (!m) continue;
+    const ms = StageMs.safeParse(value);
+    if (!ms.success) problems.push(`  ${name}: must be a whole number of milliseconds, at least 1`);
+    else (overrides[m[2]] ??= {})[STAGE_KEY[m[1] as keyof typeof STAGE_KEY]] = ms.data;
+  }
+  return { overrides, problems };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = ConfigSchema.safeParse(stripEmpty(env));
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
-    throw new Error(`Invalid configuration:\n${lines.join('\n')}`);
+  const set = stripEmpty(env);
+  const parsed = ConfigSchema.safeParse(set);
+  const stages = stageLimitOverrides(set);
+  if (!parsed.success || stages.problems.length) {
+    const lines = (parsed.error?.issues ?? []).map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new Error(`Invalid configuration:\n${[...lines, ...stages.problems].join('\n')}`);
   }
   const c = parsed.data;
   const useSimulator = !c.KLING_BASE_URL && !c.KLING_API_KEY && !c.KLING_ACCESS_KEY;
@@ -172,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     KLING_BASE_URL: c.KLING_BASE_URL ?? (useSimulator ? undefined : KLING_GLOBAL_BASE_URL),
     PUBLIC_BASE_URL: c.PUBLIC_BASE_URL ?? `http://127.0.0.1:${c.PORT}`,
     useSimulator,
+    stageLimitOverrides: stages.overrides,
   };
 }
 

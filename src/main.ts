@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     simulator = createKlingSimulator({
       apiKey: config.KLING_API_KEY,
       models: config.KLING_MODELS,
+      videoModels: config.KLING_VIDEO_MODELS,
       callbackSecret: config.KLING_WEBHOOK_SECRET,
       processingAfterMs: config.SIMULATOR_PROCESSING_MS,
       finishAfterMs: config.SIMULATOR_FINISH_MS,

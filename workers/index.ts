@@ -14,7 +14,9 @@ import type { WebhookSettings } from '../src/webhooks/delivery-attempt';
 import { reconcileDueTasks } from './reconcile.processor';
 import { submitTaskProcessor } from './submit-task.processor';
 import { sweepDueDeliveries, sweepQueuedTasks } from './sweep.processor';
-import { failTimedOutTasks, type StageLimits } from './timeouts.processor';
+import { failTimedOutTasks } from './timeouts.processor';
+import type { KindId, StageLimits } from '../src/kinds/kind';
+import type { PoolLimits } from '../src/tasks/task-slots';
 
 export interface WorkerDeps {
   db: Db;
@@ -36,10 +38,11 @@ export interface WorkerDeps {
   sweepMinAgeMs: number;
   reconcileIntervalMs: number;
   pollAfterMs: number;
-  /** Upstream slots of the configured credential (UPSTREAM_CONCURRENCY). */
-  slots: number;
+  /** Upstream slots of the configured credential, per pool (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
+  poolLimits: PoolLimits;
   throttlePauseMs: number;
-  limits: StageLimits;
+  /** Each kind's stage limits. */
+  limits: ReadonlyMap<KindId, StageLimits>;
   /** Idempotency keys older than this are deleted by the sweep (IDEMPOTENCY_TTL_HOURS). */
   idempotencyTtlMs: number;
 }

@@ -1,4 +1,5 @@
 import type { Db } from '../src/db/client';
+import { kindOf } from '../src/kinds/registry';
 import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
@@ -29,7 +30,8 @@ export async function reconcileDueTasks(deps: ReconcileDeps): Promise<{ polled: 
     const t = due[i];
     const log = deps.log.child({ task_id: t.id, upstream_task_id: t.upstreamTaskId });
     try {
-      const upstream = t.upstreamTaskId ? await deps.kling.getTask(t.upstreamTaskId) : await deps.kling.findByExternalId(t.id);
+      const path = kindOf(t.kind).path;
+      const upstream = t.upstreamTaskId ? await deps.kling.getTask(path, t.upstreamTaskId) : await deps.kling.findByExternalId(path, t.id);
       if (!upstream) {
         log.warn('ALERT: the upstream does not know a task it accepted; will ask again later');
         await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);

@@ -1,18 +1,19 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { callbackPath, type CallbackTokens } from '../src/callbacks/callback-token';
 import type { Db, Task } from '../src/db/client';
+import { kindOf } from '../src/kinds/registry';
 import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
-import { claimSlots } from '../src/tasks/task-slots';
+import { claimSlots, type PoolLimits } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate, endIfRequested, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
 
 export interface SubmitDeps {
   db: Db;
   store: TaskStore;
-  /** Upstream slots of the credential (UPSTREAM_CONCURRENCY). */
-  slots: number;
+  /** Upstream slots of the credential per pool (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
+  poolLimits: PoolLimits;
   /** First pause of submissions after a 1302/1303; doubles while they continue, up to a minute. */
   throttlePauseMs: number;
   /** Stops this queue for every worker for `ms` (the upstream said it is full or throttling). */
@@ -40,7 +41,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     // own commit (a later one is counted only after checking whether an earlier attempt reached
     // the upstream after all). No free slot (or older tasks first): end this job; freed slots or
     // the sweep bring it back.
-    const claim = await claimSlots(deps.db, taskId, deps.slots, true);
+    const claim = await claimSlots(deps.db, taskId, deps.poolLimits, true);
     if (claim.result === 'missing') {
       deps.log.warn(fields, 'submit job for a task that does not exist; dropped');
       return 'missing';
@@ -61,7 +62,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
       const counted = first ? claimedRow : await recordSubmitAttempt(deps.db, task.id);
       // An end requested while an earlier attempt's outcome was unknown: that attempt made nothing.
       if (!first && !counted) return (await endIfRequested(deps.store, task.id, 'submit')) ? 'ended' : 'already-submitted';
-      const created = await deps.kling.createTask(upstreamBody(deps, task));
+      const created = await deps.kling.createTask(kindOf(task.kind).path, upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       deps.log.info({ ...fields, request_id: task.requestId, upstream_task_id: created.task_id }, 'submitted upstream');
       throttled = 0;
@@ -109,7 +110,7 @@ function throttlePause(baseMs: number, retryAfterSec?: number): number {
 }
 
 async function adoptExisting(deps: SubmitDeps, task: Task): Promise<boolean> {
-  const existing = await deps.kling.findByExternalId(task.id);
+  const existing = await deps.kling.findByExternalId(kindOf(task.kind).path, task.id);
   if (!existing) return false;
   await applyUpstreamUpdate(deps.store, task.id, existing, 'submit');
   deps.log.info({ task_id: task.id, upstream_task_id: existing.task_id }, 'found the upstream task of an earlier attempt');

@@ -1,18 +1,15 @@
 import type { Db, Prisma } from '../src/db/client';
 import type { Logger } from '../src/logger';
+import type { KindId, StageLimits } from '../src/kinds/kind';
+import { kindEnvName } from '../src/kinds/stage-limits';
 import { requestEnd, type TaskStore } from '../src/tasks/task-transitions';
-
-export interface StageLimits {
-  queueMs: number;
-  startMs: number;
-  totalMs: number;
-}
 
 export interface TimeoutDeps {
   db: Db;
   store: TaskStore;
   log: Logger;
-  limits: StageLimits;
+  /** Each kind's stage limits (stageLimitsByKind). */
+  limits: ReadonlyMap<KindId, StageLimits>;
 }
 
 const BATCH = 200;
@@ -20,32 +17,39 @@ const BATCH = 200;
 const minutes = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`);
 
 /**
- * Ends tasks past a stage limit as failed, each with its own reason code and a message naming the
- * limit: a slow but healthy stage is judged by its own limit, not by one blunt global timeout. A
- * task whose submission is under way is not ended before its outcome is known (requestEnd): it is
- * marked, and then no longer looked at here.
+ * Ends tasks past a stage limit of their kind as failed, each with its own reason code and a
+ * message naming the limit: a slow but healthy stage is judged by its own limit, not by one blunt
+ * global timeout, and a video by a video's limits. A task whose submission is under way is not
+ * ended before its outcome is known (requestEnd): it is marked, and then no longer looked at here.
  */
 export async function failTimedOutTasks(deps: TimeoutDeps): Promise<number> {
+  let ended = 0;
+  for (const [kind, limits] of deps.limits) ended += await failTimedOutTasksOf(deps, kind, limits);
+  return ended;
+}
+
+async function failTimedOutTasksOf(deps: TimeoutDeps, kind: KindId, { queueMs, startMs, totalMs }: StageLimits): Promise<number> {
   const now = Date.now();
-  const { queueMs, startMs, totalMs } = deps.limits;
+  const name = (stage: string) => `${stage}_TIMEOUT_MS_${kindEnvName(kind)}`;
   const stages: { reason: string; message: string; where: Prisma.TaskWhereInput }[] = [
     {
       reason: 'total_timeout',
-      message: `timed out: not finished within ${minutes(totalMs)} of creation (TOTAL_TIMEOUT_MS)`,
+      message: `timed out: not finished within ${minutes(totalMs)} of creation (${name('TOTAL')})`,
       where: {
+        kind,
         OR: [{ state: { in: ['submitted', 'processing'] } }, { state: 'queued', cancelRequestedAt: null }],
         createdAt: { lt: new Date(now - totalMs) },
       },
     },
     {
       reason: 'queue_timeout',
-      message: `timed out: waited more than ${minutes(queueMs)} in the local queue before reaching the upstream (QUEUE_TIMEOUT_MS)`,
-      where: { state: 'queued', cancelRequestedAt: null, createdAt: { lt: new Date(now - queueMs) } },
+      message: `timed out: waited more than ${minutes(queueMs)} in the local queue before reaching the upstream (${name('QUEUE')})`,
+      where: { kind, state: 'queued', cancelRequestedAt: null, createdAt: { lt: new Date(now - queueMs) } },
     },
     {
       reason: 'start_timeout',
-      message: `timed out: the upstream accepted the task but did not start it within ${minutes(startMs)} (START_TIMEOUT_MS)`,
-      where: { state: 'submitted', submittedAt: { lt: new Date(now - startMs) } },
+      message: `timed out: the upstream accepted the task but did not start it within ${minutes(startMs)} (${name('START')})`,
+      where: { kind, state: 'submitted', submittedAt: { lt: new Date(now - startMs) } },
     },
   ];
   let ended = 0;

@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { Pool } from 'pg';
 import { createDb } from '../../src/db/client';
 import { ensureJob, submitJobOptions } from '../../src/queues/queues';
-import { insertTask } from '../../src/tasks/task-transitions';
+import { insertTask, type NewTask } from '../../src/tasks/task-transitions';
 import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareServiceDb, redisClient } from './infra';
 import { textTable } from './stats';
@@ -36,12 +36,14 @@ async function main(): Promise<void> {
   const redis = redisClient();
   const queue = new Queue('task.submit', { connection: redis, prefix: PREFIX });
   const settings = { prefix: PREFIX, submitAttempts: 8, submitBackoffMs: 2000 };
-  const newTask = () => ({
+  const newTask = (): NewTask => ({
     id: randomUUID(),
     tenantId,
     request: { model_name: 'kling-v3', prompt: 'micro', n: 1 },
     modelName: 'kling-v3',
-    n: 1,
+    kind: 'image-generation',
+    pool: 'image',
+    slotCost: 1,
     callbackToken: randomBytes(24).toString('base64url'),
   });
   const ids: string[] = [];

@@ -4,7 +4,8 @@ import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
 import { pathId } from '../http/request-input';
 import type { KlingClient } from '../kling/kling-client';
-import { UpstreamTask } from '../kling/kling-types';
+import { kindOf } from '../kinds/registry';
+import { UpstreamTask } from '../kinds/upstream-task';
 import { UpstreamError } from '../kling/upstream-errors';
 import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
@@ -51,6 +52,12 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     const body = UpstreamTask.safeParse(req.body);
     if (!body.success) metrics.callbacks.inc({ outcome: 'invalid' });
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
+    // The result must be of the task's kind (images for an image task, videos for a video task).
+    const result = body.data.task_result ? kindOf(task.kind).upstreamResult.safeParse(body.data.task_result) : undefined;
+    if (result && !result.success) metrics.callbacks.inc({ outcome: 'invalid' });
+    if (result && !result.success) {
+      throw invalidParameter(`body: task_result.${result.error.issues[0].path.join('.')}: ${result.error.issues[0].message}`);
+    }
     const nul = pathOfNul(body.data);
     if (nul !== null) metrics.callbacks.inc({ outcome: 'invalid' });
     if (nul !== null) throw invalidParameter(`body: ${nul || 'task'}: must not contain the NUL character (\\u0000)`);
@@ -138,7 +145,7 @@ async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: Upst
   if (!deps.kling) throw unconfirmed('no upstream to ask in this process');
   let found: UpstreamTask | null;
   try {
-    found = await deps.kling.findByExternalId(task.id);
+    found = await deps.kling.findByExternalId(kindOf(task.kind).path, task.id);
   } catch (err) {
     if (err instanceof UpstreamError) throw unconfirmed(err.message);
     throw err;

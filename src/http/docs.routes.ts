@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Router, type RequestHandler } from 'express';
 // The package's main module loads the whole browser bundle into Node; this one only locates the files.
 import getAbsoluteFSPath from 'swagger-ui-dist/absolute-path';
+import type { ModelFamily } from '../kinds/kind';
 import { buildOpenApiDocument } from './openapi';
 
 const ASSET_DIR = getAbsoluteFSPath();
@@ -66,7 +67,7 @@ const docsCsp: RequestHandler = (_req, res, next) => {
 };
 
 /** GET /openapi.json (built once) and the Swagger UI reference at GET /docs, served from local files. */
-export function docsRouter(opts: { models: readonly string[] }): Router {
+export function docsRouter(opts: { models: Readonly<Record<ModelFamily, readonly string[]>> }): Router {
   const r = Router();
   const json = JSON.stringify(buildOpenApiDocument({ models: opts.models }));
 

@@ -1,8 +1,9 @@
 import { extendZodWithOpenApi, OpenAPIRegistry, OpenApiGeneratorV31, type ResponseConfig } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { ERRORS, type ErrorName } from '../errors';
-import { UpstreamTask } from '../kling/kling-types';
-import { buildCreateTaskRequest } from '../tasks/create-task.schema';
+import type { ModelFamily, TaskKind } from '../kinds/kind';
+import { KINDS } from '../kinds/registry';
+import { UpstreamTask } from '../kinds/upstream-task';
 import type { TaskObject as ServedTaskObject, toCreatedObject } from '../tasks/task-view';
 import { MAX_WAIT_SECONDS, SSE_RETRY_MS, WaitQuery } from '../tasks/task-watch.routes';
 import { ListQuery } from '../tasks/tasks.routes';
@@ -104,10 +105,6 @@ export const TaskStatus = z
   .enum(['submitted', 'processing', 'succeed', 'failed'])
   .openapi('TaskStatus', { description: "Kling's status values, exactly. A task still in our queue shows as `submitted`." });
 
-const ResultImage = z
-  .object({ index: z.int(), url: z.string().describe('Image URL'), watermark_url: z.string().optional().describe('Watermarked image URL') })
-  .openapi('ResultImage');
-
 const TrackerExtension = z
   .object({
     state: z
@@ -125,25 +122,38 @@ const TrackerExtension = z
       .describe('upstream_failed, upstream_rejected, upstream_unavailable, canceled, queue_timeout, start_timeout or total_timeout'),
     upstream_task_id: z.string().nullable().describe("Kling's task_id, once submitted"),
     model_name: z.string(),
-    n: z.int(),
+    n: z.int().optional().describe('Images asked for (image generation only)'),
     submit_attempts: z.int(),
     submitted_at: nullableMillis('Accepted by the upstream'),
     finished_at: nullableMillis('Reached succeed or failed'),
   })
   .openapi('TrackerExtension', { description: "kling-tracker's extension: everything that is not Kling's lives under this one key." });
 
-export const TaskObject = z
-  .object({
+/** Kling's task object of a kind: its `task_result` is the kind's. */
+const taskObjectOf = (taskResult: z.ZodType) =>
+  z.object({
     task_id: z.string().describe("This service's task id"),
     task_status: TaskStatus,
     task_status_msg: z.string().describe('Why a task failed (empty otherwise)'),
     task_info: z.object({ external_task_id: z.string().optional().describe('Your own id, when you gave one') }),
-    task_result: z.object({ images: z.array(ResultImage) }),
+    task_result: taskResult,
     created_at: millis('Created'),
     updated_at: millis('Last change'),
     tracker: TrackerExtension,
-  })
-  .openapi('TaskObject', { description: "Kling's task object (GET answer and webhook body) plus the `tracker` extension." });
+  });
+
+/** Names of a kind's schemas in the document (`TextToVideoTaskObject`); image generation keeps the request's old name. */
+const schemaName = (kind: TaskKind, what: 'TaskObject' | 'CreateTaskRequest' | 'TaskResponse' | 'TaskListResponse') => {
+  const prefix = kind.id.replace(/(^|-)(.)/g, (_m, _dash, c: string) => c.toUpperCase());
+  if (what === 'CreateTaskRequest') return kind.id === 'image-generation' ? what : `${prefix}Request`;
+  return `${prefix}${what}`;
+};
+
+/** The task object of any kind (a webhook's body): its `task_result` is the kind's. */
+export const TaskObject = taskObjectOf(z.union(KINDS.map((k) => k.taskResultSchema) as [z.ZodType, z.ZodType, ...z.ZodType[]])).openapi(
+  'TaskObject',
+  { description: "Kling's task object (GET answer and webhook body) plus the `tracker` extension; `task_result` is the kind's." },
+);
 
 const CreatedTask = z
   .object({
@@ -189,7 +199,7 @@ const DeliveryView = z
 // tsc fails here when the documented shapes drift from what the service actually serves.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 export const shapesInSync: [
-  Same<z.infer<typeof TaskObject>, ServedTaskObject>,
+  Same<Omit<z.infer<typeof TaskObject>, 'task_result'>, Omit<ServedTaskObject, 'task_result'>>,
   Same<z.infer<typeof CreatedTask>, ReturnType<typeof toCreatedObject>>,
   Same<z.infer<typeof DeliveryView>, ServedDeliveryView>,
 ] = [true, true, true];
@@ -243,20 +253,23 @@ const watchErrors = () => {
 const idParams = z.object({ id: IdParam.describe('Our task_id, or your external_task_id').openapi({ example: 'demo-1' }) });
 const PUBLIC: Record<string, string[]>[] = [];
 
-function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): void {
-  const body = reg.register('CreateTaskRequest', buildCreateTaskRequest(models));
-  const taskAnswer = envelopeOf('TaskResponse', TaskObject);
-  const base = '/v1/images/generations';
+function registerTaskRoutes(reg: OpenAPIRegistry, kind: TaskKind, models: readonly string[]): void {
+  const body = reg.register(schemaName(kind, 'CreateTaskRequest'), kind.requestSchema(models));
+  const taskObject = taskObjectOf(kind.taskResultSchema).openapi(schemaName(kind, 'TaskObject'), {
+    description: `Kling's ${kind.title.toLowerCase()} task object (GET answer and webhook body) plus the \`tracker\` extension.`,
+  });
+  const taskAnswer = envelopeOf(schemaName(kind, 'TaskResponse'), taskObject);
+  const base = kind.path;
+  const tags = [kind.title];
   reg.registerPath({
     method: 'post',
     path: base,
-    tags: ['Tasks'],
-    summary: 'Create a task',
+    tags,
+    summary: `Create a ${kind.title.toLowerCase()} task`,
     description:
-      "Kling's body, checked completely before anything is stored; unknown fields are refused. Also checked across fields: " +
-      '`negative_prompt` is refused together with `image`; `image_reference` requires `image`; `element_list` plus the image ' +
-      'are at most 10. `callback_url` and `external_task_id` are yours: they are never sent upstream. Answers as soon as the ' +
-      'task is committed, before any upstream call.',
+      "Kling's body, checked completely before anything is stored (every rule of Kling's API reference, across fields " +
+      'too); unknown fields are refused. `callback_url` and `external_task_id` are yours: they are never sent upstream. ' +
+      'Answers as soon as the task is committed, before any upstream call.',
     request: {
       headers: z.object({
         'Idempotency-Key': z
@@ -273,10 +286,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
       body: {
         required: true,
         content: {
-          'application/json': {
-            schema: body,
-            example: { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' },
-          },
+          'application/json': { schema: body, example: EXAMPLES[kind.id] },
         },
       },
     },
@@ -291,14 +301,14 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
   reg.registerPath({
     method: 'get',
     path: base,
-    tags: ['Tasks'],
-    summary: 'List your tasks, newest first',
+    tags,
+    summary: `List your ${kind.title.toLowerCase()} tasks, newest first`,
     description: 'Kling paging. With `external_task_id`, answers that one task object instead of a list.',
     request: { query: ListQuery.extend({ external_task_id: IdParam.optional().describe('Look one task up by your own id') }) },
     responses: {
       200: ok(
         'A page of task objects (or one, with external_task_id)',
-        envelopeOf('TaskListResponse', z.union([z.array(TaskObject), TaskObject])),
+        envelopeOf(schemaName(kind, 'TaskListResponse'), z.union([z.array(taskObject), taskObject])),
       ),
       ...errors('invalid_parameter', 'not_found', ...TENANT),
     },
@@ -306,7 +316,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
   reg.registerPath({
     method: 'get',
     path: `${base}/{id}`,
-    tags: ['Tasks'],
+    tags,
     summary: 'Get a task',
     request: {
       params: idParams,
@@ -327,7 +337,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
   reg.registerPath({
     method: 'get',
     path: `${base}/{id}/events`,
-    tags: ['Tasks'],
+    tags,
     summary: 'Follow a task (Server-Sent Events)',
     request: { params: idParams },
     responses: {
@@ -352,7 +362,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, models: readonly string[]): vo
   reg.registerPath({
     method: 'post',
     path: `${base}/{id}/cancel`,
-    tags: ['Tasks'],
+    tags,
     summary: 'Cancel a task',
     description:
       'Not yet sent upstream: ends at once (`failed`, `tracker.state: "canceled"`). Already upstream, or its submission under way ' +
@@ -492,11 +502,18 @@ function registerWebhook(reg: OpenAPIRegistry): void {
   });
 }
 
+/** A request body of each kind, as the reference shows it. */
+const EXAMPLES: Record<TaskKind['id'], object> = {
+  'image-generation': { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' },
+  'text-to-video': { prompt: 'waves rolling onto a beach at sunset', duration: '5', mode: 'std', external_task_id: 'demo-video-1' },
+  'image-to-video': { image: 'https://example.com/first-frame.png', prompt: 'the boat drifts out to sea', duration: '5' },
+};
+
 /** The OpenAPI 3.1 document of the whole service, generated from the zod schemas that validate it. */
-export function buildOpenApiDocument(opts: { models: readonly string[]; serverUrl?: string }): object {
+export function buildOpenApiDocument(opts: { models: Readonly<Record<ModelFamily, readonly string[]>>; serverUrl?: string }): object {
   const reg = new OpenAPIRegistry();
   for (const [name, scheme] of Object.entries(SECURITY_SCHEMES)) reg.registerComponent('securitySchemes', name, scheme);
-  registerTaskRoutes(reg, opts.models);
+  for (const kind of KINDS) registerTaskRoutes(reg, kind, opts.models[kind.models]);
   registerOperationRoutes(reg);
   registerWebhook(reg);
   return new OpenApiGeneratorV31(reg.definitions).generateDocument({
@@ -505,7 +522,7 @@ export function buildOpenApiDocument(opts: { models: readonly string[]; serverUr
     servers: [{ url: opts.serverUrl ?? '/' }],
     security: [{ apiKey: [] }, { klingJwt: [] }],
     tags: [
-      { name: 'Tasks', description: 'Kling-compatible image generation' },
+      ...KINDS.map((k) => ({ name: k.title, description: `Kling-compatible ${k.title.toLowerCase()} (\`${k.path}\`)` })),
       { name: 'Webhooks', description: 'Outgoing webhooks to your callback_url' },
       { name: 'Operations' },
       { name: 'Upstream', description: 'Called by Kling, not by clients' },

@@ -5,6 +5,8 @@
  * `registry.ts`.
  */
 
+import type { z } from 'zod';
+
 /** Stored in `tasks.kind`; also the metrics label. */
 export type KindId = 'image-generation' | 'text-to-video' | 'image-to-video';
 
@@ -13,6 +15,64 @@ export type SlotPool = 'image' | 'video';
 
 /** What validating a create body gives: the request as it will be stored, or the first problem (400/1201). */
 export type Validation<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
+
+/** A create body once validated: the fields every kind has, and its own. */
+export interface KindRequest {
+  model_name: string;
+  /** The client's webhook URL: ours to honour, never sent upstream. */
+  callback_url?: string;
+  /** The client's own id: ours to honour, never sent upstream. */
+  external_task_id?: string;
+  [field: string]: unknown;
+}
+
+/** A kind's `task_result` as clients see it (`{images: [...]}`, `{videos: [...]}`); stored as is. */
+export type TaskResult = Record<string, unknown>;
+
+/** How long a task of the kind may wait in our queue, wait for the upstream to start it, and take in all. */
+export interface StageLimits {
+  queueMs: number;
+  startMs: number;
+  totalMs: number;
+}
+
+/** Which configured model list a kind takes: KLING_MODELS or KLING_VIDEO_MODELS. */
+export type ModelFamily = 'image' | 'video';
+
+export interface TaskKind {
+  id: KindId;
+  /** Kling's path for the kind: this service's route and the upstream's, below their base URLs. */
+  path: string;
+  /** How people call it (docs, logs). */
+  title: string;
+  pool: SlotPool;
+  models: ModelFamily;
+  /** The create body's schema for the configured models: it validates and feeds the OpenAPI document. */
+  requestSchema(models: readonly string[]): z.ZodType<KindRequest>;
+  /** Validates a create body: the request as it will be stored, or its first problem. Never throws. */
+  validate(body: unknown, models: readonly string[]): Validation<KindRequest>;
+  /**
+   * Kling's documented defaults of the fields a client may leave out. Never sent (the upstream
+   * applies them); two requests that differ only by spelling a default out are the same request.
+   */
+  upstreamDefaults: Readonly<Record<string, unknown>>;
+  /** Slots a task holds in its pool from submission until it ends, as Kling counts them. */
+  slotCost(request: KindRequest): number;
+  /** Kling's `task_result` of this kind as the upstream sends it (lenient); a callback whose result does not fit is refused. */
+  upstreamResult: z.ZodType<Record<string, unknown>>;
+  /** What is stored and shown as `task_result`, from the upstream's (as upstreamResult parsed it); null while it has nothing. */
+  readResult(upstreamResult: Record<string, unknown>): TaskResult | null;
+  /** `task_result` shown for a stored result; null: none yet (`{images: []}` for images). */
+  taskResult(stored: unknown): TaskResult;
+  /** The zod schema of `task_result` (OpenAPI). */
+  taskResultSchema: z.ZodType;
+  /** Fields of this kind under the `tracker` extension, from the slots the task holds (e.g. images' `n`). */
+  trackerFields(task: { slotCost: number }): Record<string, unknown>;
+  /** Default stage limits; QUEUE/START/TOTAL_TIMEOUT_MS, and their per-kind forms, override them. */
+  stageLimits: StageLimits;
+  /** How the built-in simulator plays the upstream for this kind. */
+  simulator: SimulatedKind;
+}
 
 /** The parameters the simulator keeps for a task it accepted (results depend on them). */
 export interface SimParams {

@@ -1,7 +1,7 @@
 import jwt from 'jsonwebtoken';
 import { request as httpRequest } from 'undici';
 import { metrics } from '../observability/metrics';
-import { UpstreamTask } from './kling-types';
+import { UpstreamTask } from '../kinds/upstream-task';
 import { classifyUpstreamAnswer, UpstreamError } from './upstream-errors';
 
 export interface KlingCredentials {
@@ -16,7 +16,6 @@ export interface KlingClientOptions extends KlingCredentials {
   timeoutMs: number;
 }
 
-const PATH = '/v1/images/generations';
 /** Kling's JWT lifetime; we renew well before it ends so a request never carries a dying token. */
 const TOKEN_TTL_SEC = 1800;
 const RENEW_BEFORE_SEC = 300;
@@ -26,15 +25,15 @@ export class KlingClient {
 
   constructor(private readonly opts: KlingClientOptions) {}
 
-  /** Creates the upstream task. Throws UpstreamError, classified. */
-  async createTask(body: Record<string, unknown>): Promise<UpstreamTask> {
-    const data = await this.request('POST', PATH, body);
+  /** Creates the upstream task at its kind's path (e.g. /v1/videos/text2video). Throws UpstreamError, classified. */
+  async createTask(path: string, body: Record<string, unknown>): Promise<UpstreamTask> {
+    const data = await this.request('POST', path, body);
     return parseTask(data);
   }
 
-  /** The upstream task by its task_id, or null when the upstream does not know it. */
-  async getTask(upstreamTaskId: string): Promise<UpstreamTask | null> {
-    return this.queryOrNull(`${PATH}/${encodeURIComponent(upstreamTaskId)}`);
+  /** The upstream task of a kind (its path) by its task_id, or null when the upstream does not know it. */
+  async getTask(path: string, upstreamTaskId: string): Promise<UpstreamTask | null> {
+    return this.queryOrNull(`${path}/${encodeURIComponent(upstreamTaskId)}`);
   }
 
   /**
@@ -42,15 +41,15 @@ export class KlingClient {
    * path; some deployments only answer the query form, so that is tried when the path form finds
    * nothing.
    */
-  async findByExternalId(externalTaskId: string): Promise<UpstreamTask | null> {
+  async findByExternalId(path: string, externalTaskId: string): Promise<UpstreamTask | null> {
     try {
-      const byPath = await this.queryOrNull(`${PATH}/${encodeURIComponent(externalTaskId)}`);
+      const byPath = await this.queryOrNull(`${path}/${encodeURIComponent(externalTaskId)}`);
       if (byPath) return byPath;
     } catch (err) {
       // An upstream that only takes task ids in the path may call ours an invalid parameter.
       if (!(err instanceof UpstreamError && err.kind === 'rejected')) throw err;
     }
-    return this.queryOrNull(`${PATH}?external_task_id=${encodeURIComponent(externalTaskId)}`);
+    return this.queryOrNull(`${path}?external_task_id=${encodeURIComponent(externalTaskId)}`);
   }
 
   private async queryOrNull(path: string): Promise<UpstreamTask | null> {

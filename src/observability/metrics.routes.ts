@@ -4,6 +4,9 @@ import { adminOnly } from '../http/admin-auth';
 import type { Queues } from '../queues/queues';
 import { slotsInUse } from '../tasks/task-slots';
 import { metrics, registry } from './metrics';
+import { KINDS } from '../kinds/registry';
+
+const POOLS = [...new Set(KINDS.map((k) => k.pool))];
 
 export interface MetricsDeps {
   db: Db;
@@ -22,13 +25,19 @@ export function metricsRouter(deps: MetricsDeps): Router {
 }
 
 async function refreshTaskGauges(db: Db): Promise<void> {
-  const byState = await db.task.groupBy({ by: ['state'], _count: true });
+  const byState = await db.task.groupBy({ by: ['kind', 'state'], _count: true });
   metrics.tasks.reset();
-  for (const row of byState) metrics.tasks.set({ state: row.state }, row._count);
-  const terminal = await db.task.groupBy({ by: ['state', 'failureReason'], where: { state: { in: ['succeed', 'failed'] } }, _count: true });
+  for (const row of byState) metrics.tasks.set({ kind: row.kind, state: row.state }, row._count);
+  const terminal = await db.task.groupBy({
+    by: ['kind', 'state', 'failureReason'],
+    where: { state: { in: ['succeed', 'failed'] } },
+    _count: true,
+  });
   metrics.tasksTerminal.reset();
-  for (const row of terminal) metrics.tasksTerminal.set({ status: row.state, reason: row.failureReason ?? 'none' }, row._count);
-  metrics.slotsInUse.set(await slotsInUse(db));
+  for (const row of terminal) {
+    metrics.tasksTerminal.set({ kind: row.kind, status: row.state, reason: row.failureReason ?? 'none' }, row._count);
+  }
+  for (const pool of POOLS) metrics.slotsInUse.set({ pool }, await slotsInUse(db, pool));
 }
 
 async function refreshQueueGauges(queues: Queues): Promise<void> {

@@ -12,17 +12,22 @@ const durations = [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600];
 const latencies = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 export const metrics = {
-  tasksCreated: new Counter({ name: 'kt_tasks_created_total', help: 'Tasks accepted by this API process', registers: [registry] }),
+  tasksCreated: new Counter({
+    name: 'kt_tasks_created_total',
+    help: 'Tasks accepted by this API process, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+  }),
   tasksFinished: new Counter({
     name: 'kt_tasks_finished_total',
-    help: 'Tasks this process moved to a terminal state, by client status and internal reason',
-    labelNames: ['status', 'reason'],
+    help: 'Tasks this process moved to a terminal state, by kind, client status and internal reason',
+    labelNames: ['kind', 'status', 'reason'],
     registers: [registry],
   }),
   taskDuration: new Histogram({
     name: 'kt_task_duration_seconds',
-    help: 'Time from create to terminal state',
-    labelNames: ['status'],
+    help: 'Time from create to terminal state, by kind',
+    labelNames: ['kind', 'status'],
     buckets: durations,
     registers: [registry],
   }),
@@ -62,14 +67,24 @@ export const metrics = {
     buckets: latencies,
     registers: [registry],
   }),
-  tasks: new Gauge({ name: 'kt_tasks', help: 'Tasks in the database by internal state', labelNames: ['state'], registers: [registry] }),
-  tasksTerminal: new Gauge({
-    name: 'kt_tasks_terminal',
-    help: 'Finished tasks in the database by client status and internal reason',
-    labelNames: ['status', 'reason'],
+  tasks: new Gauge({
+    name: 'kt_tasks',
+    help: 'Tasks in the database by kind and internal state',
+    labelNames: ['kind', 'state'],
     registers: [registry],
   }),
-  slotsInUse: new Gauge({ name: 'kt_upstream_slots_in_use', help: 'Upstream concurrency slots held by tasks', registers: [registry] }),
+  tasksTerminal: new Gauge({
+    name: 'kt_tasks_terminal',
+    help: 'Finished tasks in the database by kind, client status and internal reason',
+    labelNames: ['kind', 'status', 'reason'],
+    registers: [registry],
+  }),
+  slotsInUse: new Gauge({
+    name: 'kt_upstream_slots_in_use',
+    help: 'Upstream concurrency slots held by tasks, by pool (Kling counts image and video packs apart)',
+    labelNames: ['pool'],
+    registers: [registry],
+  }),
   queueJobs: new Gauge({
     name: 'kt_queue_jobs',
     help: 'BullMQ jobs by queue and state',

@@ -1,7 +1,5 @@
-import { imageGenerationSimulator } from '../kinds/image-generation/simulator';
-import { imageToVideoSimulator } from '../kinds/image-to-video/simulator';
 import type { KindId, SimulatedKind, SlotPool } from '../kinds/kind';
-import { textToVideoSimulator } from '../kinds/text-to-video/simulator';
+import { KINDS } from '../kinds/registry';
 
 /** One kind as the simulator serves it: Kling's path, the slot pool it counts in, its models. */
 export interface SimKindRoute {
@@ -12,11 +10,13 @@ export interface SimKindRoute {
   sim: SimulatedKind;
 }
 
-/** The kinds the simulator serves, at Kling's paths; images and videos have their own model lists. */
+/** The kinds the simulator serves (every kind of the registry), at Kling's paths; images and videos have their own model lists. */
 export function simulatorKinds(models: readonly string[], videoModels: readonly string[]): SimKindRoute[] {
-  return [
-    { id: 'image-generation', path: '/v1/images/generations', pool: 'image', models, sim: imageGenerationSimulator },
-    { id: 'text-to-video', path: '/v1/videos/text2video', pool: 'video', models: videoModels, sim: textToVideoSimulator },
-    { id: 'image-to-video', path: '/v1/videos/image2video', pool: 'video', models: videoModels, sim: imageToVideoSimulator },
-  ];
+  return KINDS.map((k) => ({
+    id: k.id,
+    path: k.path,
+    pool: k.pool,
+    models: k.models === 'image' ? models : videoModels,
+    sim: k.simulator,
+  }));
 }

@@ -15,6 +15,7 @@ export function pollDelayMs(pollAfterMs: number, pollsWithoutNews: number): numb
 
 export interface DuePoll {
   id: string;
+  kind: string;
   upstreamTaskId: string | null;
   pollCount: number;
 }
@@ -25,7 +26,7 @@ export interface DuePoll {
  * dies mid-round leaves its tasks due again once the lease ends.
  */
 export async function claimDuePolls(db: Db, limit: number, leaseMs: number): Promise<DuePoll[]> {
-  const rows = await db.$queryRaw<{ id: string; upstream_task_id: string | null; poll_count: number }[]>`
+  const rows = await db.$queryRaw<{ id: string; kind: string; upstream_task_id: string | null; poll_count: number }[]>`
     UPDATE tasks SET next_poll_at = now() + ${leaseMs} * interval '1 millisecond'
     WHERE id IN (
       SELECT id FROM tasks
@@ -34,8 +35,8 @@ export async function claimDuePolls(db: Db, limit: number, leaseMs: number): Pro
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, upstream_task_id, poll_count`;
-  return rows.map((r) => ({ id: r.id, upstreamTaskId: r.upstream_task_id, pollCount: r.poll_count }));
+    RETURNING id, kind, upstream_task_id, poll_count`;
+  return rows.map((r) => ({ id: r.id, kind: r.kind, upstreamTaskId: r.upstream_task_id, pollCount: r.poll_count }));
 }
 
 /** After a poll without news: ask again later, a little later each time. */

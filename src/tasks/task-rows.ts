@@ -6,8 +6,8 @@ import { utc } from '../db/client';
  * would be most of their cost. Rows come back with Prisma's field names and
  * types, so the rest of the code sees the same `Task` either way.
  */
-const COLUMNS = `id tenant_id request_id external_task_id state request model_name n callback_url callback_token
-  upstream_task_id status_msg failure_reason images upstream_created_at upstream_updated_at submit_attempts slots_held
+const COLUMNS = `id tenant_id request_id external_task_id kind pool state request model_name slot_cost callback_url callback_token
+  upstream_task_id status_msg failure_reason result upstream_created_at upstream_updated_at submit_attempts slots_held
   slots_wait_since next_poll_at poll_count cancel_requested_at cancel_reason cancel_message event_seq created_at updated_at submitted_at finished_at`.split(
   /\s+/,
 );
@@ -46,7 +46,7 @@ export interface TaskPatch {
   upstreamTaskId?: string | null;
   statusMsg?: string | null;
   failureReason?: string | null;
-  images?: unknown;
+  result?: unknown;
   upstreamCreatedAt?: bigint | null;
   upstreamUpdatedAt?: bigint | null;
   slotsHeld?: number;
@@ -60,7 +60,7 @@ const PATCH_COLUMNS: Record<keyof TaskPatch, [column: string, cast: string]> = {
   upstreamTaskId: ['upstream_task_id', 'text'],
   statusMsg: ['status_msg', 'text'],
   failureReason: ['failure_reason', 'text'],
-  images: ['images', 'jsonb'],
+  result: ['result', 'jsonb'],
   upstreamCreatedAt: ['upstream_created_at', 'bigint'],
   upstreamUpdatedAt: ['upstream_updated_at', 'bigint'],
   slotsHeld: ['slots_held', 'int'],
@@ -74,7 +74,7 @@ function sqlValue(key: keyof TaskPatch, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (v instanceof Date) return utc(v);
   if (typeof v === 'bigint') return v.toString();
-  return key === 'images' ? JSON.stringify(v) : v;
+  return key === 'result' ? JSON.stringify(v) : v;
 }
 
 /** `col = $n::type, ...` for the patch's fields, appending their values to `params`. */

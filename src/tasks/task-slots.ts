@@ -1,13 +1,18 @@
 import type { Db, Task } from '../db/client';
+import type { SlotPool } from '../kinds/kind';
 import { groupCommit } from '../lib/group-commit';
 import { taskColumns } from './task-rows';
 
 /**
- * Upstream concurrency slots. Each image of a task holds one slot from its submission until it ends
- * (Kling counts them so; past the account's limit it answers 1303). The truth is `tasks.slots_held`:
- * claimed here before the upstream call, cleared by the status machine on every terminal path, so a
- * restart has nothing to recompute and nothing can leak.
+ * Upstream concurrency slots, per pool as Kling counts them per resource-pack type: a task holds
+ * its kind's slot cost (an image task its `n`, a video task 1) from its submission until it ends
+ * (past the account's limit Kling answers 1303). The truth is `tasks.slots_held`: claimed here
+ * before the upstream call, cleared by the status machine on every terminal path, so a restart has
+ * nothing to recompute and nothing can leak.
  */
+
+/** The slots of each pool (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
+export type PoolLimits = Readonly<Record<SlotPool, number>>;
 
 export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone' | 'missing';
 
@@ -26,8 +31,8 @@ export interface Claimed {
 const MAX_CLAIM_BATCH = 50;
 
 type Claim = { taskId: string; countFirst: boolean };
-type ClaimRow = Task & { task_id: string; result: ClaimResult; counted: boolean; claim_version: string | null };
-const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<Claimed>>>();
+type ClaimRow = Task & { task_id: string; claim_result: ClaimResult; counted: boolean; claim_version: string | null };
+const claimers = new WeakMap<Db, Map<string, (c: Claim) => Promise<Claimed>>>();
 
 /**
  * Claims the task's slots if they are free, leaving enough for every older task already waiting for
@@ -42,50 +47,59 @@ const claimers = new WeakMap<Db, Map<number, (c: Claim) => Promise<Claimed>>>();
  * (group commit), so a busy worker takes that lock once per batch rather than once per task. The
  * slots in use come from `slot_counts`, which triggers keep equal to the sum of tasks.slots_held.
  */
-export function claimSlots(db: Db, taskId: string, limit: number, countFirstAttempt = false): Promise<Claimed> {
-  let byLimit = claimers.get(db);
-  if (!byLimit) claimers.set(db, (byLimit = new Map()));
-  let claim = byLimit.get(limit);
+export function claimSlots(db: Db, taskId: string, limits: PoolLimits, countFirstAttempt = false): Promise<Claimed> {
+  let byLimits = claimers.get(db);
+  if (!byLimits) claimers.set(db, (byLimits = new Map()));
+  const key = JSON.stringify(limits);
+  let claim = byLimits.get(key);
   if (!claim) {
     claim = groupCommit(async (claims: Claim[]) => {
+      const pools = Object.keys(limits) as SlotPool[];
       const { rows } = await db.sql<ClaimRow>(
-        `SELECT c.task_id, c.result, c.counted, c.version AS claim_version, ${taskColumns('(c.task).')}
-         FROM claim_task_slots($1::text[], $2, $3::boolean[]) c`,
-        [claims.map((c) => c.taskId), limit, claims.map((c) => c.countFirst)],
+        `SELECT c.task_id, c.result AS claim_result, c.counted, c.version AS claim_version, ${taskColumns('(c.task).')}
+         FROM claim_task_slots($1::text[], $2::text[], $3::int[], $4::boolean[]) c`,
+        [claims.map((c) => c.taskId), pools, pools.map((p) => limits[p]), claims.map((c) => c.countFirst)],
       );
       const results = new Map(rows.map((r) => [r.task_id, claimed(r)]));
       return claims.map((c) => results.get(c.taskId) ?? new Error(`no claim result for task ${c.taskId}`));
     }, MAX_CLAIM_BATCH);
-    byLimit.set(limit, claim);
+    byLimits.set(key, claim);
   }
   return claim({ taskId, countFirst: countFirstAttempt });
 }
 
 function claimed(r: ClaimRow): Claimed {
-  const { task_id: _id, result, counted, claim_version, ...task } = r;
-  return { result, counted, version: claim_version, task: task.id === null ? null : task };
+  const { task_id: _id, claim_result, counted, claim_version, ...task } = r;
+  return { result: claim_result, counted, version: claim_version, task: task.id === null ? null : task };
 }
 
-/** Upstream slots held by all tasks (the counter the claims read: migration `slot_counter`). */
-export async function slotsInUse(db: Db): Promise<number> {
-  const { rows } = await db.sql<{ held: number }>('SELECT coalesce(sum(held), 0)::int AS held FROM slot_counts');
+/** Upstream slots held, in one pool or in all (the counter the claims read: migrations `slot_counter`, `task_kinds`). */
+export async function slotsInUse(db: Db, pool?: SlotPool): Promise<number> {
+  const { rows } = await db.sql<{ held: number }>(
+    'SELECT coalesce(sum(held), 0)::int AS held FROM slot_counts WHERE $1::text IS NULL OR pool = $1',
+    [pool ?? null],
+  );
   return rows[0].held;
 }
 
-/** 1-based place of a queued task among all tasks still waiting to be submitted. */
-export async function queuePosition(db: Db, task: Pick<Task, 'id' | 'createdAt'>): Promise<number> {
+/** 1-based place of a queued task among the tasks of its pool still waiting to be submitted. */
+export async function queuePosition(db: Db, task: Pick<Task, 'id' | 'createdAt' | 'pool'>): Promise<number> {
   const before = await db.task.count({
-    where: { state: 'queued', OR: [{ createdAt: { lt: task.createdAt } }, { createdAt: task.createdAt, id: { lt: task.id } }] },
+    where: {
+      state: 'queued',
+      pool: task.pool,
+      OR: [{ createdAt: { lt: task.createdAt } }, { createdAt: task.createdAt, id: { lt: task.id } }],
+    },
   });
   return before + 1;
 }
 
-/** The oldest tasks told to wait for slots, in the order they may take them. Cheap when none waits. */
-export async function nextWaiting(db: Db, limit: number): Promise<string[]> {
+/** The oldest tasks of a pool told to wait for slots, in the order they may take them. Cheap when none waits. */
+export async function nextWaiting(db: Db, pool: SlotPool, limit: number): Promise<string[]> {
   const { rows } = await db.sql<{ id: string }>(
-    `SELECT id FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0
-     ORDER BY created_at, id LIMIT $1`,
-    [limit],
+    `SELECT id FROM tasks WHERE pool = $1 AND slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0
+     ORDER BY created_at, id LIMIT $2`,
+    [pool, limit],
   );
   return rows.map((r) => r.id);
 }

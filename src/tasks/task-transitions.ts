@@ -2,7 +2,9 @@ import type { Db, Prisma, Task, TaskState, WebhookDelivery as Delivery } from '.
 import { isUniqueViolation, utc } from '../db/client';
 import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { IdempotencyKeyTaken } from './idempotency';
-import { imagesOf, withSaneTimes, type UpstreamTask } from '../kling/kling-types';
+import type { KindId, SlotPool } from '../kinds/kind';
+import { kindOf } from '../kinds/registry';
+import { withSaneTimes, type UpstreamTask } from '../kinds/upstream-task';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import type { InlineDeliveries } from '../webhooks/delivery-attempt';
@@ -30,8 +32,10 @@ export interface CommitEffects {
   /** The task that changed (waiters on it are woken). */
   taskId: string;
   deliveryIds: string[];
-  /** Slots freed while tasks were waiting for slots (0 when none was waiting). */
+  /** Slots freed while tasks of the same pool were waiting for slots (0 when none was waiting). */
   slotsReleased: number;
+  /** The pool of the task (whose waiting tasks may take the freed slots). */
+  pool: SlotPool;
 }
 
 export interface TaskStore {
@@ -138,7 +142,7 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   }
   const releases = isTerminal(change.to) && task.slotsHeld > 0;
   // Whether anyone waits for the slots this frees: usually nobody, and then nothing more is asked.
-  const waiters = releases ? SLOT_WAITERS_EXIST : 'false';
+  const waiters = releases ? slotWaitersExist(p(task.pool)) : 'false';
   let result: { rows: { waiters: boolean; version: string; behind?: boolean; secrets?: (string | null)[] }[] };
   try {
     result = await store.db.sql(
@@ -162,8 +166,8 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
   }
   if (rows.length !== 1) return null;
   if (isTerminal(change.to)) {
-    metrics.tasksFinished.inc({ status: change.to, reason: next.failureReason ?? 'none' });
-    metrics.taskDuration.observe({ status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
+    metrics.tasksFinished.inc({ kind: next.kind, status: change.to, reason: next.failureReason ?? 'none' });
+    metrics.taskDuration.observe({ kind: next.kind, status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
   }
   if (created && inline) {
     store.inline!.send(
@@ -176,6 +180,7 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
     taskId: task.id,
     deliveryIds: created && !inline ? [created.id] : [],
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
+    pool: task.pool as SlotPool,
   };
   await store.afterCommit?.(effects).catch(() => undefined);
   return { ...next, version: rows[0].version };
@@ -185,7 +190,8 @@ async function transition(store: TaskStore, task: ReadTask, change: Change): Pro
  * Whether any task waits for slots (read through the partial index `tasks_waiting_for_slots_idx`
  * once the table has statistics; see src/db/table-stats.ts).
  */
-export const SLOT_WAITERS_EXIST = `EXISTS (SELECT 1 FROM tasks WHERE slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`;
+export const slotWaitersExist = (pool: string) =>
+  `EXISTS (SELECT 1 FROM tasks WHERE pool = ${pool} AND slots_wait_since IS NOT NULL AND state = 'queued' AND slots_held = 0)`;
 
 export const CANCELED_MESSAGE = 'canceled by the client';
 
@@ -231,9 +237,17 @@ export async function applyUpstreamUpdate(
   });
 }
 
+/** The kind's result in an upstream task object; one of another shape is no result (a callback refuses it before). */
+function resultOf(task: Task, u: UpstreamTask): unknown {
+  if (!u.task_result) return null;
+  const kind = kindOf(task.kind);
+  const parsed = kind.upstreamResult.safeParse(u.task_result);
+  return parsed.success ? kind.readResult(parsed.data) : null;
+}
+
 function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPatch {
   const now = new Date();
-  const images = imagesOf(u);
+  const result = resultOf(task, u);
   const common: TaskPatch = {
     upstreamTaskId: task.upstreamTaskId ?? u.task_id,
     upstreamCreatedAt: u.created_at != null ? BigInt(Math.trunc(u.created_at)) : task.upstreamCreatedAt,
@@ -245,7 +259,7 @@ function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPat
   return {
     ...common,
     statusMsg: u.task_status_msg ?? task.statusMsg,
-    ...(images.length ? { images } : {}),
+    ...(result ? { result } : {}),
     ...(target === 'failed' ? { failureReason: 'upstream_failed' } : {}),
     ...(isTerminal(target) ? { finishedAt: now } : {}),
   };
@@ -332,7 +346,9 @@ export interface NewTask {
   externalTaskId?: string;
   request: Record<string, unknown>;
   modelName: string;
-  n: number;
+  kind: KindId;
+  pool: SlotPool;
+  slotCost: number;
   callbackUrl?: string;
   /** Only for tasks made as they were before callback tokens were derived (tests of that path). */
   callbackToken?: string;
@@ -348,13 +364,15 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     state: 'queued',
     request: t.request as Prisma.JsonValue,
     modelName: t.modelName,
-    n: t.n,
+    kind: t.kind,
+    pool: t.pool,
+    slotCost: t.slotCost,
     callbackUrl: t.callbackUrl ?? null,
     callbackToken: t.callbackToken ?? null,
     upstreamTaskId: null,
     statusMsg: null,
     failureReason: null,
-    images: null,
+    result: null,
     upstreamCreatedAt: null,
     upstreamUpdatedAt: null,
     submitAttempts: 0,
@@ -382,12 +400,13 @@ export async function insertTasks(db: Db, tasks: { task: NewTask; at: Date }[]):
   const col = <T>(f: (x: { task: NewTask; at: Date }) => T) => tasks.map(f);
   const { rows } = await db.sql<{ id: string }>(
     `WITH t AS (
-       INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, n, callback_url, callback_token,
-                          state, event_seq, created_at, updated_at)
-       SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.n, i.callback_url, i.callback_token,
-              'queued', 1, i.at, i.at
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::int[], $8::text[], $9::text[], $10::timestamp[])
-         AS i(id, request_id, tenant_id, external_task_id, request, model_name, n, callback_url, callback_token, at)
+       INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url,
+                          callback_token, state, event_seq, created_at, updated_at)
+       SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
+              i.callback_token, 'queued', 1, i.at, i.at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
+                   $10::text[], $11::text[], $12::timestamp[])
+         AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at)
        ON CONFLICT (tenant_id, external_task_id) DO NOTHING
        RETURNING id, created_at),
      e AS (
@@ -400,7 +419,9 @@ export async function insertTasks(db: Db, tasks: { task: NewTask; at: Date }[]):
       col((x) => x.task.externalTaskId ?? null),
       col((x) => JSON.stringify(x.task.request)),
       col((x) => x.task.modelName),
-      col((x) => x.task.n),
+      col((x) => x.task.kind),
+      col((x) => x.task.pool),
+      col((x) => x.task.slotCost),
       col((x) => x.task.callbackUrl ?? null),
       col((x) => x.task.callbackToken ?? null),
       col((x) => utc(x.at)),
@@ -419,7 +440,9 @@ export async function insertTask(db: Db, t: NewTask, idempotency?: { key: string
     externalTaskId: t.externalTaskId ?? null,
     request: t.request as Prisma.InputJsonValue,
     modelName: t.modelName,
-    n: t.n,
+    kind: t.kind,
+    pool: t.pool,
+    slotCost: t.slotCost,
     callbackUrl: t.callbackUrl ?? null,
     callbackToken: t.callbackToken ?? null,
     state: 'queued',

@@ -1,5 +1,6 @@
 import type { Task } from '../db/client';
-import type { ResultImage } from '../kling/kling-types';
+import type { TaskResult } from '../kinds/kind';
+import { kindOf } from '../kinds/registry';
 import { toClientStatus, type ClientStatus } from './task-state';
 
 /** The single extension key on Kling's task object; everything not Kling's lives under it. */
@@ -10,7 +11,8 @@ export interface TaskObject {
   task_status: ClientStatus;
   task_status_msg: string;
   task_info: { external_task_id?: string };
-  task_result: { images: ResultImage[] };
+  /** The kind's result: `{images: [...]}`, `{videos: [...]}`. */
+  task_result: TaskResult;
   created_at: number;
   updated_at: number;
   [EXTENSION_KEY]: {
@@ -23,7 +25,6 @@ export interface TaskObject {
     failure_reason: string | null;
     upstream_task_id: string | null;
     model_name: string;
-    n: number;
     submit_attempts: number;
     submitted_at: number | null;
     finished_at: number | null;
@@ -47,12 +48,13 @@ export function trackerState(t: Pick<Task, 'state' | 'failureReason' | 'cancelRe
 }
 
 export function toTaskObject(t: Task, queuePosition?: number): TaskObject {
+  const kind = kindOf(t.kind);
   return {
     task_id: t.id,
     task_status: toClientStatus(t.state),
     task_status_msg: t.statusMsg ?? '',
     task_info: t.externalTaskId ? { external_task_id: t.externalTaskId } : {},
-    task_result: { images: (t.images as ResultImage[] | null) ?? [] },
+    task_result: kind.taskResult(t.result),
     created_at: t.createdAt.getTime(),
     updated_at: t.updatedAt.getTime(),
     [EXTENSION_KEY]: {
@@ -63,7 +65,7 @@ export function toTaskObject(t: Task, queuePosition?: number): TaskObject {
       failure_reason: t.failureReason,
       upstream_task_id: t.upstreamTaskId,
       model_name: t.modelName,
-      n: t.n,
+      ...kind.trackerFields(t),
       submit_attempts: t.submitAttempts,
       submitted_at: t.submittedAt?.getTime() ?? null,
       finished_at: t.finishedAt?.getTime() ?? null,

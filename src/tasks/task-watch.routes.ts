@@ -2,7 +2,7 @@ import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { envelope } from '../errors';
 import { pathId, queryParam } from '../http/request-input';
-import { createWatcherLimit } from '../http/watcher-limit';
+import type { TaskKind } from '../kinds/kind';
 import { queuePosition } from './task-slots';
 import { isTerminal } from './task-state';
 import { findTask, type TasksDeps } from './tasks.service';
@@ -33,16 +33,16 @@ function watchEnds(req: Request, res: Response, stopping: AbortSignal): AbortSig
  * closed after the terminal one or after SSE_MAX_SECONDS). Both tenant-scoped; changes made by any
  * process wake them. Those that wait count against the tenant's MAX_WATCHERS_PER_TENANT.
  */
-export function addWatchRoutes(r: Router, deps: TasksDeps): void {
-  const watchers = createWatcherLimit(deps.maxWatchersPerTenant);
+export function addWatchRoutes(r: Router, deps: TasksDeps, kind: TaskKind): void {
+  const { watchers } = deps;
 
   r.get('/:id', async (req, res) => {
     const wait = queryParam(req, 'wait', WaitQuery);
-    let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
+    let task = await findTask(deps.db, res.locals.tenant.id, kind, pathId(req, 'id'));
     if (wait && !isTerminal(task.state)) {
       watchers.admit(res.locals.tenant.id, res, Date.now() + wait * 1000);
       await deps.changes.waitForChange(task.id, task.eventSeq, wait * 1000, watchEnds(req, res, deps.stopping));
-      task = await findTask(deps.db, res.locals.tenant.id, task.id);
+      task = await findTask(deps.db, res.locals.tenant.id, kind, task.id);
     }
     if (res.writableEnded || res.destroyed) return;
     const position = task.state === 'queued' ? await queuePosition(deps.db, task) : undefined;
@@ -50,7 +50,7 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
   });
 
   r.get('/:id/events', async (req, res) => {
-    let task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
+    let task = await findTask(deps.db, res.locals.tenant.id, kind, pathId(req, 'id'));
     const gone = watchEnds(req, res, deps.stopping);
     const endsBy = Date.now() + deps.sseMaxSeconds * 1000;
     if (!isTerminal(task.state)) watchers.admit(res.locals.tenant.id, res, endsBy);
@@ -82,7 +82,7 @@ export function addWatchRoutes(r: Router, deps: TasksDeps): void {
           res.write(': keepalive\n\n');
           continue;
         }
-        task = await findTask(deps.db, res.locals.tenant.id, task.id);
+        task = await findTask(deps.db, res.locals.tenant.id, kind, task.id);
         send();
       }
     } finally {

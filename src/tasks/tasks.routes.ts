@@ -4,7 +4,8 @@ import { envelope, invalidParameter } from '../errors';
 import { IdParam, parseQuery, pathId, queryParam } from '../http/request-input';
 import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
-import { createTaskCreator, findTask, listTasks, type TasksDeps } from './tasks.service';
+import type { TaskKind } from '../kinds/kind';
+import { findTask, listTasks, type CreateTask, type TasksDeps } from './tasks.service';
 import { parseIdempotencyKey } from './idempotency';
 import { addWatchRoutes } from './task-watch.routes';
 import { cancelTask } from './task-transitions';
@@ -16,51 +17,50 @@ export const ListQuery = z.object({
   pageSize: z.coerce.number().int().min(1).max(500).default(30),
 });
 
-/** `POST /v1/images/generations`, after authentication: app.ts mounts it as a route of its own. */
-export function createTaskHandler(deps: TasksDeps): RequestHandler {
-  const createTask = createTaskCreator(deps);
+/** `POST <kind's path>`, after authentication: app.ts mounts it as a route of its own. */
+export function createTaskHandler(createTask: CreateTask, kind: TaskKind): RequestHandler {
   return async (req, res) => {
     const idempotencyKey = parseIdempotencyKey(req.get('idempotency-key'));
-    const { task, replayed } = await createTask(res.locals.tenant, req.body, { idempotencyKey, requestId: res.locals.requestId });
+    const { task, replayed } = await createTask(res.locals.tenant, kind, req.body, { idempotencyKey, requestId: res.locals.requestId });
     if (replayed) res.set('idempotent-replayed', 'true');
     res.json(envelope(res.locals.requestId, toCreatedObject(task)));
   };
 }
 
-/** Every other route under `/v1/images/generations`: reads, long polls, cancel, deliveries. */
-export function tasksRouter(deps: TasksDeps): Router {
+/** Every other route under a kind's path: reads, long polls, cancel, deliveries. */
+export function tasksRouter(deps: TasksDeps, kind: TaskKind): Router {
   const r = Router();
 
   r.get('/', async (req, res) => {
     // Some Kling clients look a single task up as `?external_task_id=`; answer them like the path form.
     const externalTaskId = queryParam(req, 'external_task_id', IdParam);
     if (externalTaskId !== undefined) {
-      const task = await findTask(deps.db, res.locals.tenant.id, externalTaskId);
+      const task = await findTask(deps.db, res.locals.tenant.id, kind, externalTaskId);
       res.json(envelope(res.locals.requestId, toTaskObject(task)));
       return;
     }
     const { pageNum, pageSize } = parseQuery(req, ListQuery);
-    const tasks = await listTasks(deps.db, res.locals.tenant.id, pageNum, pageSize);
+    const tasks = await listTasks(deps.db, res.locals.tenant.id, kind, pageNum, pageSize);
     res.json(envelope(res.locals.requestId, tasks.map(toTaskObject)));
   });
 
-  addWatchRoutes(r, deps);
+  addWatchRoutes(r, deps, kind);
 
   r.post('/:id/cancel', async (req, res) => {
-    const task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
+    const task = await findTask(deps.db, res.locals.tenant.id, kind, pathId(req, 'id'));
     const { result, task: after } = await cancelTask(deps.store, task.id);
     if (result === 'finished') throw invalidParameter(`task: has already finished (${toTaskObject(after).task_status}); nothing to cancel`);
     res.json(envelope(res.locals.requestId, toTaskObject(after)));
   });
 
   r.get('/:id/deliveries', async (req, res) => {
-    const task = await findTask(deps.db, res.locals.tenant.id, pathId(req, 'id'));
+    const task = await findTask(deps.db, res.locals.tenant.id, kind, pathId(req, 'id'));
     res.json(envelope(res.locals.requestId, await listDeliveries(deps.db, task.id)));
   });
 
   r.post('/:id/deliveries/:webhook_id/redeliver', async (req, res) => {
     const [id, webhookId] = [pathId(req, 'id'), pathId(req, 'webhook_id')];
-    const task = await findTask(deps.db, res.locals.tenant.id, id);
+    const task = await findTask(deps.db, res.locals.tenant.id, kind, id);
     const d = await redeliver(deps.db, task.id, webhookId);
     const queued = await enqueueDeliveryAttempt(deps.queues, d);
     if (!queued) deps.log.warn({ webhook_id: d.id }, 'could not enqueue the redelivery now; the sweep will');

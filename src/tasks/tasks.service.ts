@@ -7,7 +7,8 @@ import { groupCommit } from '../lib/group-commit';
 import { enqueueSubmits, type Queues } from '../queues/queues';
 import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
-import { validateCreateTaskRequest, withUpstreamDefaults } from './create-task.schema';
+import type { WatcherLimit } from '../http/watcher-limit';
+import type { ModelFamily, TaskKind } from '../kinds/kind';
 import { IdempotencyKeyTaken, requestHash } from './idempotency';
 import type { TaskChanges } from './task-changes';
 import { insertTask, insertTasks, type NewTask, type TaskStore } from './task-transitions';
@@ -17,19 +18,26 @@ export interface TasksDeps {
   store: TaskStore;
   queues: Queues;
   log: Logger;
-  models: readonly string[];
+  /** The model_name values each family of kinds accepts (KLING_MODELS, KLING_VIDEO_MODELS); the first is the default. */
+  models: Readonly<Record<ModelFamily, readonly string[]>>;
   allowPrivateWebhooks: boolean;
   /** How long an Idempotency-Key is remembered (IDEMPOTENCY_TTL_HOURS), in ms. */
   idempotencyTtlMs: number;
   maxUnfinishedTasks: number;
   changes: TaskChanges;
-  /** Long polls plus event streams one tenant may hold open at once in this process (MAX_WATCHERS_PER_TENANT). */
-  maxWatchersPerTenant: number;
+  /** Long polls plus event streams one tenant holds open in this process, all kinds together (MAX_WATCHERS_PER_TENANT). */
+  watchers: WatcherLimit;
   /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
   sseMaxSeconds: number;
   /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
   stopping: AbortSignal;
 }
+
+/** What the create path needs. */
+export type CreateDeps = Pick<
+  TasksDeps,
+  'db' | 'queues' | 'log' | 'models' | 'allowPrivateWebhooks' | 'idempotencyTtlMs' | 'maxUnfinishedTasks'
+>;
 
 export interface CreateOptions {
   idempotencyKey?: string;
@@ -47,14 +55,14 @@ const MAX_INSERT_BATCH = 100;
 /** How long a tenant's count of unfinished tasks is trusted before it is read again. */
 const UNFINISHED_RECOUNT_MS = 1000;
 
-export type CreateTask = (tenant: Tenant, body: unknown, opts?: CreateOptions) => Promise<Created>;
+export type CreateTask = (tenant: Tenant, kind: TaskKind, body: unknown, opts?: CreateOptions) => Promise<Created>;
 
 /**
  * The create path of one API process. Concurrent creates share one INSERT statement and one
  * BullMQ round trip (group commit: src/lib/group-commit.ts); each answer still comes only after its
  * own row has committed.
  */
-export function createTaskCreator(deps: TasksDeps): CreateTask {
+export function createTaskCreator(deps: CreateDeps): CreateTask {
   const insert = groupCommit(async (items: { task: NewTask; at: Date }[]) => {
     try {
       return await insertTasks(deps.db, items);
@@ -77,16 +85,16 @@ export function createTaskCreator(deps: TasksDeps): CreateTask {
   }, MAX_INSERT_BATCH);
   const unfinished = unfinishedCounter(deps);
 
-  return async (tenant, body, opts = {}) => {
-    const result = validateCreateTaskRequest(body, deps.models);
+  return async (tenant, kind, body, opts = {}) => {
+    const result = kind.validate(body, deps.models[kind.models]);
     if (!result.ok) throw invalidParameter(result.message);
     // The client's callback_url and external_task_id are ours to honour, never the upstream's.
     const { callback_url, external_task_id, ...request } = result.value;
     const key = opts.idempotencyKey;
     // The request as validated and as it will run: spelling a default out, key order, spacing and
     // the URL's casing make no difference.
-    const hash = key ? requestHash(withUpstreamDefaults(result.value)) : '';
-    const idempotency = key ? { key, requestHash: hash, ttlMs: deps.idempotencyTtlMs, rawBody: body } : undefined;
+    const hash = key ? requestHash({ ...kind.upstreamDefaults, ...result.value }) : '';
+    const idempotency = key ? { key, kind: kind.id, requestHash: hash, ttlMs: deps.idempotencyTtlMs, rawBody: body } : undefined;
     // A retry of a request already accepted gets its task, whatever the limits (or DNS) say now.
     if (idempotency) {
       const earlier = await replay(deps.db, tenant.id, idempotency);
@@ -104,7 +112,9 @@ export function createTaskCreator(deps: TasksDeps): CreateTask {
       externalTaskId: external_task_id,
       request,
       modelName: request.model_name,
-      n: request.n ?? 1,
+      kind: kind.id,
+      pool: kind.pool,
+      slotCost: kind.slotCost(result.value),
       callbackUrl: callback_url,
     };
     let task: Task;
@@ -125,7 +135,7 @@ export function createTaskCreator(deps: TasksDeps): CreateTask {
       throw err;
     }
     unfinished.added(tenant.id);
-    metrics.tasksCreated.inc();
+    metrics.tasksCreated.inc({ kind: kind.id });
     if (!(await enqueue(task.id))) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
     return { task, replayed: false };
   };
@@ -143,7 +153,7 @@ export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
  * second (plus this process's own creates), and read afresh before any refusal, so a refusal
  * always reflects the database. Soft: concurrent creates in other processes may pass it by a few.
  */
-function unfinishedCounter(deps: TasksDeps) {
+function unfinishedCounter(deps: CreateDeps) {
   const counts = new Map<string, { n: number; at: number }>();
   const recount = async (tenantId: string) => {
     const { rows } = await deps.db.sql<{ n: number }>(UNFINISHED_COUNT, [tenantId, deps.maxUnfinishedTasks]);
@@ -178,28 +188,33 @@ function unfinishedCounter(deps: TasksDeps) {
 async function replay(
   db: Db,
   tenantId: string,
-  idem: { key: string; requestHash: string; ttlMs: number; rawBody: unknown },
+  idem: { key: string; kind: string; requestHash: string; ttlMs: number; rawBody: unknown },
 ): Promise<Task | null> {
   const row = await db.idempotencyKey.findUnique({ where: { tenantId_key: { tenantId, key: idem.key } }, include: { task: true } });
   if (!row || row.createdAt.getTime() < Date.now() - idem.ttlMs) return null;
-  if (row.requestHash !== idem.requestHash && row.requestHash !== requestHash(idem.rawBody)) {
+  const sameRequest = row.requestHash === idem.requestHash || row.requestHash === requestHash(idem.rawBody);
+  if (row.task.kind !== idem.kind || !sameRequest) {
     throw new AppError('conflict', 'Idempotency-Key: was already used with a different request body; use a new key for a new request');
   }
   return row.task;
 }
 
-/** A tenant's task by this service's task_id, or else by the tenant's own external_task_id. */
-export async function findTask(db: Db, tenantId: string, id: string): Promise<Task> {
+/**
+ * A tenant's task of a kind by this service's task_id, or else by the tenant's own
+ * external_task_id. Another tenant's task, or a task of another kind (Kling: a video task under the
+ * image path), is indistinguishable from a missing one.
+ */
+export async function findTask(db: Db, tenantId: string, kind: TaskKind, id: string): Promise<Task> {
   const task =
-    (await db.task.findFirst({ where: { id, tenantId } })) ?? (await db.task.findFirst({ where: { tenantId, externalTaskId: id } }));
-  // Another tenant's task is indistinguishable from a missing one.
+    (await db.task.findFirst({ where: { id, tenantId, kind: kind.id } })) ??
+    (await db.task.findFirst({ where: { tenantId, kind: kind.id, externalTaskId: id } }));
   if (!task) throw new AppError('not_found', `task not found: ${id.slice(0, 100)}`);
   return task;
 }
 
-export async function listTasks(db: Db, tenantId: string, pageNum: number, pageSize: number): Promise<Task[]> {
+export async function listTasks(db: Db, tenantId: string, kind: TaskKind, pageNum: number, pageSize: number): Promise<Task[]> {
   return db.task.findMany({
-    where: { tenantId },
+    where: { tenantId, kind: kind.id },
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     skip: (pageNum - 1) * pageSize,
     take: pageSize,

@@ -45,7 +45,9 @@ export async function insertQueuedTask(db: Db, tenantId: string, callbackUrl?: s
     tenantId,
     request: { model_name: 'kling-v3', prompt: 'x' },
     modelName: 'kling-v3',
-    n: 1,
+    kind: 'image-generation',
+    pool: 'image',
+    slotCost: 1,
     callbackUrl,
     callbackToken: randomBytes(24).toString('base64url'),
   });

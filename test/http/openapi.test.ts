@@ -11,7 +11,7 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 // Only the docs part of the app, behind helmet exactly as createApp mounts it.
 const app = express();
 app.use(helmet());
-app.use(docsRouter({ models: ['kling-v3'] }));
+app.use(docsRouter({ models: { image: ['kling-v3'], video: ['kling-v3'] } }));
 
 const ENDPOINTS: [string, string][] = [
   ['post', '/v1/images/generations'],
@@ -114,7 +114,7 @@ describe('GET /openapi.json', () => {
   });
 
   it('follows the configured model list', async () => {
-    const other = express().use(docsRouter({ models: ['kling-v3', 'kling-v2-1'] }));
+    const other = express().use(docsRouter({ models: { image: ['kling-v3', 'kling-v2-1'], video: ['kling-v3'] } }));
     const body = (await request(other).get('/openapi.json')).body;
     expect(body.components.schemas.CreateTaskRequest.properties.model_name.enum).toEqual(['kling-v3', 'kling-v2-1']);
   });

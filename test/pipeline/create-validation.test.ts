@@ -137,7 +137,7 @@ describe('POST /v1/images/generations accepts every documented field', () => {
     const res = await post({ prompt: 'x' });
     const task = await h.api.db.task.findUniqueOrThrow({ where: { id: res.body.data.task_id } });
     expect(task.request).toEqual({ model_name: 'kling-v3', prompt: 'x' });
-    expect(task.n).toBe(1);
+    expect(task.slotCost).toBe(1);
   });
 
   // The create is a route of its own in front of the tasks router (src/app.ts): the path with a

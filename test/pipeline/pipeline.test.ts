@@ -158,7 +158,7 @@ describe('upstream callbacks', () => {
     expect(res.body.code).toBe(1002);
     const after = await h.api.db.task.findUniqueOrThrow({ where: { id } });
     expect(after.state).toBe('submitted');
-    expect(after.images).toBeNull();
+    expect(after.result).toBeNull();
   });
 
   it('ignores duplicate and out-of-order callbacks: never backwards, terminal is final', async () => {
@@ -215,7 +215,7 @@ describe('upstream callbacks', () => {
     expect(cancel.body.data.tracker.state).toBe('canceling');
     expect((await send('succeed', [{ index: 0, url: 'https://img.example/0.png' }])).body.data.applied).toBe(true);
     const after = await h.api.db.task.findUniqueOrThrow({ where: { id } });
-    expect([after.state, after.failureReason, after.images]).toEqual(['failed', 'canceled', null]);
+    expect([after.state, after.failureReason, after.result]).toEqual(['failed', 'canceled', null]);
   });
 
   it('keeps a task pollable on an undocumented status, and refuses a callback for another upstream task', async () => {

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
-import { withSaneTimes } from '../../src/kling/kling-types';
+import { withSaneTimes } from '../../src/kinds/upstream-task';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { capturingLogger } from '../helpers/log-capture';

@@ -48,7 +48,7 @@ async function sql(url: string, text: string): Promise<unknown[]> {
  */
 const HAND_WRITTEN_INDEXES: Record<string, string> = {
   tasks_polled_idx: 'ON public.tasks USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)',
-  tasks_waiting_for_slots_idx: 'ON public.tasks USING btree (created_at, id) WHERE (slots_wait_since IS NOT NULL)',
+  tasks_waiting_for_slots_idx: 'ON public.tasks USING btree (pool, created_at, id) WHERE (slots_wait_since IS NOT NULL)',
   tasks_unfinished_idx:
     "ON public.tasks USING btree (tenant_id) WHERE (state = ANY (ARRAY['queued'::task_state, 'submitted'::task_state, 'processing'::task_state]))",
 };
@@ -145,7 +145,9 @@ describe('Prisma, offline', () => {
     const schemaFile = path.join(project, 'prisma', 'schema.prisma');
     fs.writeFileSync(
       schemaFile,
-      fs.readFileSync(schemaFile, 'utf8').replace('  n                 Int\n', '  n                 Int\n  note String?\n'),
+      fs
+        .readFileSync(schemaFile, 'utf8')
+        .replace('  slotCost          Int       @map("slot_cost")\n', '  slotCost          Int       @map("slot_cost")\n  note String?\n'),
     );
     const before = fs.readdirSync(path.join(project, 'prisma', 'migrations'));
 

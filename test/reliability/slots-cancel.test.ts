@@ -9,6 +9,9 @@ import { startHarness, type Harness } from '../helpers/harness';
 import { slotsHeldByTasks } from '../helpers/invariants';
 import { startReceiver } from '../helpers/receiver';
 
+/** Pool limits with `n` image slots (and video slots enough not to matter here). */
+const images = (n: number) => ({ image: n, video: 10 });
+
 const create = (h: Harness, key: string, body: object = {}) =>
   request(h.url)
     .post('/v1/images/generations')
@@ -92,9 +95,9 @@ describe('upstream concurrency slots', () => {
     const older = (await create(h, key, { n: 1 })).body.data.task_id;
     const younger = (await create(h, key, { n: 1 })).body.data.task_id;
     // The older task's job has not run: it is not waiting for slots, so it does not hold the younger back.
-    expect((await claimSlots(h.api.db, younger, 3)).result).toBe('claimed');
-    expect((await claimSlots(h.api.db, younger, 3)).result).toBe('held');
-    expect((await claimSlots(h.api.db, older, 3)).result).toBe('claimed');
+    expect((await claimSlots(h.api.db, younger, images(3))).result).toBe('claimed');
+    expect((await claimSlots(h.api.db, younger, images(3))).result).toBe('held');
+    expect((await claimSlots(h.api.db, older, images(3))).result).toBe('claimed');
     expect(await slotsInUse(h.api.db)).toBe(2);
   });
 
@@ -104,7 +107,7 @@ describe('upstream concurrency slots', () => {
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) ids.push((await create(h, key, { n: 1 })).body.data.task_id);
     // The same task twice in one batch must not take two slots.
-    const results = (await Promise.all([...ids, ids[9]].map((id) => claimSlots(h.api.db, id, 4, true)))).map((c) => c.result);
+    const results = (await Promise.all([...ids, ids[9]].map((id) => claimSlots(h.api.db, id, images(4), true)))).map((c) => c.result);
     expect(results).toEqual([...Array(4).fill('claimed'), ...Array(6).fill('wait'), 'wait']);
     expect(await slotsInUse(h.api.db)).toBe(4);
     const tasks = await h.api.db.task.findMany({ where: { id: { in: ids } } });
@@ -118,16 +121,21 @@ describe('upstream concurrency slots', () => {
     const key = (await h.newTenant()).api_key;
     const id = (await create(h, key, { n: 2 })).body.data.task_id;
     const xmin = async () => (await h.api.db.sql<{ v: string }>('SELECT xmin::text AS v FROM tasks WHERE id = $1', [id])).rows[0].v;
-    const first = await claimSlots(h.api.db, id, 3, true);
+    const first = await claimSlots(h.api.db, id, images(3), true);
     const row = await h.api.db.task.findUniqueOrThrow({ where: { id } });
     expect(first).toEqual({ result: 'claimed', counted: true, version: await xmin(), task: row });
     expect(row).toMatchObject({ slotsHeld: 2, submitAttempts: 1 });
     // A retried submission of a task holding its slots: nothing written, the attempt is not counted again.
-    const again = await claimSlots(h.api.db, id, 3, true);
+    const again = await claimSlots(h.api.db, id, images(3), true);
     expect(again).toEqual({ result: 'held', counted: false, version: null, task: row });
-    expect(await claimSlots(h.api.db, 'no-such-task', 3, true)).toEqual({ result: 'missing', counted: false, version: null, task: null });
+    expect(await claimSlots(h.api.db, 'no-such-task', images(3), true)).toEqual({
+      result: 'missing',
+      counted: false,
+      version: null,
+      task: null,
+    });
     await h.api.db.task.update({ where: { id }, data: { state: 'failed', slotsHeld: 0 } });
-    expect(await claimSlots(h.api.db, id, 3, true)).toMatchObject({ result: 'gone', counted: false, task: null });
+    expect(await claimSlots(h.api.db, id, images(3), true)).toMatchObject({ result: 'gone', counted: false, task: null });
   });
 
   it('leaves the request body (up to megabytes of image) to the claim: a status change reads the task without it', async () => {
@@ -137,7 +145,7 @@ describe('upstream concurrency slots', () => {
     const stored = (await h.api.db.task.findUniqueOrThrow({ where: { id } })).request;
     expect(stored).toMatchObject({ prompt: 'a lighthouse', negative_prompt: 'fog' });
     expect(await readTask(h.api.db, id)).toMatchObject({ id, state: 'queued', request: null });
-    expect((await claimSlots(h.api.db, id, 3, true)).task?.request).toEqual(stored);
+    expect((await claimSlots(h.api.db, id, images(3), true)).task?.request).toEqual(stored);
   });
 
   it('keeps the slot counter equal to the slots the tasks hold, whatever writes them', async () => {
@@ -148,7 +156,7 @@ describe('upstream concurrency slots', () => {
     for (let i = 0; i < 30; i++) ids.push((await create(h, key, { n: 1 + (i % 3) })).body.data.task_id);
     const exact = async (held: number) =>
       expect({ counter: await slotsInUse(db), tasks: await slotsHeldByTasks(db) }).toEqual({ counter: held, tasks: held });
-    await Promise.all(ids.map((id) => claimSlots(db, id, 100, true)));
+    await Promise.all(ids.map((id) => claimSlots(db, id, images(100), true)));
     await exact(60);
     // Releases on many connections at once (each a transaction of its own), then other writers.
     await Promise.all(ids.slice(0, 20).map((id) => db.sql("UPDATE tasks SET state = 'failed', slots_held = 0 WHERE id = $1", [id])));
@@ -225,7 +233,7 @@ describe('POST /v1/images/generations/{id}/cancel', () => {
       const res = await request(h.url).post(`/v1/images/generations/${id}/cancel`).set(bearer(tenant.api_key));
       expect(res.body.data).toMatchObject({ task_status: 'submitted', tracker: { state: 'canceling' } });
       const t = await h.waitForTask(id, (x) => x.state === 'failed');
-      expect(t).toMatchObject({ failureReason: 'canceled', statusMsg: 'canceled by the client', images: null, slotsHeld: 0 });
+      expect(t).toMatchObject({ failureReason: 'canceled', statusMsg: 'canceled by the client', result: null, slotsHeld: 0 });
       await h.sim.settle();
       expect([...h.sim.tasks.values()][0].status).toBe('succeed');
       await rx.waitFor(2);

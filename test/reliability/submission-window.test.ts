@@ -85,7 +85,7 @@ describe('a cancel that lands while the submission call is in flight', () => {
 
     h.sim.setTaskStatus(upstream.task_id, 'succeed');
     const ended = await h.waitForTask(id, (t) => t.state === 'failed');
-    expect(ended).toMatchObject({ failureReason: 'canceled', statusMsg: 'canceled by the client', slotsHeld: 0, images: null });
+    expect(ended).toMatchObject({ failureReason: 'canceled', statusMsg: 'canceled by the client', slotsHeld: 0, result: null });
     expect(await slots()).toEqual({ counter: 0, tasks: 0 });
     expect(h.sim.createdCount()).toBe(1);
     await expectNoOrphan();
@@ -155,7 +155,7 @@ describe('a queue timeout that lands while the submission call is in flight', ()
 
     h.sim.setTaskStatus(upstream.task_id, 'succeed');
     const ended = await h.waitForTask(id, (t) => t.state === 'failed');
-    expect(ended).toMatchObject({ failureReason: 'queue_timeout', slotsHeld: 0, images: null });
+    expect(ended).toMatchObject({ failureReason: 'queue_timeout', slotsHeld: 0, result: null });
     expect(ended.statusMsg).toMatch(/QUEUE_TIMEOUT_MS/);
     expect(await slots()).toEqual({ counter: 0, tasks: 0 });
     expect(h.sim.createdCount()).toBe(1);

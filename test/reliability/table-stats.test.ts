@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { analyzeStaleTables } from '../../src/db/table-stats';
 import { UNFINISHED_COUNT } from '../../src/tasks/tasks.service';
-import { SLOT_WAITERS_EXIST } from '../../src/tasks/task-transitions';
+import { slotWaitersExist } from '../../src/tasks/task-transitions';
 import { startHarness, type Harness } from '../helpers/harness';
 
 /**
@@ -31,8 +31,8 @@ describe('table statistics where autovacuum does not run', () => {
   async function insertTasks(n: number, state: (i: number) => string): Promise<void> {
     const states = Array.from({ length: n }, (_, i) => state(i));
     await c.query(
-      `INSERT INTO tasks (id, tenant_id, request, model_name, n, callback_token, state, updated_at)
-       SELECT gen_random_uuid()::text, $1, '{}', 'kling-v3', 1, 'token', s::task_state, now() FROM unnest($2::text[]) s`,
+      `INSERT INTO tasks (id, tenant_id, kind, pool, request, model_name, slot_cost, callback_token, state, updated_at)
+       SELECT gen_random_uuid()::text, $1, 'image-generation', 'image', '{}', 'kling-v3', 1, 'token', s::task_state, now() FROM unnest($2::text[]) s`,
       [tenantId, states],
     );
     // Statistics of a connection reach the shared ones when it goes idle, at most once a second
@@ -89,21 +89,21 @@ describe('table statistics where autovacuum does not run', () => {
     await c.query(`SET plan_cache_mode = force_generic_plan`);
     try {
       // Prepared and planned while the table is empty, as after a deployment on a new database.
-      await c.query(`PREPARE waiters AS SELECT ${SLOT_WAITERS_EXIST}`);
+      await c.query(`PREPARE waiters(text) AS SELECT ${slotWaitersExist('$1')}`);
       await c.query(`PREPARE unfinished(text, int) AS ${UNFINISHED_COUNT}`);
-      const emptyWaiters = await keptPlan('waiters', '');
+      const emptyWaiters = await keptPlan('waiters', `('image')`);
       const emptyUnfinished = await keptPlan('unfinished', `('${tenantId}', 1000)`);
 
       // A history of ended tasks and a few in flight, none waiting for slots.
       await insertTasks(3000, (i) => (i % 20 === 0 ? 'queued' : i % 20 === 1 ? 'processing' : 'succeed'));
       // Without statistics Postgres keeps the plans it made on the empty table.
-      expect(await keptPlan('waiters', '')).toBe(emptyWaiters);
+      expect(await keptPlan('waiters', `('image')`)).toBe(emptyWaiters);
       expect(await keptPlan('unfinished', `('${tenantId}', 1000)`)).toBe(emptyUnfinished);
 
       expect(await changedSinceAnalyze(3000)).toBe(3000);
       expect(await analyzeStaleTables(h.api.db)).toContain('tasks');
       // The analyze invalidated them: planned again, with statistics, they read only the tasks they ask for.
-      expect(await keptPlan('waiters', '')).toMatch(/Index (Only )?Scan using tasks_waiting_for_slots_idx/);
+      expect(await keptPlan('waiters', `('image')`)).toMatch(/Index (Only )?Scan using tasks_waiting_for_slots_idx/);
       expect(await keptPlan('unfinished', `('${tenantId}', 1000)`)).toMatch(/Index (Only )?Scan using tasks_unfinished_idx/);
       expect(emptyWaiters).not.toMatch(/tasks_waiting_for_slots_idx/);
     } finally {

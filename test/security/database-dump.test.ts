@@ -51,7 +51,7 @@ describe('callback tokens', () => {
       const res = await request(h.url).post(callbackPath(id, token)).send(forged);
       expect(res.status).toBe(401);
     }
-    expect(await h.api.db.task.findUniqueOrThrow({ where: { id } })).toMatchObject({ state: 'submitted', images: null });
+    expect(await h.api.db.task.findUniqueOrThrow({ where: { id } })).toMatchObject({ state: 'submitted', result: null });
     // The upstream was given the derived token, and it works.
     const sent = h.sim.received.find((r) => r.method === 'POST');
     expect((sent!.body as { callback_url: string }).callback_url).toBe(`${h.url}${callbackPath(id, h.api.callbackTokens.forTask(id))}`);
@@ -114,7 +114,7 @@ describe('a callback for a task with no upstream id yet', () => {
     expect(await h.api.db.task.findUniqueOrThrow({ where: { id } })).toMatchObject({
       state: 'submitted',
       upstreamTaskId: upstreamId,
-      images: null,
+      result: null,
     });
     expect(h.sim.received.some((r) => r.method === 'GET' && (r.path.endsWith(`/${id}`) || r.query.external_task_id === id))).toBe(true);
   });

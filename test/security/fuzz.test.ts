@@ -259,9 +259,9 @@ describe('fuzzed requests', () => {
       { numRuns: 800 },
     );
     const after = await h.api.db.task.findUniqueOrThrow({ where: { id: taskId } });
-    expect({ state: after.state, images: after.images, seq: after.eventSeq }).toEqual({
+    expect({ state: after.state, result: after.result, seq: after.eventSeq }).toEqual({
       state: before.state,
-      images: before.images,
+      result: before.result,
       seq: before.eventSeq,
     });
   });

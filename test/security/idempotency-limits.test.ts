@@ -6,7 +6,7 @@ import { chunkSize } from '../../src/http/rate-limit';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';
 import { requestHash } from '../../src/tasks/idempotency';
-import { withUpstreamDefaults } from '../../src/tasks/create-task.schema';
+import { imageGeneration } from '../../src/kinds/image-generation';
 import { insertTask } from '../../src/tasks/task-transitions';
 import { randomUUID } from 'node:crypto';
 
@@ -113,10 +113,12 @@ describe('Idempotency-Key before the callback_url address check', () => {
         tenantId: tenant.id,
         request: { model_name: 'kling-v3', prompt: 'x' },
         modelName: 'kling-v3',
-        n: 1,
+        kind: 'image-generation',
+        pool: 'image',
+        slotCost: 1,
         callbackUrl: body.callback_url,
       },
-      { key: 'k-dns', requestHash: requestHash(withUpstreamDefaults(validated)), ttlMs: 3_600_000 },
+      { key: 'k-dns', requestHash: requestHash({ ...imageGeneration.upstreamDefaults, ...validated }), ttlMs: 3_600_000 },
     );
     const replayed = await post(h, tenant.api_key, body, 'k-dns');
     expect([replayed.status, replayed.headers['idempotent-replayed'], replayed.body.data?.task_id]).toEqual([200, 'true', id]);

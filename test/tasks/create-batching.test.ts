@@ -1,3 +1,4 @@
+import { imageGeneration } from '../../src/kinds/image-generation';
 import request from 'supertest';
 import type { Tenant } from '../../src/db/client';
 import { createLogger } from '../../src/logger';
@@ -52,22 +53,17 @@ describe('creates written together', () => {
     const tenant = await h.api.db.tenant.findUniqueOrThrow({ where: { id: (await h.newTenant()).id } });
     const createTask = createTaskCreator({
       db: h.api.db,
-      store: h.api.store,
       queues: h.api.queues,
       log: createLogger('silent'),
-      models: h.config.KLING_MODELS,
+      models: { image: h.config.KLING_MODELS, video: h.config.KLING_VIDEO_MODELS },
       allowPrivateWebhooks: true,
       idempotencyTtlMs: 3_600_000,
       maxUnfinishedTasks: 1000,
-      changes: h.api.changes,
-      maxWatchersPerTenant: 100,
-      sseMaxSeconds: 300,
-      stopping: new AbortController().signal,
     });
     // A tenant deleted after authentication: its row breaks the foreign key.
     const gone: Tenant = { ...tenant, id: 'tenant-that-does-not-exist' };
     const results = await Promise.allSettled(
-      Array.from({ length: 12 }, (_, i) => createTask(i === 5 ? gone : tenant, { prompt: `p${i}` })),
+      Array.from({ length: 12 }, (_, i) => createTask(i === 5 ? gone : tenant, imageGeneration, { prompt: `p${i}` })),
     );
     expect(results.map((r) => r.status)).toEqual(Array.from({ length: 12 }, (_, i) => (i === 5 ? 'rejected' : 'fulfilled')));
     expect(await h.api.db.task.count()).toBe(11);

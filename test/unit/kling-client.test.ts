@@ -6,6 +6,8 @@ import { KlingClient } from '../../src/kling/kling-client';
 import { UpstreamError } from '../../src/kling/upstream-errors';
 import { createKlingSimulator, type KlingSimulator } from '../../src/simulator/kling-simulator';
 
+/** The image generation path, where these calls go (the kind decides it). */
+const IMAGES = '/v1/images/generations';
 const AK = 'test-access-key';
 const SK = 'test-secret-key-with-enough-entropy';
 
@@ -34,9 +36,9 @@ describe('KlingClient against the simulator', () => {
 
   it("signs Kling's HS256 JWT {iss, exp = now + 1800, nbf = now - 5} and reuses it while fresh", async () => {
     const c = client();
-    const created = await c.createTask({ prompt: 'x', external_task_id: 'ext-1' });
+    const created = await c.createTask(IMAGES, { prompt: 'x', external_task_id: 'ext-1' });
     expect(created.task_status).toBe('submitted');
-    await c.getTask(created.task_id);
+    await c.getTask(IMAGES, created.task_id);
     const [first, second] = sim.received.map((r) => r.authorization!.replace('Bearer ', ''));
     expect(sim.received.map((r) => r.path)).toEqual(['/kling/v1/images/generations', `/kling/v1/images/generations/${created.task_id}`]);
     const { header, payload } = jwt.decode(first, { complete: true }) as jwt.Jwt & { payload: jwt.JwtPayload };
@@ -52,12 +54,12 @@ describe('KlingClient against the simulator', () => {
 
   it('renews the token before it expires', async () => {
     const c = client();
-    await c.createTask({ prompt: 'x' });
+    await c.createTask(IMAGES, { prompt: 'x' });
     const realNow = Date.now;
     // 26 minutes later: less than the renewal margin is left on the first token.
     jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 26 * 60 * 1000);
     try {
-      await c.createTask({ prompt: 'y' }).catch(() => undefined);
+      await c.createTask(IMAGES, { prompt: 'y' }).catch(() => undefined);
     } finally {
       jest.restoreAllMocks();
     }
@@ -69,7 +71,7 @@ describe('KlingClient against the simulator', () => {
     const plain = createKlingSimulator({ apiKey: 'plain-key' });
     const url = await plain.listen();
     try {
-      await new KlingClient({ baseUrl: url, apiKey: 'plain-key', timeoutMs: 2000 }).createTask({ prompt: 'x' });
+      await new KlingClient({ baseUrl: url, apiKey: 'plain-key', timeoutMs: 2000 }).createTask(IMAGES, { prompt: 'x' });
       expect(plain.received[0].authorization).toBe('Bearer plain-key');
     } finally {
       await plain.close();
@@ -79,12 +81,12 @@ describe('KlingClient against the simulator', () => {
   it('classifies upstream refusals by business code and carries the upstream message', async () => {
     sim.faults.createErrors.push({ http: 429, code: 1102, message: 'resource pack exhausted' });
     const err = await client()
-      .createTask({ prompt: 'x' })
+      .createTask(IMAGES, { prompt: 'x' })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UpstreamError);
     expect(err).toMatchObject({ kind: 'rejected', retryable: false, code: 1102, httpStatus: 429, message: 'resource pack exhausted' });
     const bad = await new KlingClient({ baseUrl: base, apiKey: 'wrong', timeoutMs: 2000 })
-      .createTask({ prompt: 'x' })
+      .createTask(IMAGES, { prompt: 'x' })
       .catch((e: unknown) => e);
     expect(bad).toMatchObject({ kind: 'rejected', code: 1002 });
   });
@@ -92,7 +94,7 @@ describe('KlingClient against the simulator', () => {
   it('gives up on a hanging upstream after the request timeout, as a retryable error', async () => {
     sim.faults.hang = true;
     const err = await client({ timeoutMs: 200 })
-      .createTask({ prompt: 'x' })
+      .createTask(IMAGES, { prompt: 'x' })
       .catch((e: unknown) => e);
     sim.faults.hang = false;
     expect(err).toMatchObject({ kind: 'timeout', retryable: true });
@@ -100,17 +102,17 @@ describe('KlingClient against the simulator', () => {
 
   it('calls an unreachable upstream a retryable network error', async () => {
     const err = await new KlingClient({ baseUrl: 'http://127.0.0.1:1', apiKey: 'k', timeoutMs: 2000 })
-      .createTask({ prompt: 'x' })
+      .createTask(IMAGES, { prompt: 'x' })
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'network', retryable: true });
   });
 
   it('finds a task by external_task_id, and answers null for one the upstream does not know', async () => {
     const c = client();
-    const created = await c.createTask({ prompt: 'x', external_task_id: 'mine-42' });
-    expect((await c.findByExternalId('mine-42'))?.task_id).toBe(created.task_id);
-    expect(await c.findByExternalId('nobody')).toBeNull();
-    expect(await c.getTask('123')).toBeNull();
+    const created = await c.createTask(IMAGES, { prompt: 'x', external_task_id: 'mine-42' });
+    expect((await c.findByExternalId(IMAGES, 'mine-42'))?.task_id).toBe(created.task_id);
+    expect(await c.findByExternalId(IMAGES, 'nobody')).toBeNull();
+    expect(await c.getTask(IMAGES, '123')).toBeNull();
   });
 });
 
@@ -134,7 +136,9 @@ describe('KlingClient against a misbehaving server', () => {
   });
 
   const call = () =>
-    new KlingClient({ baseUrl: base, apiKey: 'k', timeoutMs: 300 }).createTask({ prompt: 'x' }).catch((e: unknown) => e as UpstreamError);
+    new KlingClient({ baseUrl: base, apiKey: 'k', timeoutMs: 300 })
+      .createTask(IMAGES, { prompt: 'x' })
+      .catch((e: unknown) => e as UpstreamError);
 
   it('does not follow a redirect: a retryable network error naming it', async () => {
     answer = (res) => res.writeHead(302, { location: 'http://elsewhere.example/v1' }).end();

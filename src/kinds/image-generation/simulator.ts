@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { SimParams, SimulatedKind } from '../kind';
-import { checkSimBody, pickSimModel } from '../sim-body';
+import { checkSimBody, pickSimModel } from '../shared/sim-body';
 import { imageDimensions, renderPng, seedFromText } from './sim-png';
 
 export const ASPECT_RATIOS = ['1:1', '16:9', '4:3', '3:2', '2:3', '3:4', '9:16', '21:9'] as const;

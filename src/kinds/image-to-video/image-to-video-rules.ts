@@ -1,6 +1,6 @@
 import type { z } from 'zod';
-import { tailFrameProblem, voiceListProblem } from '../video-models';
-import { taskDuration } from '../video-request-rules';
+import { tailFrameProblem, voiceListProblem } from '../video/models';
+import { taskDuration } from '../video/request-rules';
 
 // image2video's rules spanning fields, as Kling's API reference states them.
 

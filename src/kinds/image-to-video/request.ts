@@ -11,7 +11,7 @@ import {
   watermarkInfoField,
 } from '../shared/fields';
 import { memoiseByModels, validateBody } from '../shared/validate-body';
-import { checkModelRules } from '../video-models';
+import { checkModelRules } from '../video/models';
 import {
   aspectRatioField,
   cameraControlField,
@@ -24,7 +24,7 @@ import {
   promptField,
   requirePrompt,
   soundField,
-} from '../video-request-rules';
+} from '../video/request-rules';
 import { checkImageToVideoRules } from './image-to-video-rules';
 
 // The body of POST /v1/videos/image2video, as Kling's API reference documents it. Only what the

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { simulatedVideoKind, simVideoFields } from '../video-simulation/video-simulator';
+import { simulatedVideoKind, simVideoFields } from '../video/simulator';
 
 // The simulator's reading of Kling's image2video body; the service's own validation is request.ts.
 const SimImageToVideoRequest = z.object({

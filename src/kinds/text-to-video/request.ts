@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Validation } from '../kind';
 import { callbackUrlField, expecting, externalTaskIdField, modelNameField, watermarkInfoField } from '../shared/fields';
 import { memoiseByModels, validateBody } from '../shared/validate-body';
-import { checkModelRules, IMAGE_TO_VIDEO_ONLY_MODELS } from '../video-models';
+import { checkModelRules, IMAGE_TO_VIDEO_ONLY_MODELS } from '../video/models';
 import {
   aspectRatioField,
   cameraControlField,
@@ -16,7 +16,7 @@ import {
   promptField,
   requirePrompt,
   soundField,
-} from '../video-request-rules';
+} from '../video/request-rules';
 
 // The body of POST /v1/videos/text2video, as Kling's API reference documents it. Only what the
 // client sent is forwarded: defaults other than model_name are left to the upstream.

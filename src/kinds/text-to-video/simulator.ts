@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { simulatedVideoKind, simVideoFields, VIDEO_ASPECT_RATIOS } from '../video-simulation/video-simulator';
+import { simulatedVideoKind, simVideoFields, VIDEO_ASPECT_RATIOS } from '../video/simulator';
 
 // The simulator's reading of Kling's text2video body; the service's own validation is request.ts.
 const SimTextToVideoRequest = z.object({

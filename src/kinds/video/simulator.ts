@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { SimParams, SimulatedKind } from '../kind';
-import { checkSimBody, pickSimModel } from '../sim-body';
+import { checkSimBody, pickSimModel } from '../shared/sim-body';
 
 // Kling 3.0 models take any whole number of seconds from 3 to 15 (older ones only 5 and 10, which
 // the simulator does not tell apart); there is one committed clip per duration and aspect ratio.

@@ -1,13 +1,17 @@
 import { PNG } from 'pngjs';
 import { z } from 'zod';
-import { buildCreateTaskRequest, validateCreateTaskRequest, type ValidationResult } from '../../src/tasks/create-task.schema';
+import {
+  buildImageGenerationRequest,
+  validateImageGenerationRequest,
+  type ValidationResult,
+} from '../../src/kinds/image-generation/request';
 import { checkBase64Image } from '../../src/tasks/image-check';
 
 const MODELS = ['kling-v3', 'kling-v2-1'] as const;
 const TEN_MB = 10 * 1024 * 1024;
 
 function validate(body: unknown): ValidationResult {
-  return validateCreateTaskRequest(body, MODELS);
+  return validateImageGenerationRequest(body, MODELS);
 }
 
 function withPrompt(fields: Record<string, unknown>): Record<string, unknown> {
@@ -109,7 +113,7 @@ function pseudoRandomBytes(length: number): Buffer {
   return bytes;
 }
 
-describe('validateCreateTaskRequest', () => {
+describe('validateImageGenerationRequest', () => {
   describe('body', () => {
     it('accepts a minimal body and fills model_name with the first configured model', () => {
       expect(validate({ prompt: 'a fox' })).toEqual({ ok: true, value: { model_name: 'kling-v3', prompt: 'a fox' } });
@@ -179,7 +183,7 @@ describe('validateCreateTaskRequest', () => {
     });
 
     it('refuses to build a schema without any configured model', () => {
-      expect(() => buildCreateTaskRequest([])).toThrow(/at least one model/);
+      expect(() => buildImageGenerationRequest([])).toThrow(/at least one model/);
     });
   });
 
@@ -569,7 +573,7 @@ describe('validateCreateTaskRequest', () => {
 
   describe('schema', () => {
     it('converts to JSON Schema with a description on every field', () => {
-      const jsonSchema = z.toJSONSchema(buildCreateTaskRequest(MODELS), { io: 'input' }) as {
+      const jsonSchema = z.toJSONSchema(buildImageGenerationRequest(MODELS), { io: 'input' }) as {
         properties: Record<string, { description?: string }>;
         required: string[];
       };

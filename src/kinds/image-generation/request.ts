@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Validation } from '../kinds/kind';
+import type { Validation } from '../kind';
 import {
   callbackUrlField,
   checkImage,
@@ -10,12 +10,12 @@ import {
   modelNameField,
   rule,
   watermarkInfoField,
-} from '../kinds/shared/fields';
-import { memoiseByModels, validateBody } from '../kinds/shared/validate-body';
+} from '../shared/fields';
+import { memoiseByModels, validateBody } from '../shared/validate-body';
 
 // The body of POST /v1/images/generations, exactly as Kling accepts it. Only what the client sent
 // is forwarded: defaults other than model_name are left to the upstream.
-export type CreateTaskRequest = {
+export type ImageGenerationRequest = {
   model_name: string;
   prompt: string;
   negative_prompt?: string;
@@ -32,7 +32,7 @@ export type CreateTaskRequest = {
   external_task_id?: string;
 };
 
-export type ValidationResult = Validation<CreateTaskRequest>;
+export type ValidationResult = Validation<ImageGenerationRequest>;
 
 const MAX_REFERENCES = 10;
 
@@ -125,16 +125,17 @@ function checkCrossFieldRules(value: ParsedShape, ctx: z.RefinementCtx): void {
  * applies them itself); used where two requests must compare equal whether a default was spelled
  * out or not (the Idempotency-Key's request hash).
  */
-const UPSTREAM_DEFAULTS = { n: 1, resolution: '1k', aspect_ratio: '16:9', image_fidelity: 0.8, human_fidelity: 0.8 } as const;
-
-/** The request as the upstream will run it: the documented defaults filled in where absent. */
-export function withUpstreamDefaults(request: CreateTaskRequest): CreateTaskRequest {
-  return { ...UPSTREAM_DEFAULTS, ...request };
-}
+export const IMAGE_GENERATION_UPSTREAM_DEFAULTS = {
+  n: 1,
+  resolution: '1k',
+  aspect_ratio: '16:9',
+  image_fidelity: 0.8,
+  human_fidelity: 0.8,
+} as const;
 
 /** Schema of the create-task body; `models` is the configured allow-list, the first one is the default. */
-export function buildCreateTaskRequest(models: readonly string[]): z.ZodType<CreateTaskRequest> {
-  if (models.length === 0) throw new Error('buildCreateTaskRequest: at least one model name must be configured');
+export function buildImageGenerationRequest(models: readonly string[]): z.ZodType<ImageGenerationRequest> {
+  if (models.length === 0) throw new Error('buildImageGenerationRequest: at least one model name must be configured');
   return z
     .object(buildShape(models), { error: expecting('a JSON object') })
     .strict()
@@ -142,9 +143,9 @@ export function buildCreateTaskRequest(models: readonly string[]): z.ZodType<Cre
     .describe('Kling image generation request (POST /v1/images/generations)');
 }
 
-const schemaFor = memoiseByModels(buildCreateTaskRequest);
+const schemaFor = memoiseByModels(buildImageGenerationRequest);
 
-/** Validates a create-task body; never throws for any body. */
-export function validateCreateTaskRequest(body: unknown, models: readonly string[]): ValidationResult {
+/** Validates an image generation body; never throws for any body. */
+export function validateImageGenerationRequest(body: unknown, models: readonly string[]): ValidationResult {
   return validateBody(schemaFor(models), body);
 }

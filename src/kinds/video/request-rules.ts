@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { expecting, MAX_PROMPT_CHARS } from './shared/fields';
+import { expecting, MAX_PROMPT_CHARS } from '../shared/fields';
 
 // The create-body fields text2video and image2video share, as Kling's API reference documents them.
 
