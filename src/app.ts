@@ -4,29 +4,29 @@ import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import { docsRouter } from './http/docs.routes';
 import { tenantRateLimit } from './http/rate-limit';
-import { metricsRouter } from './observability/metrics.routes';
-import { queueDashboardRouter } from './observability/queue-dashboard';
+import { metricsRouter } from './http/metrics.routes';
+import { queueDashboardRouter } from './http/queue-dashboard';
 import type { CallbackTokens } from './callbacks/callback-token';
-import { callbacksRouter } from './callbacks/callbacks.routes';
+import { callbacksRouter } from './http/callbacks.routes';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
 import { healthRouter } from './http/health.routes';
 import { refuseMalformedRequest } from './http/malformed-request';
-import { redactUrl } from './http/redact';
+import { redactUrl } from './lib/redact-url';
 import { requestId } from './http/request-id';
 import type { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
-import type { Queues } from './queues/queues';
+import { enqueueSubmits, type Queues } from './queues/queues';
 import type { TaskChanges } from './tasks/task-changes';
-import type { TaskStore } from './tasks/task-transitions';
+import type { TaskStore } from './tasks/status-machine';
 import type { SecretBox } from './tenants/secret-box';
-import { createTaskHandler, tasksRouter } from './tasks/tasks.routes';
-import { createTaskCreator } from './tasks/tasks.service';
+import { createTaskHandler, tasksRouter } from './http/tasks.routes';
+import { createTaskCreator } from './tasks/create-task';
 import { createWatcherLimit } from './http/watcher-limit';
 import type { ModelFamily } from './kinds/kind';
 import { KINDS } from './kinds/registry';
-import { authFailureLimit } from './tenants/auth-failures';
-import { authenticate } from './tenants/auth.middleware';
+import { authFailureLimit } from './http/auth-failures';
+import { authenticate } from './http/auth.middleware';
 import type { TenantCache } from './tenants/tenant-cache';
 
 export interface AppDeps {
@@ -106,7 +106,7 @@ export function createApp(deps: AppDeps): Express {
     tenantRateLimit({ redis: deps.redis, keyPrefix: deps.queuePrefix, perMinute: deps.rateLimitPerMinute }),
   ];
   const tasks = { ...deps, watchers: createWatcherLimit(deps.maxWatchersPerTenant) };
-  const createTask = createTaskCreator(tasks);
+  const createTask = createTaskCreator({ ...deps, enqueueSubmits: (ids) => enqueueSubmits(deps.queues, ids) });
   for (const kind of KINDS) app.post(kind.path, requireJsonBody, ...tenantOnly, json, createTaskHandler(createTask, kind));
   for (const kind of KINDS) app.use(kind.path, ...tenantOnly, json, tasksRouter(tasks, kind));
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));

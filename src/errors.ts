@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { redactUrl } from './http/redact';
+import { redactUrl } from './lib/redact-url';
 import type { Logger } from './logger';
 
 /** Every error this service answers with, mapped once to Kling's HTTP status and business code. */

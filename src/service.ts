@@ -7,12 +7,15 @@ import type { Config } from './config';
 import { createDb, type Db } from './db/client';
 import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
-import { createProducerConnection, createQueues, enqueueDeliveries, type Queues } from './queues/queues';
-import type { TaskStore } from './tasks/task-transitions';
+import { createProducerConnection, createQueues, enqueueDeliveries, requeueSubmits, type Queues } from './queues/queues';
+import { nextWaiting } from './tasks/task-slots';
+
+/** How many of the oldest tasks waiting for slots get a fresh try when slots free up. */
+const WAKE_BATCH = 20;
+import type { TaskStore } from './tasks/status-machine';
 import { callbackTokens, type CallbackTokens } from './callbacks/callback-token';
 import { createSecretBox, secretsKeyFor, webhookSecretOpener, type SecretBox } from './tenants/secret-box';
 import { createInlineDeliveries } from './webhooks/delivery-attempt';
-import { dispatchWaiting } from './queues/dispatch';
 import { createTaskChanges, type TaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
 import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
@@ -86,7 +89,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
         log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
       }
-      if (slotsReleased) await dispatchWaiting(db, queues, pool).catch(() => undefined);
+      // Slots were freed: the oldest tasks waiting for them get a job again (the claim keeps their order).
+      if (slotsReleased) await requeueSubmits(queues, await nextWaiting(db, pool, WAKE_BATCH)).catch(() => undefined);
     },
   };
   const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };

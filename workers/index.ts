@@ -7,7 +7,7 @@ import type { KlingClient } from '../src/kling/kling-client';
 import type { Logger } from '../src/logger';
 import { startHeartbeat } from '../src/observability/heartbeat';
 import { QUEUE, workerConnection, type Queues } from '../src/queues/queues';
-import type { TaskStore } from '../src/tasks/task-transitions';
+import type { TaskStore } from '../src/tasks/status-machine';
 import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import { deliverWebhookProcessor } from './deliver-webhook.processor';
 import type { WebhookSettings } from '../src/webhooks/delivery-attempt';

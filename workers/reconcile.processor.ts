@@ -4,7 +4,8 @@ import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { claimDuePolls, postponePolls, schedulePoll } from '../src/tasks/task-polling';
-import { applyUpstreamUpdate, type TaskStore } from '../src/tasks/task-transitions';
+import { applyUpstreamUpdate } from '../src/tasks/upstream-update';
+import { type TaskStore } from '../src/tasks/status-machine';
 
 export interface ReconcileDeps {
   db: Db;

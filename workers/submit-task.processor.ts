@@ -7,7 +7,10 @@ import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
 import { SubmitJob } from '../src/queues/queues';
 import { claimSlots, type PoolLimits } from '../src/tasks/task-slots';
-import { applyUpstreamUpdate, endIfRequested, failTask, recordSubmitAttempt, type TaskStore } from '../src/tasks/task-transitions';
+import { applyUpstreamUpdate } from '../src/tasks/upstream-update';
+import { endIfRequested, failTask } from '../src/tasks/end-task';
+import { recordSubmitAttempt } from '../src/tasks/task-repository';
+import { type TaskStore } from '../src/tasks/status-machine';
 
 export interface SubmitDeps {
   db: Db;

@@ -1,6 +1,6 @@
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
-import { deliverJobOptions, ensureJob, submitJobOptions, type Queues } from '../src/queues/queues';
+import { deliverJobOptions, ensureJob, requeueSubmits, type Queues } from '../src/queues/queues';
 
 export interface SweepDeps {
   db: Db;
@@ -24,10 +24,10 @@ export async function sweepQueuedTasks(deps: SweepDeps): Promise<number> {
     orderBy: { createdAt: 'asc' },
     take: BATCH,
   });
-  let requeued = 0;
-  for (const { id } of tasks) {
-    if (await ensureJob(deps.queues.submit, 'submit', { taskId: id }, submitJobOptions(deps.queues.settings, id))) requeued++;
-  }
+  const requeued = await requeueSubmits(
+    deps.queues,
+    tasks.map((t) => t.id),
+  );
   if (requeued) deps.log.info({ requeued }, 'sweep re-enqueued queued tasks without a live job');
   return requeued;
 }

@@ -2,7 +2,8 @@ import type { Db, Prisma } from '../src/db/client';
 import type { Logger } from '../src/logger';
 import type { KindId, StageLimits } from '../src/kinds/kind';
 import { kindEnvName } from '../src/kinds/stage-limits';
-import { requestEnd, type TaskStore } from '../src/tasks/task-transitions';
+import { requestEnd } from '../src/tasks/end-task';
+import { type TaskStore } from '../src/tasks/status-machine';
 
 export interface TimeoutDeps {
   db: Db;

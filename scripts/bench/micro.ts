@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { Pool } from 'pg';
 import { createDb } from '../../src/db/client';
 import { ensureJob, submitJobOptions } from '../../src/queues/queues';
-import { insertTask, type NewTask } from '../../src/tasks/task-transitions';
+import { insertTask, type NewTask } from '../../src/tasks/task-repository';
 import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareServiceDb, redisClient } from './infra';
 import { textTable } from './stats';
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   });
   const ids: string[] = [];
   for (let i = 0; i < 20; i++) ids.push((await insertTask(db, newTask())).id);
-  // Twenty waiting jobs, as dispatchWaiting finds them under a backlog.
+  // Twenty waiting jobs, as requeueSubmits finds them under a backlog.
   for (const id of ids) await queue.add('submit', { taskId: id }, submitJobOptions(settings, id));
 
   const rows: string[][] = [];
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   );
   await row('Prisma: insertTask (task + event, nested create)', () => insertTask(db, newTask()));
   await row('BullMQ: queue.add (new job)', () => queue.add('submit', { taskId: randomUUID() }, { removeOnComplete: true }));
-  await row('BullMQ: ensureJob on a waiting job (dispatchWaiting, sweep)', (i) =>
+  await row('BullMQ: ensureJob on a waiting job (requeueSubmits, sweep)', (i) =>
     ensureJob(queue, 'submit', { taskId: ids[i % 20] }, submitJobOptions(settings, ids[i % 20])),
   );
 

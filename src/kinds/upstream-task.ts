@@ -1,5 +1,9 @@
 import { z } from 'zod';
 
+/** The only status values clients ever see, and the upstream's: exactly Kling's. */
+export const KLING_STATUSES = ['submitted', 'processing', 'succeed', 'failed'] as const;
+export type ClientStatus = (typeof KLING_STATUSES)[number];
+
 /**
  * A task object as the upstream sends it (create answer, query answer, callback body), whatever its
  * kind. Lenient on purpose: Kling documents that every field but task_id and task_status may be

@@ -14,3 +14,8 @@ export function redactCredentials(raw: string): string {
   for (const key of [...new Set(url.searchParams.keys())]) url.searchParams.set(key, 'redacted');
   return url.toString();
 }
+
+/** The per-task callback token is a credential: it never reaches a log line. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(\/callbacks\/kling\/[^/?]+\/)[^/?]+/, '$1[redacted]');
+}

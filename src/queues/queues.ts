@@ -109,6 +109,17 @@ export async function ensureJob(queue: Queue, name: string, data: object, opts: 
   return true;
 }
 
+/**
+ * Gives each task a submit job unless it has a live one (tasks that waited for slots, tasks the
+ * sweep found without a job). Returns how many were added.
+ */
+export async function requeueSubmits(queues: Queues, taskIds: string[]): Promise<number> {
+  if (!queues.connected()) return 0;
+  let added = 0;
+  for (const id of taskIds) if (await ensureJob(queues.submit, 'submit', { taskId: id }, submitJobOptions(queues.settings, id))) added++;
+  return added;
+}
+
 /** Retry and ordering live in Postgres (the delivery row), so a delivery job itself never retries. */
 export function deliverJobOptions(d: { id: string; chain: number; attemptCount: number }, delayMs = 0): IdentifiedJobOptions {
   return {

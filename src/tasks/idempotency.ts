@@ -26,10 +26,3 @@ function canonical(value: unknown): string {
   }
   return JSON.stringify(value) ?? 'null';
 }
-
-/** Raised inside the create transaction when the tenant already used this key (it rolls back). */
-export class IdempotencyKeyTaken extends Error {
-  constructor() {
-    super('idempotency key taken');
-  }
-}

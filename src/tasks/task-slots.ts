@@ -1,7 +1,7 @@
 import type { Db, Task } from '../db/client';
 import type { SlotPool } from '../kinds/kind';
 import { groupCommit } from '../lib/group-commit';
-import { taskColumns } from './task-rows';
+import { taskColumns } from './task-repository';
 
 /**
  * Upstream concurrency slots, per pool as Kling counts them per resource-pack type: a task holds
@@ -37,7 +37,7 @@ const claimers = new WeakMap<Db, Map<string, (c: Claim) => Promise<Claimed>>>();
 /**
  * Claims the task's slots if they are free, leaving enough for every older task already waiting for
  * slots (so a large task is not starved by small ones). A task told to `wait` is marked as waiting
- * and is woken when slots are released (dispatchWaiting) or by the sweep. With `countFirstAttempt`,
+ * and is woken when slots are released (nextWaiting, then requeueSubmits) or by the sweep. With `countFirstAttempt`,
  * a claimed (or already held) task that was never submitted also counts the submission attempt
  * about to start, in the same commit. The claim is also the submission's read of the task: it
  * answers with the row it left.

@@ -1,7 +1,5 @@
 import type { TaskState } from '../db/client';
-
-/** The only status values clients ever see: exactly Kling's. */
-export type ClientStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
+import type { ClientStatus } from '../kinds/upstream-task';
 
 /**
  * Order of the life cycle. A task only ever moves to a higher rank; succeed and failed share the

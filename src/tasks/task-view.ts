@@ -1,7 +1,8 @@
 import type { Task } from '../db/client';
 import type { TaskResult } from '../kinds/kind';
 import { kindOf } from '../kinds/registry';
-import { toClientStatus, type ClientStatus } from './task-state';
+import type { ClientStatus } from '../kinds/upstream-task';
+import { toClientStatus } from './task-state';
 
 /** The single extension key on Kling's task object; everything not Kling's lives under it. */
 export const EXTENSION_KEY = 'tracker';

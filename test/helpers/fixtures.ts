@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import request from 'supertest';
 import type { Db } from '../../src/db/client';
-import { insertTask } from '../../src/tasks/task-transitions';
+import { insertTask } from '../../src/tasks/task-repository';
 import { PNG } from 'pngjs';
 
 /** A real PNG of the given size, as bare base64 (what Kling's `image` field takes). */

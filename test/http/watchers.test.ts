@@ -1,7 +1,7 @@
 import http from 'node:http';
 import pg from 'pg';
 import request from 'supertest';
-import { cancelTask } from '../../src/tasks/task-transitions';
+import { cancelTask } from '../../src/tasks/end-task';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';

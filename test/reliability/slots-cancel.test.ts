@@ -2,7 +2,7 @@ import { Client } from 'pg';
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
 import { newApiKey } from '../../src/tenants/api-key';
-import { readTask } from '../../src/tasks/task-rows';
+import { readTask } from '../../src/tasks/task-repository';
 import { claimSlots, slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';

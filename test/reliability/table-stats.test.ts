@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { analyzeStaleTables } from '../../src/db/table-stats';
-import { UNFINISHED_COUNT } from '../../src/tasks/tasks.service';
-import { slotWaitersExist } from '../../src/tasks/task-transitions';
+import { UNFINISHED_COUNT } from '../../src/tasks/task-repository';
+import { slotWaitersExist } from '../../src/tasks/status-machine';
 import { startHarness, type Harness } from '../helpers/harness';
 
 /**

@@ -7,7 +7,7 @@ import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';
 import { requestHash } from '../../src/tasks/idempotency';
 import { imageGeneration } from '../../src/kinds/image-generation';
-import { insertTask } from '../../src/tasks/task-transitions';
+import { insertTask } from '../../src/tasks/task-repository';
 import { randomUUID } from 'node:crypto';
 
 const post = (h: Harness, key: string, body: object, idem?: string) => {
@@ -118,7 +118,7 @@ describe('Idempotency-Key before the callback_url address check', () => {
         slotCost: 1,
         callbackUrl: body.callback_url,
       },
-      { key: 'k-dns', requestHash: requestHash({ ...imageGeneration.upstreamDefaults, ...validated }), ttlMs: 3_600_000 },
+      { key: 'k-dns', requestHash: requestHash({ ...imageGeneration.upstreamDefaults, ...validated }) },
     );
     const replayed = await post(h, tenant.api_key, body, 'k-dns');
     expect([replayed.status, replayed.headers['idempotent-replayed'], replayed.body.data?.task_id]).toEqual([200, 'true', id]);

@@ -1,8 +1,9 @@
 import { imageGeneration } from '../../src/kinds/image-generation';
+import { enqueueSubmits } from '../../src/queues/queues';
 import request from 'supertest';
 import type { Tenant } from '../../src/db/client';
 import { createLogger } from '../../src/logger';
-import { createTaskCreator } from '../../src/tasks/tasks.service';
+import { createTaskCreator } from '../../src/tasks/create-task';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 
@@ -53,7 +54,7 @@ describe('creates written together', () => {
     const tenant = await h.api.db.tenant.findUniqueOrThrow({ where: { id: (await h.newTenant()).id } });
     const createTask = createTaskCreator({
       db: h.api.db,
-      queues: h.api.queues,
+      enqueueSubmits: (ids) => enqueueSubmits(h.api.queues, ids),
       log: createLogger('silent'),
       models: { image: h.config.KLING_MODELS, video: h.config.KLING_VIDEO_MODELS },
       allowPrivateWebhooks: true,

@@ -2,7 +2,7 @@ import request from 'supertest';
 import { createLogger } from '../../src/logger';
 import { metrics } from '../../src/observability/metrics';
 import { deliverJobId } from '../../src/queues/queues';
-import { failTask } from '../../src/tasks/task-transitions';
+import { failTask } from '../../src/tasks/end-task';
 import { createInlineDeliveries } from '../../src/webhooks/delivery-attempt';
 import { sweepDueDeliveries } from '../../workers/sweep.processor';
 import { bearer } from '../helpers/fixtures';

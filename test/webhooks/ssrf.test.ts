@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
 import request from 'supertest';
-import { applyUpstreamUpdate } from '../../src/tasks/task-transitions';
+import { applyUpstreamUpdate } from '../../src/tasks/upstream-update';
 import { checkPublicUrl, isPublicAddress } from '../../src/webhooks/ssrf';
 import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';

@@ -3,7 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import { startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
 import { startReceiver, type Receiver } from '../helpers/receiver';
-import { applyUpstreamUpdate } from '../../src/tasks/task-transitions';
+import { applyUpstreamUpdate } from '../../src/tasks/upstream-update';
 import { finishWebhookRotation, rotateWebhookSecret } from '../../src/tenants/tenants.service';
 import { deliverJobOptions } from '../../src/queues/queues';
 import { newDeliveryId } from '../../src/webhooks/outbox';

@@ -1,43 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Task, Tenant } from '../db/client';
-import { isUniqueViolation } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
-import type { Logger } from '../logger';
 import { groupCommit } from '../lib/group-commit';
-import { enqueueSubmits, type Queues } from '../queues/queues';
+import type { ModelFamily, TaskKind } from '../kinds/kind';
+import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
-import type { WatcherLimit } from '../http/watcher-limit';
-import type { ModelFamily, TaskKind } from '../kinds/kind';
-import { IdempotencyKeyTaken, requestHash } from './idempotency';
-import type { TaskChanges } from './task-changes';
-import { insertTask, insertTasks, type NewTask, type TaskStore } from './task-transitions';
+import { requestHash } from './idempotency';
+import { countUnfinished, insertTasks, type Inserted, type NewKey, type NewTask } from './task-repository';
 
-export interface TasksDeps {
+export interface CreateDeps {
   db: Db;
-  store: TaskStore;
-  queues: Queues;
   log: Logger;
   /** The model_name values each family of kinds accepts (KLING_MODELS, KLING_VIDEO_MODELS); the first is the default. */
   models: Readonly<Record<ModelFamily, readonly string[]>>;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: client webhook URLs may point at private addresses. */
   allowPrivateWebhooks: boolean;
   /** How long an Idempotency-Key is remembered (IDEMPOTENCY_TTL_HOURS), in ms. */
   idempotencyTtlMs: number;
   maxUnfinishedTasks: number;
-  changes: TaskChanges;
-  /** Long polls plus event streams one tenant holds open in this process, all kinds together (MAX_WATCHERS_PER_TENANT). */
-  watchers: WatcherLimit;
-  /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
-  sseMaxSeconds: number;
-  /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
-  stopping: AbortSignal;
+  /** Asks for the submission of committed tasks; false when it could not (the sweep enqueues them later). */
+  enqueueSubmits(taskIds: string[]): Promise<boolean>;
 }
-
-/** What the create path needs. */
-export type CreateDeps = Pick<
-  TasksDeps,
-  'db' | 'queues' | 'log' | 'models' | 'allowPrivateWebhooks' | 'idempotencyTtlMs' | 'maxUnfinishedTasks'
->;
 
 export interface CreateOptions {
   idempotencyKey?: string;
@@ -50,37 +34,38 @@ export interface Created {
   replayed: boolean;
 }
 
+export type CreateTask = (tenant: Tenant, kind: TaskKind, body: unknown, opts?: CreateOptions) => Promise<Created>;
+
 /** Creates written together at most (one statement, one commit). */
 const MAX_INSERT_BATCH = 100;
 /** How long a tenant's count of unfinished tasks is trusted before it is read again. */
 const UNFINISHED_RECOUNT_MS = 1000;
 
-export type CreateTask = (tenant: Tenant, kind: TaskKind, body: unknown, opts?: CreateOptions) => Promise<Created>;
+interface Insert {
+  task: NewTask;
+  at: Date;
+  key?: NewKey;
+}
 
 /**
- * The create path of one API process. Concurrent creates share one INSERT statement and one
- * BullMQ round trip (group commit: src/lib/group-commit.ts); each answer still comes only after its
- * own row has committed.
+ * The create path of one API process: validate the kind's body, replay an accepted request, check
+ * the limits, then record the task (with its Idempotency-Key, in the same statement) and ask for its
+ * submission. Concurrent creates share one INSERT statement and one BullMQ round trip (group
+ * commit: src/lib/group-commit.ts); each answer still comes only after its own row has committed.
  */
 export function createTaskCreator(deps: CreateDeps): CreateTask {
-  const insert = groupCommit(async (items: { task: NewTask; at: Date }[]) => {
+  const keysExpireBefore = () => new Date(Date.now() - deps.idempotencyTtlMs);
+  const insert = groupCommit(async (items: Insert[]): Promise<(Inserted | Error)[]> => {
     try {
-      return await insertTasks(deps.db, items);
+      return await insertTasks(deps.db, items, keysExpireBefore());
     } catch (err) {
       if (items.length === 1) throw err;
       // One bad row must not fail the others: write them one by one, each with its own outcome.
-      return Promise.all(
-        items.map((item) =>
-          insertTasks(deps.db, [item]).then(
-            ([r]) => r,
-            (e: unknown) => asError(e),
-          ),
-        ),
-      );
+      return Promise.all(items.map((item) => insertTasks(deps.db, [item], keysExpireBefore()).then(([r]) => r, asError)));
     }
   }, MAX_INSERT_BATCH);
   const enqueue = groupCommit(async (taskIds: string[]) => {
-    const ok = await enqueueSubmits(deps.queues, taskIds);
+    const ok = await deps.enqueueSubmits(taskIds);
     return taskIds.map(() => ok);
   }, MAX_INSERT_BATCH);
   const unfinished = unfinishedCounter(deps);
@@ -90,11 +75,12 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
     if (!result.ok) throw invalidParameter(result.message);
     // The client's callback_url and external_task_id are ours to honour, never the upstream's.
     const { callback_url, external_task_id, ...request } = result.value;
-    const key = opts.idempotencyKey;
     // The request as validated and as it will run: spelling a default out, key order, spacing and
     // the URL's casing make no difference.
-    const hash = key ? requestHash({ ...kind.upstreamDefaults, ...result.value }) : '';
-    const idempotency = key ? { key, kind: kind.id, requestHash: hash, ttlMs: deps.idempotencyTtlMs, rawBody: body } : undefined;
+    const key = opts.idempotencyKey
+      ? { key: opts.idempotencyKey, requestHash: requestHash({ ...kind.upstreamDefaults, ...result.value }) }
+      : undefined;
+    const idempotency = key && { ...key, kind: kind.id, ttlMs: deps.idempotencyTtlMs, rawBody: body };
     // A retry of a request already accepted gets its task, whatever the limits (or DNS) say now.
     if (idempotency) {
       const earlier = await replay(deps.db, tenant.id, idempotency);
@@ -117,36 +103,23 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
       slotCost: kind.slotCost(result.value),
       callbackUrl: callback_url,
     };
-    let task: Task;
-    try {
-      if (idempotency) task = await insertTask(deps.db, newTask, idempotency);
-      else {
-        const inserted = await insert({ task: newTask, at: new Date() });
-        if (inserted === 'duplicate') throw duplicateExternalId();
-        task = inserted;
-      }
-    } catch (err) {
-      if (err instanceof IdempotencyKeyTaken) {
-        const winner = await replay(deps.db, tenant.id, idempotency!);
-        if (!winner) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
-        return { task: winner, replayed: true };
-      }
-      if (isUniqueViolation(err)) throw duplicateExternalId();
-      throw err;
+    const inserted = await insert({ task: newTask, at: new Date(), key });
+    if (inserted === 'duplicate') throw invalidParameter('external_task_id: is already used by another task of yours');
+    if (inserted === 'key_taken') {
+      // A concurrent request with the same key won: it is this request's answer once it has committed.
+      const winner = await replay(deps.db, tenant.id, idempotency!);
+      if (!winner) throw new AppError('conflict', 'Idempotency-Key: a request with this key is being processed; retry');
+      return { task: winner, replayed: true };
     }
     unfinished.added(tenant.id);
     metrics.tasksCreated.inc({ kind: kind.id });
-    if (!(await enqueue(task.id))) deps.log.warn({ task_id: task.id }, 'could not enqueue submission now; the sweep will pick the task up');
-    return { task, replayed: false };
+    if (!(await enqueue(inserted.id)))
+      deps.log.warn({ task_id: inserted.id }, 'could not enqueue submission now; the sweep will pick the task up');
+    return { task: inserted, replayed: false };
   };
 }
 
-const duplicateExternalId = () => invalidParameter('external_task_id: is already used by another task of yours');
 const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)));
-
-/** A tenant's tasks that have not ended, up to $2 (through the partial index `tasks_unfinished_idx`). */
-export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
-  SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`;
 
 /**
  * The per-tenant cap on unfinished tasks, without a count per create: a count is reused for a
@@ -156,10 +129,10 @@ export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
 function unfinishedCounter(deps: CreateDeps) {
   const counts = new Map<string, { n: number; at: number }>();
   const recount = async (tenantId: string) => {
-    const { rows } = await deps.db.sql<{ n: number }>(UNFINISHED_COUNT, [tenantId, deps.maxUnfinishedTasks]);
+    const n = await countUnfinished(deps.db, tenantId, deps.maxUnfinishedTasks);
     if (counts.size >= 10_000) counts.clear();
-    counts.set(tenantId, { n: rows[0].n, at: Date.now() });
-    return rows[0].n;
+    counts.set(tenantId, { n, at: Date.now() });
+    return n;
   };
   return {
     async check(tenantId: string) {
@@ -182,8 +155,8 @@ function unfinishedCounter(deps: CreateDeps) {
 
 /**
  * The task an earlier request with this key created (null when the key is unused or forgotten);
- * refused when that request had another body. Keys stored while the hash covered the raw body
- * still match a retry of that same body.
+ * refused when that request was another (another body, or another kind). Keys stored while the
+ * hash covered the raw body still match a retry of that same body.
  */
 async function replay(
   db: Db,
@@ -197,26 +170,4 @@ async function replay(
     throw new AppError('conflict', 'Idempotency-Key: was already used with a different request body; use a new key for a new request');
   }
   return row.task;
-}
-
-/**
- * A tenant's task of a kind by this service's task_id, or else by the tenant's own
- * external_task_id. Another tenant's task, or a task of another kind (Kling: a video task under the
- * image path), is indistinguishable from a missing one.
- */
-export async function findTask(db: Db, tenantId: string, kind: TaskKind, id: string): Promise<Task> {
-  const task =
-    (await db.task.findFirst({ where: { id, tenantId, kind: kind.id } })) ??
-    (await db.task.findFirst({ where: { tenantId, kind: kind.id, externalTaskId: id } }));
-  if (!task) throw new AppError('not_found', `task not found: ${id.slice(0, 100)}`);
-  return task;
-}
-
-export async function listTasks(db: Db, tenantId: string, kind: TaskKind, pageNum: number, pageSize: number): Promise<Task[]> {
-  return db.task.findMany({
-    where: { tenantId, kind: kind.id },
-    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-    skip: (pageNum - 1) * pageSize,
-    take: pageSize,
-  });
 }

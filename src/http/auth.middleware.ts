@@ -3,10 +3,10 @@ import jwt from 'jsonwebtoken';
 import type { Tenant } from '../db/client';
 import { AppError } from '../errors';
 import type { AuthFailures } from './auth-failures';
-import { apiKeyShape } from './api-key';
-import { sealContext, type SecretBox } from './secret-box';
-import type { TenantCache } from './tenant-cache';
-import { hashApiKey } from './tenants.service';
+import { apiKeyShape } from '../tenants/api-key';
+import { sealContext, type SecretBox } from '../tenants/secret-box';
+import type { TenantCache } from '../tenants/tenant-cache';
+import { hashApiKey } from '../tenants/tenants.service';
 
 /** Clock skew tolerated on a client's JWT exp/nbf, in seconds. */
 const CLOCK_TOLERANCE_SEC = 5;

@@ -1,9 +1,9 @@
 import { Router } from 'express';
 import type { Db } from '../db/client';
-import { adminOnly } from '../http/admin-auth';
+import { adminOnly } from './admin-auth';
 import type { Queues } from '../queues/queues';
 import { slotsInUse } from '../tasks/task-slots';
-import { metrics, registry } from './metrics';
+import { metrics, registry } from '../observability/metrics';
 import { KINDS } from '../kinds/registry';
 
 const POOLS = [...new Set(KINDS.map((k) => k.pool))];

@@ -1,15 +1,37 @@
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { envelope, invalidParameter } from '../errors';
-import { IdParam, parseQuery, pathId, queryParam } from '../http/request-input';
+import { IdParam, parseQuery, pathId, queryParam } from './request-input';
 import { enqueueDeliveryAttempt } from '../queues/queues';
 import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
 import type { TaskKind } from '../kinds/kind';
-import { findTask, listTasks, type CreateTask, type TasksDeps } from './tasks.service';
-import { parseIdempotencyKey } from './idempotency';
+import { findTask, listTasks } from '../tasks/task-repository';
+import type { Db } from '../db/client';
+import type { Logger } from '../logger';
+import type { Queues } from '../queues/queues';
+import type { CreateTask } from '../tasks/create-task';
+import type { TaskStore } from '../tasks/status-machine';
+import type { TaskChanges } from '../tasks/task-changes';
+import { parseIdempotencyKey } from '../tasks/idempotency';
+import type { WatcherLimit } from './watcher-limit';
 import { addWatchRoutes } from './task-watch.routes';
-import { cancelTask } from './task-transitions';
-import { toCreatedObject, toTaskObject } from './task-view';
+import { cancelTask } from '../tasks/end-task';
+import { toCreatedObject, toTaskObject } from '../tasks/task-view';
+
+/** What the task routes of a kind need. */
+export interface TasksDeps {
+  db: Db;
+  store: TaskStore;
+  queues: Queues;
+  log: Logger;
+  changes: TaskChanges;
+  /** Long polls plus event streams one tenant holds open in this process, all kinds together (MAX_WATCHERS_PER_TENANT). */
+  watchers: WatcherLimit;
+  /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
+  sseMaxSeconds: number;
+  /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
+  stopping: AbortSignal;
+}
 
 /** Kling's paging limits. */
 export const ListQuery = z.object({

@@ -1,12 +1,13 @@
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { envelope } from '../errors';
-import { pathId, queryParam } from '../http/request-input';
+import { pathId, queryParam } from './request-input';
 import type { TaskKind } from '../kinds/kind';
-import { queuePosition } from './task-slots';
-import { isTerminal } from './task-state';
-import { findTask, type TasksDeps } from './tasks.service';
-import { toTaskObject } from './task-view';
+import { queuePosition } from '../tasks/task-slots';
+import { isTerminal } from '../tasks/task-state';
+import { findTask } from '../tasks/task-repository';
+import type { TasksDeps } from './tasks.routes';
+import { toTaskObject } from '../tasks/task-view';
 
 /** Longest long poll; clients wanting longer simply ask again. */
 export const MAX_WAIT_SECONDS = 60;

@@ -3,8 +3,8 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Router, type RequestHandler } from 'express';
 import { invalidParameter } from '../errors';
-import { adminOnly } from '../http/admin-auth';
-import { IdParam, MAX_ID_CHARS } from '../http/request-input';
+import { adminOnly } from './admin-auth';
+import { IdParam, MAX_ID_CHARS } from './request-input';
 import { percentDecoded } from '../lib/text';
 import type { Queues } from '../queues/queues';
 

@@ -2,7 +2,7 @@ import express, { Router, type RequestHandler } from 'express';
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
-import { pathId } from '../http/request-input';
+import { pathId } from './request-input';
 import type { KlingClient } from '../kling/kling-client';
 import { kindOf } from '../kinds/registry';
 import { UpstreamTask } from '../kinds/upstream-task';
@@ -10,11 +10,12 @@ import { UpstreamError } from '../kling/upstream-errors';
 import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
-import { readTask, type ReadTask } from '../tasks/task-rows';
+import { readTask, type ReadTask } from '../tasks/task-repository';
 import { isTerminal } from '../tasks/task-state';
-import { applyUpstreamUpdate, type TaskStore } from '../tasks/task-transitions';
-import type { AuthFailures } from '../tenants/auth-failures';
-import type { CallbackTokens } from './callback-token';
+import { applyUpstreamUpdate } from '../tasks/upstream-update';
+import { type TaskStore } from '../tasks/status-machine';
+import type { AuthFailures } from './auth-failures';
+import type { CallbackTokens } from '../callbacks/callback-token';
 
 export interface CallbackDeps {
   db: Db;

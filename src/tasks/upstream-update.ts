@@ -1,0 +1,82 @@
+import type { Task, TaskState } from '../db/client';
+import { RACED, retryOnRace } from '../lib/retry-on-race';
+import { kindOf } from '../kinds/registry';
+import { withSaneTimes, type UpstreamTask } from '../kinds/upstream-task';
+import { requestedEnd } from './end-task';
+import { transition, type EventSource, type TaskStore } from './status-machine';
+import { adoptUpstreamId, readTask, type ReadTask, type TaskPatch } from './task-repository';
+import { canTransition, fromUpstreamStatus, isTerminal } from './task-state';
+
+export type ApplyOutcome =
+  | { applied: true; task: ReadTask }
+  | { applied: false; reason: 'missing' | 'unknown_status' | 'stale' | 'duplicate' | 'not_forward' | 'task_mismatch'; task?: Task };
+
+/**
+ * Applies what the upstream says about a task (callback, poll or submit answer). Never moves a task
+ * backwards, never leaves a terminal state, ignores updates older than the newest one applied, and
+ * treats repeats as harmless no-ops. `known` is the task if the caller has just read it.
+ */
+export async function applyUpstreamUpdate(
+  store: TaskStore,
+  taskId: string,
+  update: UpstreamTask,
+  source: EventSource,
+  known?: ReadTask,
+): Promise<ApplyOutcome> {
+  const { db } = store;
+  const target = fromUpstreamStatus(update.task_status);
+  const sane = withSaneTimes(update);
+  if (sane.ignored.length) {
+    store.log?.warn({ task_id: taskId, source, ignored: sane.ignored }, 'ALERT: upstream timestamps outside 2020..now+1d ignored');
+  }
+  update = sane.task;
+  let first = true;
+  return retryOnRace(`task ${taskId}`, async (): Promise<ApplyOutcome | typeof RACED> => {
+    const task = first && known ? known : await readTask(db, taskId);
+    first = false;
+    if (!task) return { applied: false, reason: 'missing' };
+    if (task.upstreamTaskId && task.upstreamTaskId !== update.task_id) return { applied: false, reason: 'task_mismatch', task };
+    if (!target) return { applied: false, reason: 'unknown_status', task };
+    const at = update.updated_at ?? null;
+    if (at !== null && task.upstreamUpdatedAt !== null && BigInt(Math.trunc(at)) < task.upstreamUpdatedAt) {
+      return { applied: false, reason: 'stale', task };
+    }
+    if (!canTransition(task.state, target)) {
+      // The upstream id may still be news (a callback can beat the submit answer to us).
+      if (!task.upstreamTaskId) await adoptUpstreamId(db, task.id, update.task_id);
+      return { applied: false, reason: task.state === target ? 'duplicate' : 'not_forward', task };
+    }
+    // A task to be ended (canceled, or timed out during its submission) fails once the upstream ends.
+    const to = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
+    const updated = await transition(store, task, { to, data: upstreamFields(task, update, target), source, payload: update });
+    return updated ? { applied: true, task: updated } : RACED;
+  });
+}
+
+/** The kind's result in an upstream task object; one of another shape is no result (a callback refuses it before). */
+function resultOf(task: Task, u: UpstreamTask): unknown {
+  if (!u.task_result) return null;
+  const kind = kindOf(task.kind);
+  const parsed = kind.upstreamResult.safeParse(u.task_result);
+  return parsed.success ? kind.readResult(parsed.data) : null;
+}
+
+function upstreamFields(task: Task, u: UpstreamTask, target: TaskState): TaskPatch {
+  const now = new Date();
+  const result = resultOf(task, u);
+  const common: TaskPatch = {
+    upstreamTaskId: task.upstreamTaskId ?? u.task_id,
+    upstreamCreatedAt: u.created_at != null ? BigInt(Math.trunc(u.created_at)) : task.upstreamCreatedAt,
+    upstreamUpdatedAt: u.updated_at != null ? BigInt(Math.trunc(u.updated_at)) : task.upstreamUpdatedAt,
+    submittedAt: task.submittedAt ?? now,
+  };
+  // The task was to end while the upstream was working: its outcome is discarded.
+  if (task.cancelRequestedAt && isTerminal(target)) return { ...common, ...requestedEnd(task), finishedAt: now };
+  return {
+    ...common,
+    statusMsg: u.task_status_msg ?? task.statusMsg,
+    ...(result ? { result } : {}),
+    ...(target === 'failed' ? { failureReason: 'upstream_failed' } : {}),
+    ...(isTerminal(target) ? { finishedAt: now } : {}),
+  };
+}
