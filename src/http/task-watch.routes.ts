@@ -6,7 +6,9 @@ import type { TaskKind } from '../kinds/kind';
 import { queuePosition } from '../tasks/task-slots';
 import { isTerminal } from '../tasks/task-state';
 import { findTask } from '../tasks/task-repository';
-import type { TasksDeps } from './tasks.routes';
+import type { Db } from '../db/client';
+import type { TaskChanges } from '../tasks/task-changes';
+import type { WatcherLimit } from './watcher-limit';
 import { toTaskObject } from '../tasks/task-view';
 
 /** Longest long poll; clients wanting longer simply ask again. */
@@ -34,7 +36,19 @@ function watchEnds(req: Request, res: Response, stopping: AbortSignal): AbortSig
  * closed after the terminal one or after SSE_MAX_SECONDS). Both tenant-scoped; changes made by any
  * process wake them. Those that wait count against the tenant's MAX_WATCHERS_PER_TENANT.
  */
-export function addWatchRoutes(r: Router, deps: TasksDeps, kind: TaskKind): void {
+/** What the long poll and the event stream need. */
+export interface WatchDeps {
+  db: Db;
+  changes: TaskChanges;
+  /** Long polls plus event streams one tenant holds open in this process, all kinds together (MAX_WATCHERS_PER_TENANT). */
+  watchers: WatcherLimit;
+  /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
+  sseMaxSeconds: number;
+  /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
+  stopping: AbortSignal;
+}
+
+export function addWatchRoutes(r: Router, deps: WatchDeps, kind: TaskKind): void {
   const { watchers } = deps;
 
   r.get('/:id', async (req, res) => {

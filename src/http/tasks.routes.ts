@@ -11,26 +11,17 @@ import type { Logger } from '../logger';
 import type { Queues } from '../queues/queues';
 import type { CreateTask } from '../tasks/create-task';
 import type { TaskStore } from '../tasks/status-machine';
-import type { TaskChanges } from '../tasks/task-changes';
 import { parseIdempotencyKey } from '../tasks/idempotency';
-import type { WatcherLimit } from './watcher-limit';
-import { addWatchRoutes } from './task-watch.routes';
+import { addWatchRoutes, type WatchDeps } from './task-watch.routes';
 import { cancelTask } from '../tasks/end-task';
 import { toCreatedObject, toTaskObject } from '../tasks/task-view';
 
 /** What the task routes of a kind need. */
-export interface TasksDeps {
+export interface TasksDeps extends WatchDeps {
   db: Db;
   store: TaskStore;
   queues: Queues;
   log: Logger;
-  changes: TaskChanges;
-  /** Long polls plus event streams one tenant holds open in this process, all kinds together (MAX_WATCHERS_PER_TENANT). */
-  watchers: WatcherLimit;
-  /** An event stream still open after this long is ended; the client reconnects (SSE_MAX_SECONDS). */
-  sseMaxSeconds: number;
-  /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
-  stopping: AbortSignal;
 }
 
 /** Kling's paging limits. */

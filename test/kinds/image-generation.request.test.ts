@@ -5,7 +5,7 @@ import {
   validateImageGenerationRequest,
   type ValidationResult,
 } from '../../src/kinds/image-generation/request';
-import { checkBase64Image } from '../../src/tasks/image-check';
+import { checkBase64Image } from '../../src/kinds/shared/image-check';
 
 const MODELS = ['kling-v3', 'kling-v2-1'] as const;
 const TEN_MB = 10 * 1024 * 1024;
