@@ -1,5 +1,6 @@
 import type { Db, Prisma, Task } from '../db/client';
 import { utc } from '../db/client';
+import { selectColumns } from '../db/columns';
 import type { KindId, SlotPool, TaskKind } from '../kinds/kind';
 import { AppError } from '../errors';
 
@@ -10,17 +11,8 @@ import { AppError } from '../errors';
  * the code sees the same `Task` either way. (Slot claims and due polls, whose SQL is their whole
  * point, live with their concept: task-slots.ts, task-polling.ts.)
  */
-const COLUMNS = `id tenant_id request_id external_task_id kind pool state request model_name slot_cost callback_url callback_token
-  upstream_task_id status_msg failure_reason result upstream_created_at upstream_updated_at submit_attempts slots_held
-  slots_wait_since next_poll_at poll_count cancel_requested_at cancel_reason cancel_message event_seq created_at updated_at submitted_at finished_at`.split(
-  /\s+/,
-);
-
-/** Prisma's field name of a column (always its camelCase). */
-const fieldOf = (column: string) => column.replace(/_(.)/g, (_, c: string) => c.toUpperCase());
-
 /** The select list of a task's columns under Prisma's field names; `of` qualifies them (e.g. a composite's `(c.task).`). */
-export const taskColumns = (of = '') => COLUMNS.map((c) => `${of}${c} AS "${fieldOf(c)}"`).join(', ');
+export const taskColumns = (of = '') => selectColumns('tasks', of);
 
 export const TASK_COLUMNS = taskColumns();
 

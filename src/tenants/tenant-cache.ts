@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Db, Tenant } from '../db/client';
+import { selectColumns } from '../db/columns';
 import type { Logger } from '../logger';
 
 /**
@@ -29,9 +30,7 @@ const RECONNECT_MS = 1_000;
  */
 const NEGATIVE_TTL_MS = 10_000;
 
-const TENANT_COLUMNS = `id, name, api_key_hash AS "apiKeyHash", api_key_prefix AS "apiKeyPrefix", access_key AS "accessKey",
-  secret_key AS "secretKey", webhook_secret AS "webhookSecret", webhook_secret_previous AS "webhookSecretPrevious",
-  created_at AS "createdAt", revoked_at AS "revokedAt"`;
+const TENANT_COLUMNS = selectColumns('tenants');
 
 export function createTenantCache(opts: { db: Db; databaseUrl: string; log: Logger; ttlMs?: number }): TenantCache {
   const ttlMs = opts.ttlMs ?? 60_000;

@@ -1,5 +1,6 @@
 import type { Db, WebhookDelivery as Delivery } from '../db/client';
 import { utc } from '../db/client';
+import { selectColumns } from '../db/columns';
 import { AppError, invalidParameter } from '../errors';
 import { groupCommit } from '../lib/group-commit';
 import type { AttemptResult } from './webhook-sender';
@@ -9,10 +10,7 @@ import type { AttemptResult } from './webhook-sender';
  * per-call CPU would be most of a delivery's cost. Rows come back with
  * Prisma's field names and types, so the rest of the code sees the same `WebhookDelivery`.
  */
-const deliveryColumns = (t: string) => `${t}.id, ${t}.task_id AS "taskId", ${t}.tenant_id AS "tenantId", ${t}.seq,
-  ${t}.event_type AS "eventType", ${t}.url, ${t}.body, ${t}.status, ${t}.attempt_count AS "attemptCount", ${t}.chain,
-  ${t}.next_attempt_at AS "nextAttemptAt", ${t}.last_error AS "lastError", ${t}.created_at AS "createdAt",
-  ${t}.updated_at AS "updatedAt", ${t}.delivered_at AS "deliveredAt"`;
+const deliveryColumns = (t: string) => selectColumns('webhook_deliveries', `${t}.`);
 
 /** A Retry-After longer than this is taken as this (a receiver cannot park a delivery for weeks). */
 const MAX_RETRY_AFTER_MS = 24 * 3600 * 1000;
