@@ -4,11 +4,11 @@ import { ERRORS, type ErrorName } from '../errors';
 import type { ModelFamily, TaskKind } from '../kinds/kind';
 import { KINDS } from '../kinds/registry';
 import { UpstreamTask } from '../kinds/upstream-task';
-import type { TaskObject as ServedTaskObject, toCreatedObject } from '../tasks/task-view';
+import { CreatedTask as CreatedTaskShape, TaskObject as TaskObjectShape } from '../tasks/task-view';
 import { MAX_WAIT_SECONDS, SSE_RETRY_MS, WaitQuery } from './task-watch.routes';
 import { ListQuery } from './tasks.routes';
-import type { DeliveryView as ServedDeliveryView } from '../webhooks/deliveries.service';
-import { EVENT_TYPE } from '../webhooks/outbox';
+import { DeliveryView as DeliveryViewShape } from '../webhooks/deliveries.service';
+import { EVENT_TYPE } from '../webhooks/events';
 import { USER_AGENT } from '../webhooks/webhook-sender';
 import { IdParam } from './request-input';
 
@@ -98,49 +98,12 @@ Event types (\`event_type\` in the deliveries list): ${Object.values(EVENT_TYPE)
 // Adds `.openapi()` to zod's prototype; idempotent, and it changes nothing about validation.
 extendZodWithOpenApi(z);
 
-const millis = (what: string) => z.int().describe(`${what}, Unix time in milliseconds`);
-const nullableMillis = (what: string) => millis(what).nullable();
-
-export const TaskStatus = z
-  .enum(['submitted', 'processing', 'succeed', 'failed'])
-  .openapi('TaskStatus', { description: "Kling's status values, exactly. A task still in our queue shows as `submitted`." });
-
-const TrackerExtension = z
-  .object({
-    state: z
-      .enum(['queued', 'submitted', 'processing', 'succeed', 'failed', 'canceling', 'timing_out', 'canceled', 'timed_out'])
-      .describe(
-        "Internal state: Kling's `failed` split by why, `queued` for a task not yet sent upstream, and `canceling` / `timing_out` " +
-          'for a task that ends once its upstream task ends',
-      ),
-    queue_position: z.int().optional().describe('Place among tasks waiting to be submitted (queued tasks only)'),
-    slots_held: z.int().describe('Upstream concurrency slots this task holds'),
-    next_poll_at: nullableMillis('Next upstream status poll'),
-    failure_reason: z
-      .string()
-      .nullable()
-      .describe('upstream_failed, upstream_rejected, upstream_unavailable, canceled, queue_timeout, start_timeout or total_timeout'),
-    upstream_task_id: z.string().nullable().describe("Kling's task_id, once submitted"),
-    model_name: z.string(),
-    n: z.int().optional().describe('Images asked for (image generation only)'),
-    submit_attempts: z.int(),
-    submitted_at: nullableMillis('Accepted by the upstream'),
-    finished_at: nullableMillis('Reached succeed or failed'),
-  })
-  .openapi('TrackerExtension', { description: "kling-tracker's extension: everything that is not Kling's lives under this one key." });
+// The shapes are declared once, by the code that serves them; here they only get their names. Schemas
+// built at import time (before extendZodWithOpenApi ran) lack `.openapi()`; zod's own `.describe()`
+// and `.extend()` return fresh copies that have it, with the same validation.
 
 /** Kling's task object of a kind: its `task_result` is the kind's. */
-const taskObjectOf = (taskResult: z.ZodType) =>
-  z.object({
-    task_id: z.string().describe("This service's task id"),
-    task_status: TaskStatus,
-    task_status_msg: z.string().describe('Why a task failed (empty otherwise)'),
-    task_info: z.object({ external_task_id: z.string().optional().describe('Your own id, when you gave one') }),
-    task_result: taskResult,
-    created_at: millis('Created'),
-    updated_at: millis('Last change'),
-    tracker: TrackerExtension,
-  });
+const taskObjectOf = (taskResult: z.ZodType) => TaskObjectShape.extend({ task_result: taskResult });
 
 /** Names of a kind's schemas in the document (`TextToVideoTaskObject`); image generation keeps the request's old name. */
 const schemaName = (kind: TaskKind, what: 'TaskObject' | 'CreateTaskRequest' | 'TaskResponse' | 'TaskListResponse') => {
@@ -155,54 +118,9 @@ export const TaskObject = taskObjectOf(z.union(KINDS.map((k) => k.taskResultSche
   { description: "Kling's task object (GET answer and webhook body) plus the `tracker` extension; `task_result` is the kind's." },
 );
 
-const CreatedTask = z
-  .object({
-    task_id: z.string(),
-    task_status: z.literal('submitted'),
-    task_info: z.object({ external_task_id: z.string().optional() }),
-    created_at: millis('Created'),
-    updated_at: millis('Last change'),
-  })
-  .openapi('CreatedTask');
+const CreatedTask = CreatedTaskShape.describe("The create answer: Kling's shape").openapi('CreatedTask');
 
-const DeliveryView = z
-  .object({
-    webhook_id: z.string().describe('The Standard Webhooks `webhook-id`: stable across retries and redeliveries'),
-    event_type: z.enum(Object.values(EVENT_TYPE) as [string, ...string[]]),
-    status: z.enum(['pending', 'delivered', 'gone', 'dead']),
-    url: z.string().describe("The task's callback_url (normalised when the task was created)"),
-    seq: z.int().describe("Order among the task's events"),
-    chain: z.int().describe('1 for the first attempt chain, +1 per redelivery'),
-    attempt_count: z.int(),
-    next_attempt_at: nullableMillis('Next attempt'),
-    last_error: z.string().nullable(),
-    created_at: millis('Created'),
-    delivered_at: nullableMillis('Delivered'),
-    body: z.unknown().describe('The task object as sent'),
-    attempts: z.array(
-      z.object({
-        chain: z.int(),
-        attempt: z.int().describe('1 for the first attempt of its chain'),
-        at: millis('Started'),
-        duration_ms: z.int(),
-        http_status: z.int().nullable(),
-        error: z.string().nullable(),
-        response_body: z
-          .string()
-          .nullable()
-          .describe('First 1 KB of the answer, from a public address only: null when the receiver is on a private or loopback address'),
-      }),
-    ),
-  })
-  .openapi('DeliveryView');
-
-// tsc fails here when the documented shapes drift from what the service actually serves.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-export const shapesInSync: [
-  Same<Omit<z.infer<typeof TaskObject>, 'task_result'>, Omit<ServedTaskObject, 'task_result'>>,
-  Same<z.infer<typeof CreatedTask>, ReturnType<typeof toCreatedObject>>,
-  Same<z.infer<typeof DeliveryView>, ServedDeliveryView>,
-] = [true, true, true];
+const DeliveryView = DeliveryViewShape.describe('A webhook delivery with every attempt').openapi('DeliveryView');
 
 const envelopeOf = (name: string, data: z.ZodType) =>
   z

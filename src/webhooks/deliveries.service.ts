@@ -1,8 +1,10 @@
 import type { Db, WebhookDelivery as Delivery } from '../db/client';
+import { z } from 'zod';
 import { utc } from '../db/client';
 import { selectColumns } from '../db/columns';
 import { AppError, invalidParameter } from '../errors';
 import { groupCommit } from '../lib/group-commit';
+import { EVENT_TYPE } from './events';
 import type { AttemptResult } from './webhook-sender';
 
 /**
@@ -213,29 +215,38 @@ async function writeRecords(db: Db, batch: AttemptRecord[]): Promise<(AttemptOut
   });
 }
 
-export interface DeliveryView {
-  webhook_id: string;
-  event_type: string;
-  status: Delivery['status'];
-  url: string;
-  seq: number;
-  chain: number;
-  attempt_count: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  created_at: number;
-  delivered_at: number | null;
-  body: unknown;
-  attempts: {
-    chain: number;
-    attempt: number;
-    at: number;
-    duration_ms: number;
-    http_status: number | null;
-    error: string | null;
-    response_body: string | null;
-  }[];
-}
+const millis = (what: string) => z.int().describe(`${what}, Unix time in milliseconds`);
+
+/** A delivery as the deliveries endpoints show it, declared once: the type and the OpenAPI entry come from it. */
+export const DeliveryView = z.object({
+  webhook_id: z.string().describe('The Standard Webhooks `webhook-id`: stable across retries and redeliveries'),
+  event_type: z.enum(Object.values(EVENT_TYPE) as [string, ...string[]]),
+  status: z.enum(['pending', 'delivered', 'gone', 'dead']),
+  url: z.string().describe("The task's callback_url (normalised when the task was created)"),
+  seq: z.int().describe("Order among the task's events"),
+  chain: z.int().describe('1 for the first attempt chain, +1 per redelivery'),
+  attempt_count: z.int(),
+  next_attempt_at: millis('Next attempt').nullable(),
+  last_error: z.string().nullable(),
+  created_at: millis('Created'),
+  delivered_at: millis('Delivered').nullable(),
+  body: z.unknown().describe('The task object as sent'),
+  attempts: z.array(
+    z.object({
+      chain: z.int(),
+      attempt: z.int().describe('1 for the first attempt of its chain'),
+      at: millis('Started'),
+      duration_ms: z.int(),
+      http_status: z.int().nullable(),
+      error: z.string().nullable(),
+      response_body: z
+        .string()
+        .nullable()
+        .describe('First 1 KB of the answer, from a public address only: null when the receiver is on a private or loopback address'),
+    }),
+  ),
+});
+export type DeliveryView = z.infer<typeof DeliveryView>;
 
 /** A task's deliveries in order, each with every attempt. */
 export async function listDeliveries(db: Db, taskId: string): Promise<DeliveryView[]> {

@@ -1,6 +1,6 @@
 import { startHarness, type Harness } from '../helpers/harness';
 import { insertQueuedTask } from '../helpers/fixtures';
-import { newDeliveryId } from '../../src/webhooks/outbox';
+import { newDeliveryId } from '../../src/webhooks/events';
 import { readDueDelivery, recordAttempt } from '../../src/webhooks/deliveries.service';
 import { rotateWebhookSecret } from '../../src/tenants/tenants.service';
 import { sealContext, webhookSecretOpener } from '../../src/tenants/secret-box';

@@ -6,7 +6,7 @@ import { startReceiver, type Receiver } from '../helpers/receiver';
 import { applyUpstreamUpdate } from '../../src/tasks/upstream-update';
 import { finishWebhookRotation, rotateWebhookSecret } from '../../src/tenants/tenants.service';
 import { deliverJobOptions } from '../../src/queues/queues';
-import { newDeliveryId } from '../../src/webhooks/outbox';
+import { newDeliveryId } from '../../src/webhooks/events';
 import { insertQueuedTask } from '../helpers/fixtures';
 import { eventually, nothingLeftToSend } from '../helpers/invariants';
 
