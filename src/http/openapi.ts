@@ -204,7 +204,7 @@ function registerTaskRoutes(reg: OpenAPIRegistry, kind: TaskKind, models: readon
       body: {
         required: true,
         content: {
-          'application/json': { schema: body, example: EXAMPLES[kind.id] },
+          'application/json': { schema: body, example: kind.example },
         },
       },
     },
@@ -419,13 +419,6 @@ function registerWebhook(reg: OpenAPIRegistry): void {
     },
   });
 }
-
-/** A request body of each kind, as the reference shows it. */
-const EXAMPLES: Record<TaskKind['id'], object> = {
-  'image-generation': { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' },
-  'text-to-video': { prompt: 'waves rolling onto a beach at sunset', duration: '5', mode: 'std', external_task_id: 'demo-video-1' },
-  'image-to-video': { image: 'https://example.com/first-frame.png', prompt: 'the boat drifts out to sea', duration: '5' },
-};
 
 /** The OpenAPI 3.1 document of the whole service, generated from the zod schemas that validate it. */
 export function buildOpenApiDocument(opts: { models: Readonly<Record<ModelFamily, readonly string[]>>; serverUrl?: string }): object {

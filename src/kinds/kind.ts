@@ -7,8 +7,8 @@
 
 import type { z } from 'zod';
 
-/** Stored in `tasks.kind`; also the metrics label. */
-export type KindId = 'image-generation' | 'text-to-video' | 'image-to-video';
+/** Stored in `tasks.kind`; also the metrics label (`image-generation`, `text-to-video`, ...). */
+export type KindId = string;
 
 /** Kling counts concurrency per resource-pack type; each kind holds slots in one pool. */
 export type SlotPool = 'image' | 'video';
@@ -45,6 +45,8 @@ export interface TaskKind {
   path: string;
   /** How people call it (docs, logs). */
   title: string;
+  /** A request body as the API reference shows it. */
+  example: Record<string, unknown>;
   pool: SlotPool;
   models: ModelFamily;
   /** The create body's schema for the configured models: it validates and feeds the OpenAPI document. */

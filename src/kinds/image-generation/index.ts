@@ -8,6 +8,7 @@ export const imageGeneration: TaskKind = {
   id: 'image-generation',
   path: '/v1/images/generations',
   title: 'Image generation',
+  example: { prompt: 'a lighthouse at dawn', n: 2, aspect_ratio: '16:9', external_task_id: 'demo-1' },
   pool: 'image',
   models: 'image',
   requestSchema: buildImageGenerationRequest,

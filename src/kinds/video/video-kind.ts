@@ -7,6 +7,7 @@ export interface VideoKindParts {
   id: KindId;
   path: string;
   title: string;
+  example: Record<string, unknown>;
   requestSchema(models: readonly string[]): z.ZodType<KindRequest>;
   validate(body: unknown, models: readonly string[]): Validation<KindRequest>;
   upstreamDefaults: Readonly<Record<string, unknown>>;
