@@ -13,7 +13,6 @@ export default defineConfig({
   engine: 'js',
   schema: path.join('prisma', 'schema.prisma'),
   migrations: { path: path.join('prisma', 'migrations') },
-  // eslint-disable-next-line @typescript-eslint/require-await
   adapter: async () => wholeScripts(new PrismaPg({ connectionString: url, allowExitOnIdle: true, idleTimeoutMillis: 100 })) as never,
 });
 

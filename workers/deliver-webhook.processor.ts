@@ -1,7 +1,6 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
-import { metrics } from '../src/observability/metrics';
 import { DELIVERY_FIRST_RECHECK_MS, DELIVERY_ORDER_RECHECK_MS, DeliverJob, deliverJobId, type Queues } from '../src/queues/queues';
 import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import { readDueDelivery } from '../src/webhooks/deliveries.service';

@@ -162,7 +162,7 @@ export function rssSampler(children: Child[]): { stop(): Record<string, number[]
  */
 export function connectionsTo(port: number, pids: number[]): Record<number, number> {
   const counts: Record<number, number> = Object.fromEntries(pids.map((p) => [p, 0]));
-  let out = '';
+  let out: string;
   try {
     out = execFileSync('ss', ['-Htnp', 'state', 'established', `( dport = :${port} )`], { encoding: 'utf8' });
   } catch {

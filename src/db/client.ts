@@ -15,7 +15,7 @@ export type Db = PrismaClient & {
   sql<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 };
 export { Prisma } from '../generated/prisma/client';
-export type { Task, Tenant, TaskEvent, WebhookDelivery } from '../generated/prisma/client';
+export type { Task, Tenant, WebhookDelivery } from '../generated/prisma/client';
 export { TaskState } from '../generated/prisma/enums';
 
 const TIMESTAMP_OID = 1114;
@@ -78,9 +78,3 @@ function statementName(text: string): string {
 
 /** A Date as the UTC literal a `timestamp(3)` column stores (never the process's local time). */
 export const utc = (d: Date): string => d.toISOString().replace('T', ' ').replace('Z', '');
-
-/** "Unique constraint failed" from Prisma (P2002) or from `pg` (23505). */
-export function isUniqueViolation(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  return code === 'P2002' || code === '23505';
-}

@@ -1,6 +1,6 @@
 import { imageGeneration } from './image-generation';
 import { imageToVideo } from './image-to-video';
-import type { KindId, TaskKind } from './kind';
+import type { TaskKind } from './kind';
 import { textToVideo } from './text-to-video';
 
 /**
@@ -17,5 +17,3 @@ export function kindOf(id: string): TaskKind {
   if (!kind) throw new Error(`unknown task kind ${JSON.stringify(id)} (stored by another version?)`);
   return kind;
 }
-
-export const isKindId = (id: string): id is KindId => byId.has(id);

@@ -10,7 +10,7 @@ import { toClientStatus } from './task-state';
  */
 
 /** The single extension key on Kling's task object; everything not Kling's lives under it. */
-export const EXTENSION_KEY = 'tracker';
+const EXTENSION_KEY = 'tracker';
 
 const millis = (what: string) => z.int().describe(`${what}, Unix time in milliseconds`);
 const nullableMillis = (what: string) => millis(what).nullable();

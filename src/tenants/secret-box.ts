@@ -132,11 +132,3 @@ export function secretsKeyFor(
     log?.warn({ file: config.SECRETS_KEY_FILE }, 'created a new secrets key file; keep it (and back it up): stored secret_keys need it');
   return key;
 }
-
-/** The deployment's box. */
-export function secretBoxFor(
-  config: { SECRETS_KEY?: string; SECRETS_KEY_FILE: string },
-  log?: { warn(obj: object, msg: string): void },
-): SecretBox {
-  return createSecretBox(secretsKeyFor(config, log));
-}

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { Db, Tenant } from '../db/client';
+import type { Db } from '../db/client';
 import { newApiKey } from './api-key';
 import { createSecretBox, isLegacySealed, openLegacy, sealContext, type SealedColumn, type SecretBox } from './secret-box';
 

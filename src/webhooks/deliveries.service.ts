@@ -123,7 +123,7 @@ const MAX_RECORD_BATCH = 50;
 const recorders = new WeakMap<Db, (record: AttemptRecord) => Promise<AttemptOutcome | null>>();
 
 /** Postgres text cannot hold U+0000; a receiver's answer can. */
-const storable = (text: string | undefined) => text?.replace(/\u0000/g, '\uFFFD') ?? null;
+const storable = (text: string | undefined) => text?.replaceAll('\u0000', '\uFFFD') ?? null;
 
 async function recordBatch(db: Db, batch: AttemptRecord[]): Promise<(AttemptOutcome | null | Error)[]> {
   try {

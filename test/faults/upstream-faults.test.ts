@@ -1,4 +1,3 @@
-import request from 'supertest';
 import { createBatch } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually, expectAllSettled } from '../helpers/invariants';

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { ERRORS } from '../../src/errors';
 import { docsRouter } from '../../src/http/docs.routes';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 
 // Only the docs part of the app, behind helmet exactly as createApp mounts it.
 const app = express();
@@ -151,7 +151,7 @@ describe('GET /openapi.json', () => {
     for (const { http, code } of Object.values(ERRORS)) expect(doc.info.description).toContain(`| ${http} | ${code} |`);
     const create = doc.paths['/v1/images/generations'].post.responses;
     expect(Object.keys(create).sort()).toEqual(['200', '400', '401', '409', '413', '415', '429', '500', '503']);
-    const codes = (r: Json) => Object.values(r.content['application/json'].examples).map((e: any) => e.value.code); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const codes = (r: Json) => Object.values(r.content['application/json'].examples).map((e: any) => e.value.code);
     expect(codes(create[400]).sort()).toEqual([1200, 1201]);
     expect(codes(create[401]).sort()).toEqual([1000, 1001, 1002, 1003, 1004]);
     expect(codes(create[409])).toEqual([1201]);

@@ -339,8 +339,9 @@ describe('fuzzed requests', () => {
           .replace('{q}', () => q)
           .replace('{task}', taskId);
         const admin = path.startsWith('/admin') || path.startsWith('/metrics');
-        const res = await request(h.url)
-          [method.toLowerCase() as 'get' | 'post' | 'put' | 'delete'](path)
+        const verb = method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
+        const client = request(h.url);
+        const res = await client[verb](path)
           .set('authorization', `Bearer ${admin ? ADMIN_TOKEN : key}`)
           .set('content-type', 'application/json')
           .send(method === 'GET' ? undefined : '{}');
