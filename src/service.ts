@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Redis } from 'ioredis';
 import { redactCredentials } from './lib/redact-url';
 import { KINDS } from './kinds/registry';
@@ -103,6 +104,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   );
   let tenants: TenantCache | undefined;
   const stopping = new AbortController();
+  // Every open long poll and event stream listens to it (each removes its listener when it ends).
+  setMaxListeners(0, stopping.signal);
   if (config.ROLE !== 'worker') {
     tenants = createTenantCache({ db, databaseUrl: config.DATABASE_URL, log });
     service.server = await startServer(

@@ -23,11 +23,15 @@ export const WaitQuery = z.coerce.number(WAIT_RANGE).int(WAIT_RANGE).min(0, WAIT
 /** Aborts when the client goes away, so waiters do not outlive their request, or when the process stops. */
 function watchEnds(req: Request, res: Response, stopping: AbortSignal): AbortSignal {
   const ctl = new AbortController();
-  res.on('close', () => ctl.abort());
-  req.on('aborted', () => ctl.abort());
-  // Gone while the task was read: 'close' has already been emitted.
-  if (res.closed) ctl.abort();
-  return AbortSignal.any([ctl.signal, stopping]);
+  const end = () => ctl.abort();
+  res.on('close', end);
+  req.on('aborted', end);
+  // One listener per open watcher on the process's signal, removed as soon as the watcher ends.
+  stopping.addEventListener('abort', end, { once: true });
+  res.once('close', () => stopping.removeEventListener('abort', end));
+  // Gone while the task was read ('close' has already been emitted), or the process already stopping.
+  if (res.closed || stopping.aborted) end();
+  return ctl.signal;
 }
 
 /**
