@@ -2,14 +2,10 @@
  * The bare pipeline the service is compared with: the same I/O (Postgres, BullMQ on Redis, the
  * upstream, the client's webhook) with none of the service's guarantees: no auth, no validation,
  * no rate limit, no state machine, no events, no outbox, no retries, no slots.
- *
- *   node --import tsx scripts/bench/bare.ts api      one INSERT + one queue.add per create;
- *                                                     one UPDATE per upstream callback, then a
- *                                                     direct POST to the task's callback_url
- *   node --import tsx scripts/bench/bare.ts worker   one SELECT, the upstream POST, one UPDATE
- *
- * The direct webhook POST (fire and forget) is the one addition to the issue's list: without it
- * the bare pipeline would do less network I/O per task than the service is asked to.
+ *   `bare.ts api`: at each of BARE_PATHS (the kinds' Kling paths), one INSERT + one queue.add per
+ *     create; per upstream callback, one UPDATE, then a direct POST to the task's callback_url
+ *     (fire and forget: without it the bare pipeline would do less network I/O than the service).
+ *   `bare.ts worker`: one SELECT, the upstream POST at the task's path, one UPDATE.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -42,10 +38,15 @@ function startApi(): void {
 
   app.get('/healthz', (_req, res) => void res.json({ code: 0 }));
 
-  app.post('/v1/images/generations', express.json({ limit: '15mb' }), async (req, res) => {
+  app.post(env('BARE_PATHS').split(','), express.json({ limit: '15mb' }), async (req, res) => {
     const id = randomUUID();
     const body = req.body as Record<string, unknown>;
-    await pool.query('INSERT INTO bare_tasks (id, body, callback_url) VALUES ($1, $2, $3)', [id, body, body.callback_url ?? null]);
+    await pool.query('INSERT INTO bare_tasks (id, path, body, callback_url) VALUES ($1, $2, $3, $4)', [
+      id,
+      req.path,
+      body,
+      body.callback_url ?? null,
+    ]);
     // Completed jobs are deleted: the bare pipeline keeps nothing it does not need.
     await queue.add('submit', { id }, { removeOnComplete: true, removeOnFail: true });
     res.json({ code: 0, message: 'SUCCEED', data: { task_id: id, task_status: 'submitted' } });
@@ -83,15 +84,17 @@ function notify(agent: http.Agent, url: string, body: string): void {
 }
 
 function startWorker(): void {
-  const upstream = `${env('KLING_BASE_URL')}/v1/images/generations`;
+  const upstream = env('KLING_BASE_URL');
   const auth = `Bearer ${env('KLING_API_KEY')}`;
   const publicBaseUrl = env('PUBLIC_BASE_URL');
   const process_ = async (job: Job<{ id: string }>) => {
     const { id } = job.data;
-    const { rows } = await pool.query<{ body: Record<string, unknown> }>('SELECT body FROM bare_tasks WHERE id = $1', [id]);
+    const { rows } = await pool.query<{ path: string; body: Record<string, unknown> }>('SELECT path, body FROM bare_tasks WHERE id = $1', [
+      id,
+    ]);
     if (!rows[0]) return;
     // The service's HTTP client for the upstream (undici's request; fetch costs more CPU per call).
-    const answer = await request(upstream, {
+    const answer = await request(`${upstream}${rows[0].path}`, {
       method: 'POST',
       headers: { authorization: auth, 'content-type': 'application/json', accept: 'application/json' },
       // Same rewrite as the service: our callback URL and our id go upstream, never the client's.

@@ -1,9 +1,14 @@
 import http from 'node:http';
+import type { Redis } from 'ioredis';
+import { bench, type BenchKind } from './config';
+import type { Api, Pipeline } from './pipelines';
 import { sleep } from './procs';
+import type { Receiver } from './receiver';
+import type { SimHandle } from './sim-protocol';
 
 /**
- * Creates tasks through an API (the service's or the bare one), round-robin over its processes,
- * on kept-alive connections so that connection setup is not what gets measured.
+ * Creates tasks of one kind through an API (the service's or the bare one), on kept-alive
+ * connections so that connection setup is not what gets measured.
  */
 export interface CreateClient {
   /** Resolves with the new task id, or null when the API did not accept the task. */
@@ -12,15 +17,25 @@ export interface CreateClient {
   close(): void;
 }
 
-export function createClient(apiUrls: string[], headers: Record<string, string>, body: Record<string, unknown>): CreateClient {
+/** What every phase shares: the upstream, the client's webhook receiver, Redis. */
+export interface Shared {
+  sim: SimHandle;
+  receiver: Receiver;
+  redis: Redis;
+}
+
+/** Every measuring phase starts the same way: empty receiver and simulator, then a client. */
+export async function startPhase(p: Pipeline, kind: BenchKind, api: Api, s: Shared): Promise<CreateClient> {
+  s.receiver.reset();
+  await s.sim.reset();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
-  const payload = JSON.stringify(body);
-  const allHeaders = { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
-  let next = 0;
+  const payload = JSON.stringify({ ...kind.body, callback_url: s.receiver.url });
+  const headers = { ...p.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
   let errors = 0;
-  const post = (base: string) =>
+  const create = () =>
     new Promise<string | null>((resolve) => {
-      const req = http.request(`${base}/v1/images/generations`, { method: 'POST', agent, headers: allHeaders }, (res) => {
+      const failed = () => (errors++, resolve(null));
+      const req = http.request(`${api.url}${kind.path}`, { method: 'POST', agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -30,54 +45,33 @@ export function createClient(apiUrls: string[], headers: Record<string, string>,
           } catch {
             /* counted below */
           }
-          errors++;
-          resolve(null);
+          failed();
         });
       });
-      req.on('error', () => {
-        errors++;
-        resolve(null);
-      });
+      req.on('error', failed);
       req.end(payload);
     });
-  return {
-    create: () => post(apiUrls[next++ % apiUrls.length]),
-    errors: () => errors,
-    close: () => agent.destroy(),
-  };
-}
-
-export interface Feeder {
-  /** Ids of the tasks accepted so far, in acceptance order. */
-  ids: string[];
-  stop(): Promise<void>;
+  return { create, errors: () => errors, close: () => agent.destroy() };
 }
 
 /**
- * Closed loop: keeps about `backlog` tasks outstanding (accepted, not yet finished), so that the
- * pipeline always has work waiting and the arrival rate settles at the completion rate.
+ * Closed loop: keeps about `BENCH_BACKLOG` tasks outstanding (accepted, not yet finished), so that
+ * the pipeline always has work waiting and the arrival rate settles at the completion rate.
  */
-export function closedLoopFeeder(client: CreateClient, concurrency: number, backlog: number, finished: () => number): Feeder {
+export function closedLoopFeeder(client: CreateClient, finished: () => number): { ids: string[]; stop(): Promise<void> } {
   const ids: string[] = [];
   let stopped = false;
   const loop = async () => {
     while (!stopped) {
-      if (ids.length - finished() >= backlog) {
-        await sleep(5);
-        continue;
+      if (ids.length - finished() >= bench.e2eBacklog) await sleep(5);
+      else {
+        const id = await client.create();
+        if (id) ids.push(id);
       }
-      const id = await client.create();
-      if (id) ids.push(id);
     }
   };
-  const loops = Array.from({ length: concurrency }, loop);
-  return {
-    ids,
-    async stop() {
-      stopped = true;
-      await Promise.all(loops);
-    },
-  };
+  const loops = Array.from({ length: bench.feederConcurrency }, loop);
+  return { ids, stop: async () => void ((stopped = true), await Promise.all(loops)) };
 }
 
 /**
@@ -88,11 +82,9 @@ export async function fixedRateFeeder(client: CreateClient, perSecond: number, d
   const ids: string[] = [];
   const inFlight: Promise<void>[] = [];
   const start = Date.now();
-  const total = Math.round((perSecond * durationMs) / 1000);
-  for (let i = 0; i < total; i++) {
+  for (let i = 0; i < Math.round((perSecond * durationMs) / 1000); i++) {
     // Scheduled against the start time, so timer drift does not lower the rate.
-    const due = start + (i * 1000) / perSecond;
-    const wait = due - Date.now();
+    const wait = start + (i * 1000) / perSecond - Date.now();
     if (wait > 0) await sleep(wait);
     inFlight.push(client.create().then((id) => void (id && ids.push(id))));
   }
@@ -100,13 +92,13 @@ export async function fixedRateFeeder(client: CreateClient, perSecond: number, d
   return ids;
 }
 
-/** Waits until every id in `ids` has finished (bounded), polling `isDone`. */
-export async function drain(ids: string[], isDone: (id: string) => boolean, timeoutMs: number): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  let open = ids.filter((id) => !isDone(id));
+/** Waits (bounded by BENCH_DRAIN_TIMEOUT_MS) until every task's `succeed` webhook came; returns how many did not. */
+export async function drain(ids: string[], receiver: Receiver): Promise<number> {
+  const until = Date.now() + bench.drainTimeoutMs;
+  let open = ids.filter((id) => !receiver.hasSucceeded(id));
   while (open.length > 0 && Date.now() < until) {
     await sleep(200);
-    open = open.filter((id) => !isDone(id));
+    open = open.filter((id) => !receiver.hasSucceeded(id));
   }
   return open.length;
 }

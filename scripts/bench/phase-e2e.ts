@@ -1,23 +1,18 @@
-import { bench } from './config';
-import { closedLoopFeeder, drain } from './feeder';
-import { startPhase } from './phase-common';
-import { cpuPerTask, type CpuReader, type CpuShare } from './cpu';
-import { countKeys, diffCounters, pgCounters, submitOutcomes, type PgCounters } from './infra';
-import { startPgSampler, type PgSample } from './pg-sampler';
-import type { Redis } from 'ioredis';
+import { bench, type BenchKind } from './config';
+import { closedLoopFeeder, drain, startPhase, type Shared } from './feeder';
+import { countKeys, diffCounters, pgCounters, type PgCounters } from './infra';
 import type { Api, Pipeline } from './pipelines';
 import { sleep } from './procs';
-import type { Receiver } from './receiver';
-import type { SimHandle, SimStats } from './sim-protocol';
 import { progress } from './stats';
+
+/** Figures read at the start and the end of the measured window (RSS by process; CPU in profile mode). */
+export type Probe = () => Promise<Record<string, number>>;
 
 export interface E2eResult {
   /** Tasks per second reaching the client's `succeed` webhook, over the measured window. */
   perSecond: number;
-  /** Slowest and fastest single second of the window (is the rate steady?). */
-  slowestSecond: number;
-  fastestSecond: number;
-  /** Tasks completed in each second of the window, in order. */
+  /** Tasks completed in the window, and in each of its seconds, in order. */
+  completed: number;
   seconds: number[];
   /** Fewest tasks outstanding during the window: above zero means the backlog never ran dry. */
   minOutstanding: number;
@@ -25,18 +20,15 @@ export interface E2eResult {
   createErrors: number;
   /** Tasks still not finished when the drain timed out (the target is zero). */
   unfinished: number;
+  /** Upstream tasks of this kind created (one per task is the target; another kind's path would not count). */
+  upstreamCreated: number;
+  repeats: { sameStatus: number; sameWebhookId: number };
   /** Postgres work per task finished in the window (pg_stat_database deltas). */
   pgPerTask: PgCounters;
-  pgTop: PgSample[];
-  pgActiveAvg: number;
   /** Keys under the pipeline's Redis prefix once drained (bounded if finished jobs are trimmed). */
   redisKeys: number;
-  sim: SimStats;
-  repeats: { sameStatus: number; sameWebhookId: number };
-  /** CPU per finished task, by process, over the window. */
-  cpu: Record<string, CpuShare>;
-  /** Service only: how the recent submit jobs ended (see infra.submitOutcomes). */
-  submitOutcomes?: Record<string, number>;
+  /** The probe at the start and at the end of the window. */
+  probe: { start: Record<string, number>; end: Record<string, number> };
 }
 
 /**
@@ -44,71 +36,53 @@ export interface E2eResult {
  * work and the arrival rate settles at the completion rate. Completions are counted where the
  * client sees them (its `succeed` webhook) over a window that starts after a warm-up.
  */
-export async function runE2e(
-  pipeline: Pipeline,
-  apis: Api[],
-  sim: SimHandle,
-  receiver: Receiver,
-  redis: Redis,
-  readCpu: CpuReader,
-): Promise<E2eResult> {
-  const client = await startPhase(pipeline, apis, sim, receiver);
-  const feeder = closedLoopFeeder(client, bench.feederConcurrency, bench.e2eBacklog, () => receiver.succeeded());
-  progress(`${pipeline.kind}: end-to-end, backlog ${bench.e2eBacklog}, warm-up ${bench.e2eWarmupS}s, window ${bench.e2eWindowS}s`);
+export async function runE2e(p: Pipeline, kind: BenchKind, api: Api, s: Shared, probe: Probe): Promise<E2eResult> {
+  const { receiver } = s;
+  const client = await startPhase(p, kind, api, s);
+  const feeder = closedLoopFeeder(client, () => receiver.succeeded());
+  progress(`${p.name} ${kind.name}: end to end, backlog ${bench.e2eBacklog}, warm-up ${bench.e2eWarmupS}s, window ${bench.e2eWindowS}s`);
   await sleep(bench.e2eWarmupS * 1000);
 
-  const pgBefore = await pgCounters(pipeline.dbUrl);
-  const sampler = await startPgSampler(pipeline.dbUrl);
-  const cpuBefore = await readCpu();
+  const pgBefore = await pgCounters(p.dbUrl);
+  const probeStart = await probe();
   const start = Date.now();
   const doneAtStart = receiver.succeeded();
-  const perSecond: number[] = [];
+  const seconds: number[] = [];
   let last = doneAtStart;
   let minOutstanding = Infinity;
   for (let tick = 1; tick <= bench.e2eWindowS * 10; tick++) {
     await sleep(start + tick * 100 - Date.now());
     minOutstanding = Math.min(minOutstanding, feeder.ids.length - receiver.succeeded());
     if (tick % 10 === 0) {
-      const now = receiver.succeeded();
-      perSecond.push(now - last);
-      last = now;
+      seconds.push(receiver.succeeded() - last);
+      last = receiver.succeeded();
     }
   }
   const completed = receiver.succeeded() - doneAtStart;
-  const elapsedS = (Date.now() - start) / 1000;
-  const cpu = cpuPerTask(cpuBefore, await readCpu(), completed, elapsedS * 1000);
-  const outcomes = pipeline.kind === 'service' ? await submitOutcomes(redis, pipeline.prefix) : undefined;
-  const pgAfter = await pgCounters(pipeline.dbUrl);
-  const pg = await sampler.stop();
-  const result = {
-    perSecond: completed / elapsedS,
-    slowestSecond: Math.min(...perSecond),
-    fastestSecond: Math.max(...perSecond),
-    seconds: perSecond,
-  };
+  const perSecond = completed / ((Date.now() - start) / 1000);
+  const probeEnd = await probe();
+  const pgAfter = await pgCounters(p.dbUrl);
   progress(
-    `${pipeline.kind}: end-to-end ${result.perSecond.toFixed(0)} tasks/s (seconds ${result.slowestSecond}..${result.fastestSecond}), ` +
-      `min outstanding ${minOutstanding}; per second ${perSecond.join(' ')}; draining`,
+    `${p.name} ${kind.name}: end to end ${perSecond.toFixed(0)} tasks/s, min outstanding ${minOutstanding}; per second ${seconds.join(' ')}; draining`,
   );
 
   await feeder.stop();
   client.close();
-  const unfinished = await drain(feeder.ids, (id) => receiver.hasSucceeded(id), bench.drainTimeoutMs);
+  const unfinished = await drain(feeder.ids, receiver);
   // Let the last completed jobs be trimmed and the last webhook land before counting what is left.
   await sleep(1000);
   return {
-    ...result,
+    perSecond,
+    completed,
+    seconds,
     minOutstanding,
     created: feeder.ids.length,
     createErrors: client.errors(),
     unfinished,
-    pgPerTask: diffCounters(pgBefore, pgAfter, completed),
-    pgTop: pg.top,
-    pgActiveAvg: pg.activeAvg,
-    redisKeys: await countKeys(redis, pipeline.prefix),
-    sim: await sim.stats(),
+    upstreamCreated: (await s.sim.created())[kind.id] ?? 0,
     repeats: receiver.repeats(),
-    cpu,
-    submitOutcomes: outcomes,
+    pgPerTask: diffCounters(pgBefore, pgAfter, completed),
+    redisKeys: await countKeys(s.redis, p.prefix),
+    probe: { start: probeStart, end: probeEnd },
   };
 }

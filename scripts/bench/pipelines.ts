@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { bareEnv, bench, serviceEnv } from './config';
 import { cleanPrefix, truncateBare, truncateService, waitIdle } from './infra';
-import { freePort, httpOk, startNode, waitUntil, type Child } from './procs';
+import { freePort, startNode, waitUntil, type Child } from './procs';
 
 /**
  * The two systems under test behind one interface, so every phase runs the same code against
@@ -14,14 +14,16 @@ export interface Api {
 }
 
 export interface Pipeline {
-  kind: 'service' | 'bare';
+  name: 'service' | 'bare';
   /** Headers every create carries (the service's tenant key; the bare API checks nothing). */
   headers: Record<string, string>;
   dbUrl: string;
   prefix: string;
-  startApi(name: string): Promise<Api>;
+  startApi(): Promise<Api>;
   /** A worker process whose upstream callbacks go to `api`. */
-  startWorker(name: string, api: Api): Promise<Child>;
+  startWorker(api: Api): Promise<Child>;
+  /** Stops processes of this pipeline: at once, or (profiling) letting them write their profile on exit. */
+  stop(children: Child[]): Promise<void>;
   /** Empties the pipeline's tables and Redis keys between phases. */
   reset(): Promise<void>;
 }
@@ -29,82 +31,88 @@ export interface Pipeline {
 export interface PipelineOptions {
   simUrl: string;
   redis: Redis;
-  /** Node flags for the processes under test (--cpu-prof in profile mode). */
-  nodeFlags?: string[];
-  serviceDbUrl?: string;
-  bareDbUrl?: string;
-  redisUrl?: string;
+  /** Profile mode: every process under test runs with --cpu-prof and writes its profile here. */
+  profileDir?: string;
 }
 
-const STARTUP_MS = 60_000;
+interface Spec {
+  name: Pipeline['name'];
+  headers: Record<string, string>;
+  dbUrl: string;
+  prefix: string;
+  truncate(): Promise<unknown>;
+  /** The script, its arguments and environment for a role. */
+  command(role: 'api' | 'worker', port: number, publicBaseUrl: string): { script: string; args: string[]; env: Record<string, string> };
+  workerReady(child: Child): Promise<boolean> | boolean;
+}
 
-async function startApiProcess(
-  name: string,
-  script: string,
-  args: string[],
-  env: (port: number, url: string) => Record<string, string>,
-  nodeFlags?: string[],
-): Promise<Api> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = startNode(name, script, args, env(port, url), { nodeFlags });
-  await waitUntil(child, 'healthy /healthz', () => httpOk(`${url}/healthz`), STARTUP_MS);
-  return { child, url };
+function pipeline(o: PipelineOptions, spec: Spec): Pipeline {
+  const nodeFlags = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : [];
+  const start = (role: 'api' | 'worker', port: number, url: string) => {
+    const c = spec.command(role, port, url);
+    return startNode(`${spec.name}-${role}`, c.script, c.args, c.env, { nodeFlags });
+  };
+  return {
+    name: spec.name,
+    headers: spec.headers,
+    dbUrl: spec.dbUrl,
+    prefix: spec.prefix,
+    async startApi() {
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const child = start('api', port, url);
+      await waitUntil(child, 'healthy /healthz', async () => {
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        await res.arrayBuffer();
+        return res.ok;
+      });
+      return { child, url };
+    },
+    async startWorker(api) {
+      const child = start('worker', 0, api.url);
+      await waitUntil(child, 'worker ready', () => spec.workerReady(child));
+      return child;
+    },
+    // Both pipelines exit within a few seconds of SIGTERM, and Node writes a profile on exit.
+    stop: async (children) => void (await Promise.all(children.map((c) => c.stop(o.profileDir ? 15_000 : 0)))),
+    async reset() {
+      await waitIdle(spec.dbUrl);
+      await spec.truncate();
+      await cleanPrefix(o.redis, spec.prefix);
+    },
+  };
 }
 
 export function servicePipeline(apiKey: string, o: PipelineOptions): Pipeline {
-  const dbUrl = o.serviceDbUrl ?? bench.serviceDbUrl;
-  const base = { simUrl: o.simUrl, dbUrl, redisUrl: o.redisUrl };
-  return {
-    kind: 'service',
+  return pipeline(o, {
+    name: 'service',
     headers: { authorization: `Bearer ${apiKey}` },
-    dbUrl,
+    dbUrl: bench.serviceDbUrl,
     prefix: bench.servicePrefix,
-    startApi: (name) =>
-      startApiProcess(name, 'src/main.ts', [], (port, url) => serviceEnv({ ...base, role: 'api', port, publicBaseUrl: url }), o.nodeFlags),
-    async startWorker(name, api) {
-      const child = startNode(name, 'src/main.ts', [], serviceEnv({ ...base, role: 'worker', port: 0, publicBaseUrl: api.url }), {
-        nodeFlags: o.nodeFlags,
-      });
-      // "workers started" is an info line and the processes log at warn: the heartbeat says it instead.
-      const member = `${os.hostname()}:${child.pid}`;
-      await waitUntil(
-        child,
-        'worker heartbeat',
-        async () => (await o.redis.zscore(`${bench.servicePrefix}:workers:heartbeat`, member)) !== null,
-        STARTUP_MS,
-      );
-      return child;
-    },
-    async reset() {
-      await waitIdle(dbUrl);
-      await truncateService(dbUrl);
-      await cleanPrefix(o.redis, bench.servicePrefix);
-    },
-  };
+    truncate: truncateService,
+    command: (role, port, publicBaseUrl) => ({
+      script: 'src/main.ts',
+      args: [],
+      env: serviceEnv({ role, port, publicBaseUrl, simUrl: o.simUrl }),
+    }),
+    // "workers started" is an info line and the processes log at warn: the heartbeat says it instead.
+    workerReady: async (child) =>
+      (await o.redis.zscore(`${bench.servicePrefix}:workers:heartbeat`, `${os.hostname()}:${child.pid}`)) !== null,
+  });
 }
 
 export function barePipeline(o: PipelineOptions): Pipeline {
-  const dbUrl = o.bareDbUrl ?? bench.bareDbUrl;
-  const base = { simUrl: o.simUrl, dbUrl, redisUrl: o.redisUrl };
-  return {
-    kind: 'bare',
+  return pipeline(o, {
+    name: 'bare',
     headers: {},
-    dbUrl,
+    dbUrl: bench.bareDbUrl,
     prefix: bench.barePrefix,
-    startApi: (name) =>
-      startApiProcess(name, 'scripts/bench/bare.ts', ['api'], (port, url) => bareEnv({ ...base, port, publicBaseUrl: url }), o.nodeFlags),
-    async startWorker(name, api) {
-      const child = startNode(name, 'scripts/bench/bare.ts', ['worker'], bareEnv({ ...base, port: 0, publicBaseUrl: api.url }), {
-        nodeFlags: o.nodeFlags,
-      });
-      await waitUntil(child, 'worker ready', () => child.output().includes('bare worker ready'), STARTUP_MS);
-      return child;
-    },
-    async reset() {
-      await waitIdle(dbUrl);
-      await truncateBare(dbUrl);
-      await cleanPrefix(o.redis, bench.barePrefix);
-    },
-  };
+    truncate: truncateBare,
+    command: (role, port, publicBaseUrl) => ({
+      script: 'scripts/bench/bare.ts',
+      args: [role],
+      env: bareEnv({ port, publicBaseUrl, simUrl: o.simUrl }),
+    }),
+    workerReady: (child) => child.output().includes('bare worker ready'),
+  });
 }

@@ -3,33 +3,53 @@
  * machine (the method and how to read the report: docs/benchmarks.md). Progress goes to stderr,
  * the report to stdout, the raw results to a JSON file in the temp directory.
  *
- * Phases, for the bare pipeline and then for the service (1 API + 1 worker process each):
- *   create      autocannon, 50 connections, against the API alone (BENCH_CREATE_ROUNDS windows per
- *               pipeline, the later ones alternating bare and service)
- *   end to end  a steady backlog through submission, both upstream callbacks and client webhooks
- *               (BENCH_E2E_ROUNDS windows per pipeline, the later ones alternating bare and service)
- *   latency     upstream callback -> client webhook at a moderate fixed rate
- * then the service alone with 2 API + 2 worker processes (scale-out, no double processing).
+ * For every kind (BENCH_KINDS), in rounds, each window in fresh processes of its pipeline:
+ *   create      autocannon, 50 connections, against the API alone (BENCH_CREATE_ROUNDS windows)
+ *   end to end  a steady backlog through submission, both upstream callbacks and client webhooks,
+ *               with one API and one worker process (BENCH_E2E_ROUNDS windows); the first window of
+ *               the first kind continues with the latency phase (upstream callback -> client webhook
+ *               at a moderate fixed rate)
  *
- * `npm run bench -- --profile` instead profiles both pipelines (scripts/bench/profile.ts).
+ * `npm run bench -- --profile` instead profiles one end-to-end window per kind and pipeline (profile.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bench } from './config';
-import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, slowlog, truncateBare } from './infra';
-import { measureCreateRound, measureE2eRound, measurePipeline, measureScale } from './measure';
+import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, truncateBare } from './infra';
+import type { Shared } from './feeder';
+import { measureCreate, measureE2e } from './measure';
 import { barePipeline, servicePipeline, type Pipeline } from './pipelines';
 import { installCleanup, killAll } from './procs';
-import { startReceiver } from './receiver';
 import { runProfile } from './profile';
-import { describeMachine, printReport, type RunResults } from './report';
+import { startReceiver } from './receiver';
+import { describeMachine, printReport, type RunResults, type Windows } from './report';
 import { startSimulator } from './sim-protocol';
 import { progress } from './stats';
 
+async function runBench(service: Pipeline, bare: Pipeline, s: Shared): Promise<Omit<RunResults, 'machine'>> {
+  const perKind = <T>() => Object.fromEntries(bench.kinds.map((k): [string, Windows<T>] => [k.name, { service: [], bare: [] }]));
+  const create = perKind<Awaited<ReturnType<typeof measureCreate>>>();
+  const e2e = perKind<Awaited<ReturnType<typeof measureE2e>>>();
+  // Each round measures both pipelines, bare first in odd rounds and the service first in even
+  // ones, so that a drift of the shared machine within a round favours neither.
+  const inTurn = async <T>(round: number, measure: (p: Pipeline) => Promise<T>, into: Windows<T>) => {
+    for (const p of round % 2 === 1 ? [bare, service] : [service, bare]) into[p.name].push(await measure(p));
+  };
+  for (let round = 1; round <= Math.max(bench.createRounds, bench.e2eRounds); round++) {
+    for (const kind of bench.kinds) {
+      progress(`round ${round}, ${kind.name}`);
+      if (round <= bench.createRounds) await inTurn(round, (p) => measureCreate(p, kind, s), create[kind.name]);
+      const latency = round === 1 && kind === bench.kinds[0];
+      if (round <= bench.e2eRounds) await inTurn(round, (p) => measureE2e(p, kind, s, { latency }), e2e[kind.name]);
+    }
+  }
+  return { kinds: bench.kinds.map((k) => k.name), create, e2e };
+}
+
 async function main(): Promise<void> {
   installCleanup();
-  const startedSec = Math.floor(Date.now() / 1000);
+  const profileDir = process.argv.includes('--profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'ktbench-profile-')) : undefined;
   const redis = redisClient();
   progress('preparing databases kling_tracker_bench and kling_tracker_bench_bare, cleaning Redis prefixes');
   await Promise.all([cleanPrefix(redis, bench.servicePrefix), cleanPrefix(redis, bench.barePrefix)]);
@@ -39,36 +59,23 @@ async function main(): Promise<void> {
 
   const sim = await startSimulator();
   const receiver = await startReceiver();
-  const shared = { sim, receiver, redis };
-  const options = { simUrl: sim.url, redis };
-  progress(`simulator (zero latency) at ${sim.url}, webhook receiver at ${receiver.url}`);
+  const s: Shared = { sim, receiver, redis };
+  const options = { simUrl: sim.url, redis, profileDir };
+  const [service, bare] = [servicePipeline(apiKey, options), barePipeline(options)];
+  progress(
+    `simulator (zero latency) at ${sim.url}, webhook receiver at ${receiver.url}; kinds ${bench.kinds.map((k) => k.name).join(', ')}`,
+  );
 
   try {
-    const bare = await measurePipeline(barePipeline(options), shared);
-    const service = await measurePipeline(servicePipeline(apiKey, options), shared);
-    const createRounds = { service: [service.create], bare: [bare.create] };
-    const e2eRounds = { service: [service.e2e.perSecond], bare: [bare.e2e.perSecond] };
-    // Later rounds alternate which pipeline goes first (bare first in odd rounds, the service in
-    // even ones), so that a drift of the shared machine within a round favours neither.
-    const bothInOrder = async <T>(round: number, measure: (p: Pipeline) => Promise<T>, into: { bare: T[]; service: T[] }) => {
-      const runBare = async () => into.bare.push(await measure(barePipeline(options)));
-      const runService = async () => into.service.push(await measure(servicePipeline(apiKey, options)));
-      if (round % 2 === 1) await runBare().then(runService);
-      else await runService().then(runBare);
-    };
-    for (let round = 2; round <= Math.max(bench.createRounds, bench.e2eRounds); round++) {
-      if (round <= bench.createRounds) await bothInOrder(round, (p) => measureCreateRound(p, shared), createRounds);
-      if (round <= bench.e2eRounds) await bothInOrder(round, (p) => measureE2eRound(p, shared), e2eRounds);
+    if (profileDir) {
+      console.log(await runProfile([service, bare], s, profileDir));
+      return;
     }
-    const scale = await measureScale(servicePipeline(apiKey, options), shared);
-    const slow = [...(await slowlog(redis, bench.servicePrefix, startedSec)), ...(await slowlog(redis, bench.barePrefix, startedSec))];
-    const results: RunResults = { machine, service, bare, createRounds, e2eRounds, scale, slowlog: slow };
-
+    const results: RunResults = { machine, ...(await runBench(service, bare, s)) };
     const file = path.join(os.tmpdir(), `kling-tracker-bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(file, JSON.stringify(results, null, 2));
     console.log(printReport(results));
     console.log(`\nRaw results: ${file}`);
-    if (!scale.ok) process.exitCode = 1;
   } finally {
     progress('cleaning up: child processes, Redis prefixes, tables');
     await sim.child.stop();
@@ -81,8 +88,7 @@ async function main(): Promise<void> {
   }
 }
 
-const entry = process.argv.includes('--profile') ? () => (installCleanup(), runProfile()) : main;
-entry().catch((err: unknown) => {
+main().catch((err: unknown) => {
   console.error(err instanceof Error ? (err.stack ?? err.message) : err);
   killAll();
   process.exit(1);

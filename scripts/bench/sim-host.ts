@@ -3,7 +3,7 @@
  * its own (so its CPU is not charged to the driver's measurements), driven over the IPC channel.
  */
 import { createKlingSimulator } from '../../src/simulator/kling-simulator';
-import type { SimRequest, SimResponse, SimStats, SentCallbackTime } from './sim-protocol';
+import type { SentCallbackTime, SimRequest, SimResponse } from './sim-protocol';
 
 const apiKey = process.env.SIM_API_KEY;
 if (!apiKey || !process.send) {
@@ -13,41 +13,25 @@ if (!apiKey || !process.send) {
 
 const sim = createKlingSimulator({ apiKey, processingAfterMs: 0, finishAfterMs: 0 });
 
-function stats(): SimStats {
-  const externalIds = new Set<string>();
-  // Which API each upstream task calls back tells which worker process submitted it.
-  const byCallbackOrigin: Record<string, number> = {};
-  for (const task of sim.tasks.values()) {
-    if (task.external_task_id) externalIds.add(task.external_task_id);
-    const origin = task.callback_url ? new URL(task.callback_url).origin : 'none';
-    byCallbackOrigin[origin] = (byCallbackOrigin[origin] ?? 0) + 1;
-  }
-  const failed = sim.callbacks.filter((c) => !c.ok).length;
-  return {
-    created: sim.createdCount(),
-    distinctExternalIds: externalIds.size,
-    callbacksSent: sim.callbacks.length,
-    callbacksFailed: failed,
-    byCallbackOrigin,
-  };
+/** Upstream tasks created since the last reset, by kind (which path each pipeline used). */
+function createdByKind(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const task of sim.tasks.values()) counts[task.kind] = (counts[task.kind] ?? 0) + 1;
+  return counts;
 }
 
 /** Send time of every callback, keyed by our task id (the upstream's external_task_id) and status. */
-function callbackTimes(): SentCallbackTime[] {
-  return sim.callbacks.map((c) => ({ taskId: sim.tasks.get(c.task_id)?.external_task_id ?? c.task_id, status: c.status, at: c.at }));
-}
+const callbackTimes = (): SentCallbackTime[] =>
+  sim.callbacks.map((c) => ({ taskId: sim.tasks.get(c.task_id)?.external_task_id ?? c.task_id, status: c.status, at: c.at }));
 
-process.on('message', (msg: SimRequest) => {
-  const answer = (r: SimResponse) => process.send!(r);
-  if (msg.op === 'reset') {
-    // Between phases: the simulator keeps every task and request in memory.
-    sim.reset();
-    answer({ id: msg.id, ok: true });
-  } else if (msg.op === 'stats') answer({ id: msg.id, stats: stats() });
-  else if (msg.op === 'callbacks') answer({ id: msg.id, callbacks: callbackTimes() });
+process.on('message', ({ id, op }: SimRequest) => {
+  // Reset between phases: the simulator keeps every task and request in memory.
+  if (op === 'reset') sim.reset();
+  const value = op === 'created' ? createdByKind() : op === 'callbacks' ? callbackTimes() : undefined;
+  process.send!({ id, value } satisfies SimResponse);
 });
 
 // The driver went away (crash included): nothing to serve any more.
 process.on('disconnect', () => process.exit(0));
 
-void sim.listen(0, '127.0.0.1').then((url) => process.send!({ id: 0, url } satisfies SimResponse));
+void sim.listen(0, '127.0.0.1').then((url) => process.send!({ id: 0, value: url } satisfies SimResponse));

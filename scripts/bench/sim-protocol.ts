@@ -2,16 +2,8 @@ import { bench } from './config';
 import { startNode, type Child } from './procs';
 
 /** Messages between the driver and the simulator host (scripts/bench/sim-host.ts). */
-export type SimRequest = { id: number; op: 'reset' | 'stats' | 'callbacks' };
-
-export interface SimStats {
-  /** Upstream tasks created since the last reset. */
-  created: number;
-  distinctExternalIds: number;
-  callbacksSent: number;
-  callbacksFailed: number;
-  byCallbackOrigin: Record<string, number>;
-}
+export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' };
+export type SimResponse = { id: number; value: unknown };
 
 export interface SentCallbackTime {
   taskId: string;
@@ -20,40 +12,39 @@ export interface SentCallbackTime {
   at: number;
 }
 
-export type SimResponse = { id: number; url?: string; ok?: boolean; stats?: SimStats; callbacks?: SentCallbackTime[] };
-
 export interface SimHandle {
   url: string;
   child: Child;
   reset(): Promise<void>;
-  stats(): Promise<SimStats>;
+  /** Upstream tasks created since the last reset, by kind id (`image-generation`, `text-to-video`). */
+  created(): Promise<Record<string, number>>;
   callbacks(): Promise<SentCallbackTime[]>;
 }
 
 /** Starts the simulator host and returns a typed handle on its IPC channel. */
 export async function startSimulator(): Promise<SimHandle> {
   const child = startNode('simulator', 'scripts/bench/sim-host.ts', [], { SIM_API_KEY: bench.upstreamKey }, { ipc: true });
-  const pending = new Map<number, (r: SimResponse) => void>();
+  const pending = new Map<number, (value: unknown) => void>();
   let nextId = 1;
   const url = await new Promise<string>((resolve, reject) => {
     child.proc.once('exit', () => reject(new Error(`simulator exited:\n${child.output()}`)));
     child.proc.on('message', (r: SimResponse) => {
-      if (r.id === 0 && r.url) resolve(r.url);
-      pending.get(r.id)?.(r);
+      if (r.id === 0) resolve(r.value as string);
+      pending.get(r.id)?.(r.value);
       pending.delete(r.id);
     });
   });
-  const ask = (op: SimRequest['op']) =>
-    new Promise<SimResponse>((resolve) => {
+  const ask = <T>(op: SimRequest['op']) =>
+    new Promise<T>((resolve) => {
       const id = nextId++;
-      pending.set(id, resolve);
+      pending.set(id, resolve as (value: unknown) => void);
       child.proc.send({ id, op } satisfies SimRequest);
     });
   return {
     url,
     child,
-    reset: async () => void (await ask('reset')),
-    stats: async () => (await ask('stats')).stats!,
-    callbacks: async () => (await ask('callbacks')).callbacks!,
+    reset: () => ask<void>('reset'),
+    created: () => ask<Record<string, number>>('created'),
+    callbacks: () => ask<SentCallbackTime[]>('callbacks'),
   };
 }
