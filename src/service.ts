@@ -46,6 +46,12 @@ export interface ServiceOptions {
  * send upstream calls (the configured one, or the built-in simulator's).
  */
 export async function startService(config: Config, log: Logger, klingBaseUrl: string, options: ServiceOptions = {}): Promise<Service> {
+  // Checked before anything opens: a per-kind variable naming no kind fails the start, leaving no connection behind.
+  const stageLimits = stageLimitsByKind(
+    KINDS,
+    { queueMs: config.QUEUE_TIMEOUT_MS, startMs: config.START_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
+    config.stageLimitOverrides,
+  );
   const db = createDb(config.DATABASE_URL);
   const secrets = createSecretBox(secretsKeyFor(config, log));
   const tokens = callbackTokens(secrets.deriveKey('callback-token'));
@@ -96,12 +102,6 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   };
   const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };
   const models = { image: config.KLING_MODELS, video: config.KLING_VIDEO_MODELS };
-  // Checked before anything starts: a per-kind variable naming no kind is a mistake to say now.
-  const stageLimits = stageLimitsByKind(
-    KINDS,
-    { queueMs: config.QUEUE_TIMEOUT_MS, startMs: config.START_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
-    config.stageLimitOverrides,
-  );
   let tenants: TenantCache | undefined;
   const stopping = new AbortController();
   // Every open long poll and event stream listens to it (each removes its listener when it ends).

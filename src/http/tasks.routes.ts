@@ -54,7 +54,9 @@ export function tasksRouter(deps: TasksDeps, kind: TaskKind): Router {
     }
     const { pageNum, pageSize } = parseQuery(req, ListQuery);
     const tasks = await listTasks(deps.db, res.locals.tenant.id, kind, pageNum, pageSize);
-    res.json(envelope(res.locals.requestId, tasks.map(toTaskObject)));
+    // Not `map(toTaskObject)`: map's index would be taken for the task's queue position.
+    const objects = tasks.map((task) => toTaskObject(task));
+    res.json(envelope(res.locals.requestId, objects));
   });
 
   addWatchRoutes(r, deps, kind);

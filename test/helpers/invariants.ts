@@ -22,15 +22,20 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 export async function nothingLeftToSend(h: Harness): Promise<void> {
   const since = Date.now();
   await Promise.all([h.api, h.worker].map((s) => s?.store.inline?.drain()));
+  await sweepRanSince(h, since);
+  await eventually(
+    'no delivery job left',
+    async () => Object.values(await h.api.queues.deliver.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0),
+    15_000,
+  );
+}
+
+/** Resolves once a sweep (stage timeouts, lost jobs, due deliveries) that started at or after `since` has finished. */
+export async function sweepRanSince(h: Harness, since: number): Promise<void> {
   await eventually(
     'a sweep ran',
     async () =>
       (await h.api.queues.maintenance.getJobs(['completed'], 0, 20)).some((j) => j.name === 'sweep' && (j.processedOn ?? 0) >= since),
-    15_000,
-  );
-  await eventually(
-    'no delivery job left',
-    async () => Object.values(await h.api.queues.deliver.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0),
     15_000,
   );
 }
@@ -43,8 +48,8 @@ export async function slotsHeldByTasks(db: Db): Promise<number> {
 
 /**
  * The promise of the service, checked after a fault: every task ended, in the state the upstream
- * says, with exactly one upstream task; no slot held; and, with a receiver, every webhook delivered
- * once per event (retries share a webhook-id) and in order.
+ * says, with exactly one upstream task, of its own kind; no slot held in any pool; and, with a
+ * receiver, every webhook delivered once per event (retries share a webhook-id) and in order.
  */
 export async function expectAllSettled(h: Harness, ids: string[], rx?: Receiver): Promise<void> {
   const db = h.api.db;
@@ -57,10 +62,11 @@ export async function expectAllSettled(h: Harness, ids: string[], rx?: Receiver)
   for (const t of await db.task.findMany({ where: { id: { in: ids } } })) {
     const mine = upstream.filter((u) => u.external_task_id === t.id);
     expect({ task: t.id, upstreamTasks: mine.length }).toEqual({ task: t.id, upstreamTasks: 1 });
-    expect({ task: t.id, state: t.state, upstreamTaskId: t.upstreamTaskId }).toEqual({
+    expect({ task: t.id, state: t.state, upstreamTaskId: t.upstreamTaskId, kind: t.kind }).toEqual({
       task: t.id,
       state: mine[0].status,
       upstreamTaskId: mine[0].task_id,
+      kind: mine[0].kind,
     });
   }
   expect({ counter: await slotsInUse(db), tasks: await slotsHeldByTasks(db) }).toEqual({ counter: 0, tasks: 0 });

@@ -1,4 +1,3 @@
-import { Client } from 'pg';
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
 import { newApiKey } from '../../src/tenants/api-key';
@@ -8,6 +7,7 @@ import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { slotsHeldByTasks } from '../helpers/invariants';
 import { startReceiver } from '../helpers/receiver';
+import { recordSlotPeaks } from '../helpers/slot-peaks';
 
 /** Pool limits with `n` image slots (and video slots enough not to matter here). */
 const images = (n: number) => ({ image: n, video: 10 });
@@ -18,43 +18,13 @@ const create = (h: Harness, key: string, body: object = {}) =>
     .set(bearer(key))
     .send({ prompt: 'x', ...body });
 
-/**
- * Records, from the database itself, the greatest number of slots ever in use: a trigger on the
- * slot counter stores the counter's total as each writing transaction sees it right after its own
- * change. Claims are the only writers that add, and they serialise on their lock, so the greatest
- * total recorded is exactly the most any claim let be held at once; no sample can miss it.
- */
-async function recordSlotCounterPeak(databaseUrl: string): Promise<{ read(): Promise<number>; drop(): Promise<void> }> {
-  const c = new Client({ connectionString: databaseUrl });
-  await c.connect();
-  await c.query(`
-    CREATE TABLE test_slot_totals (held BIGINT NOT NULL);
-    CREATE FUNCTION test_record_slot_total() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      INSERT INTO test_slot_totals SELECT coalesce(sum(held), 0) FROM slot_counts;
-      RETURN NULL;
-    END $$;
-    CREATE TRIGGER test_record_slot_total AFTER INSERT OR UPDATE ON slot_counts
-      FOR EACH ROW EXECUTE FUNCTION test_record_slot_total();`);
-  return {
-    read: async () => Number((await c.query('SELECT coalesce(max(held), 0) AS peak FROM test_slot_totals')).rows[0].peak),
-    async drop() {
-      await c.query(`
-        DROP TRIGGER test_record_slot_total ON slot_counts;
-        DROP FUNCTION test_record_slot_total();
-        DROP TABLE test_slot_totals;`);
-      await c.end();
-    },
-  };
-}
-
 describe('upstream concurrency slots', () => {
   let h: Harness;
   afterEach(async () => h.close());
 
   it('never holds more slots than configured, and ends with none held', async () => {
     h = await startHarness({ simulator: { processingAfterMs: 30, finishAfterMs: 60 }, env: { UPSTREAM_CONCURRENCY: '3' } });
-    const peak = await recordSlotCounterPeak(h.config.DATABASE_URL);
+    const peak = await recordSlotPeaks(h.config.DATABASE_URL);
     try {
       const key = (await h.newTenant()).api_key;
       const ids: string[] = [];
