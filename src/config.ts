@@ -128,7 +128,7 @@ export const ConfigSchema = z
     SUBMIT_ATTEMPTS: z.coerce.number().int().min(1).default(8),
     /** First retry delay of a submission; doubles each attempt. */
     SUBMIT_BACKOFF_MS: Ms.default(2000),
-    /** How often queued tasks without a live job are re-enqueued (lost enqueue, Redis outage). */
+    /** How often the sweeps run: stage timeouts, re-enqueueing tasks and deliveries without a live job, the statistics check. */
     SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
     /** A queued task is swept once it is older than this. */
     SWEEP_MIN_AGE_MS: Ms.default(5_000),
@@ -150,7 +150,7 @@ export const ConfigSchema = z
     MAX_WATCHERS_PER_TENANT: z.coerce.number().int().min(1).default(100),
     /** An event stream still open after this long is ended; its `retry:` field has the client reconnect and resume. */
     SSE_MAX_SECONDS: z.coerce.number().int().min(1).default(300),
-    /** How long an Idempotency-Key is remembered. */
+    /** How long an Idempotency-Key is remembered; expired keys are deleted every minute (every TTL if shorter). */
     IDEMPOTENCY_TTL_HOURS: z.coerce.number().positive().default(24),
     /** Base64 of 32 bytes: encrypts tenant secrets at rest. Unset: the key file below is used (and created). */
     SECRETS_KEY: z

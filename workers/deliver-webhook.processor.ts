@@ -1,7 +1,8 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Db } from '../src/db/client';
 import type { Logger } from '../src/logger';
-import { DELIVERY_FIRST_RECHECK_MS, DELIVERY_ORDER_RECHECK_MS, DeliverJob, deliverJobId, type Queues } from '../src/queues/queues';
+import type { DeliverJob } from '../src/queues/catalogue';
+import { DELIVERY_FIRST_RECHECK_MS, DELIVERY_ORDER_RECHECK_MS, deliverJobId, type Queues } from '../src/queues/queues';
 import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import { readDueDelivery } from '../src/webhooks/deliveries.service';
 import { attemptDelivery, type WebhookSettings } from '../src/webhooks/delivery-attempt';
@@ -20,8 +21,7 @@ export interface DeliverDeps {
  * same task must go first (then the job waits), and records the attempt conditionally.
  */
 export function deliverWebhookProcessor(deps: DeliverDeps) {
-  return async (job: Job, token?: string): Promise<string> => {
-    const { deliveryId } = DeliverJob.parse(job.data);
+  return async ({ deliveryId }: DeliverJob, job: Job, token?: string): Promise<string> => {
     const due = await readDueDelivery(deps.db, deliveryId);
     if (!due) return 'missing';
     const { delivery: d, predecessor } = due;

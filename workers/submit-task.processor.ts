@@ -5,7 +5,7 @@ import { kindOf } from '../src/kinds/registry';
 import type { KlingClient } from '../src/kling/kling-client';
 import { UpstreamError } from '../src/kling/upstream-errors';
 import type { Logger } from '../src/logger';
-import { SubmitJob } from '../src/queues/queues';
+import type { SubmitJob } from '../src/queues/catalogue';
 import { claimSlots, type PoolLimits } from '../src/tasks/task-slots';
 import { applyUpstreamUpdate } from '../src/tasks/upstream-update';
 import { endIfRequested, failTask } from '../src/tasks/end-task';
@@ -37,8 +37,7 @@ export interface SubmitDeps {
  * a created one is tracked to its end like any other, a refused or absent one ends the task now.
  */
 export function submitTaskProcessor(deps: SubmitDeps) {
-  return async (job: Job): Promise<string> => {
-    const { taskId } = SubmitJob.parse(job.data);
+  return async ({ taskId }: SubmitJob, job: Job): Promise<string> => {
     const fields = { task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 };
     // The claim is also the read: it skips a task past `queued`, and counts a first attempt in its
     // own commit (a later one is counted only after checking whether an earlier attempt reached

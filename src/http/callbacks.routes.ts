@@ -162,7 +162,7 @@ async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: Upst
 /**
  * The row each applied callback left, for the task's next callback (usually its next status, a
  * moment later), which then needs no read. Safe with any other writer: a change applies only to the
- * row version it was decided from (task-transitions), so a row changed since is read again; and a
+ * row version it was decided from (status-machine), so a row changed since is read again; and a
  * row only moves forward, so an update a stale row says to ignore, the current row ignores too.
  * Kept without the request body (nothing here reads it, and it can be megabytes); bounded and
  * short-lived, each entry used once.

@@ -10,7 +10,7 @@ const POOLS = [...new Set(KINDS.map((k) => k.pool))];
 
 export interface MetricsDeps {
   db: Db;
-  queues: Queues;
+  queues: Pick<Queues, 'all' | 'connected'>;
   adminToken?: string;
 }
 
@@ -40,9 +40,10 @@ async function refreshTaskGauges(db: Db): Promise<void> {
   for (const pool of POOLS) metrics.slotsInUse.set({ pool }, await slotsInUse(db, pool));
 }
 
-async function refreshQueueGauges(queues: Queues): Promise<void> {
+/** For every queue of the catalogue. */
+async function refreshQueueGauges(queues: MetricsDeps['queues']): Promise<void> {
   if (!queues.connected()) return;
-  for (const q of [queues.submit, queues.deliver, queues.maintenance]) {
+  for (const q of queues.all) {
     const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
     for (const [state, n] of Object.entries(counts)) metrics.queueJobs.set({ queue: q.name, state }, n);
     const [oldest] = await q.getJobs(['waiting'], 0, 0, true);

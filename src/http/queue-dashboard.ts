@@ -10,13 +10,13 @@ import type { Queues } from '../queues/queues';
 
 export const DASHBOARD_PATH = '/admin/queues';
 
-/** bull-board on every queue, behind ADMIN_TOKEN (absent: 404). */
-export function queueDashboardRouter(queues: Queues, adminToken: string | undefined): Router {
+/** bull-board on every queue of the catalogue, behind ADMIN_TOKEN (absent: 404). */
+export function queueDashboardRouter(queues: Pick<Queues, 'all'>, adminToken: string | undefined): Router {
   const r = Router();
   const adapter = new ExpressAdapter();
   adapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: [queues.submit, queues.deliver, queues.maintenance].map((q) => new BullMQAdapter(q, { readOnlyMode: false })),
+    queues: queues.all.map((q) => new BullMQAdapter(q, { readOnlyMode: false })),
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'kling-tracker queues' } },
   });

@@ -1,24 +1,11 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { z } from 'zod';
+import { CATALOGUE, type Catalogue, type DeliverJob, type QueueSettings, type SubmitJob } from './catalogue';
 
 /**
- * The job catalogue. Payloads carry ids only (Postgres holds the truth); job ids are deterministic
- * so that enqueuing the same work twice (API and sweep, or two sweeps) creates one job.
- */
-export const QUEUE = {
-  submit: 'task.submit',
-  deliver: 'webhook.deliver',
-  maintenance: 'task.maintenance',
-} as const;
-
-export const SubmitJob = z.object({ taskId: z.string().min(1) });
-export type SubmitJob = z.infer<typeof SubmitJob>;
-
-export const DeliverJob = z.object({ deliveryId: z.string().min(1) });
-export type DeliverJob = z.infer<typeof DeliverJob>;
-
-/**
+ * Job ids are deterministic, so that enqueuing the same work twice (API and sweep, or two sweeps)
+ * creates one job.
+ *
  * One job per attempt of a delivery: the id names the chain (redeliveries) and the attempts made,
  * so a sweep re-adding the due attempt is a no-op while that attempt's job exists, and a leftover
  * job of an earlier attempt recognises itself as stale.
@@ -28,25 +15,11 @@ export const deliverJobId = (d: { id: string; chain: number; attemptCount: numbe
 /** BullMQ job ids may not contain ':' nor be all digits; task ids are UUIDs, so a prefix suffices. */
 export const submitJobId = (taskId: string) => `submit-${taskId}`;
 
-export interface QueueSettings {
-  prefix: string;
-  submitAttempts: number;
-  submitBackoffMs: number;
-}
-
 /** Options with the deterministic job id every enqueue of this project sets. */
 export type IdentifiedJobOptions = JobsOptions & { jobId: string };
 
 export function submitJobOptions(s: QueueSettings, taskId: string): IdentifiedJobOptions {
-  return {
-    jobId: submitJobId(taskId),
-    attempts: s.submitAttempts,
-    backoff: { type: 'exponential', delay: s.submitBackoffMs, jitter: 0.5 },
-    // Postgres records every outcome; a finished submit job is gone at once, so waking a task that
-    // waited for slots is a single add. Failed jobs stay for the dashboard.
-    removeOnComplete: true,
-    removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
-  };
+  return { ...CATALOGUE.submit.jobOptions(s), jobId: submitJobId(taskId) };
 }
 
 /** Connection for producers: fails fast while Redis is down instead of queueing commands in memory. */
@@ -59,30 +32,41 @@ export function workerConnection(redisUrl: string): ConnectionOptions {
   return new Redis(redisUrl, { maxRetriesPerRequest: null });
 }
 
-export interface Queues {
-  submit: Queue;
-  deliver: Queue;
-  maintenance: Queue;
+/** The queues of a catalogue by its keys, and what they share. */
+export type QueuesOf<C extends Catalogue> = { readonly [K in keyof C]: Queue } & {
+  /** What they were built from; workers, the dashboard and the metrics read the queue list here. */
+  catalogue: C;
+  /** Every queue, in the catalogue's order. */
+  all: Queue[];
+  /** The producer connection they share. */
+  redis: Redis;
   settings: QueueSettings;
   /** False while Redis is unreachable: producers then skip enqueueing instead of waiting. */
   connected(): boolean;
   close(): Promise<void>;
   /** Drops the connections at once (when Redis is unreachable and close would wait forever). */
   disconnect(): void;
-}
+};
 
-export function createQueues(connection: Redis, settings: QueueSettings): Queues {
-  const opts = { connection, prefix: settings.prefix };
-  const submit = new Queue(QUEUE.submit, opts);
-  const deliver = new Queue(QUEUE.deliver, opts);
-  const maintenance = new Queue(QUEUE.maintenance, opts);
-  const all = [submit, deliver, maintenance];
+export type Queues = QueuesOf<typeof CATALOGUE>;
+
+/** A queue for every entry of the catalogue (the project's own unless a test brings another). */
+export function createQueues<C extends Catalogue = typeof CATALOGUE>(
+  connection: Redis,
+  settings: QueueSettings,
+  catalogue: C = CATALOGUE as Catalogue as C,
+): QueuesOf<C> {
+  const byKey = Object.fromEntries(
+    Object.entries(catalogue).map(([key, def]) => [key, new Queue(def.name, { connection, prefix: settings.prefix })]),
+  ) as Record<keyof C, Queue>;
+  const all: Queue[] = Object.values(byKey);
   // Without a listener an unreachable Redis would surface as an unhandled 'error' event.
   for (const q of all) q.on('error', () => undefined);
   return {
-    submit,
-    deliver,
-    maintenance,
+    ...byKey,
+    catalogue,
+    all,
+    redis: connection,
     settings,
     connected: () => connection.status === 'ready',
     async close() {
@@ -120,16 +104,8 @@ export async function requeueSubmits(queues: Queues, taskIds: string[]): Promise
   return added;
 }
 
-/** Retry and ordering live in Postgres (the delivery row), so a delivery job itself never retries. */
 export function deliverJobOptions(d: { id: string; chain: number; attemptCount: number }, delayMs = 0): IdentifiedJobOptions {
-  return {
-    jobId: deliverJobId(d),
-    delay: Math.max(0, delayMs),
-    attempts: 1,
-    // Every attempt is recorded in Postgres (webhook_attempts); finished jobs would only repeat it.
-    removeOnComplete: true,
-    removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
-  };
+  return { ...CATALOGUE.deliver.jobOptions(), jobId: deliverJobId(d), delay: Math.max(0, delayMs) };
 }
 
 /** Bounded in time like every enqueue after a commit: the sweep covers what does not get through. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Db } from '../db/client';
 import { invalidParameter } from '../errors';
 
 /** Visible ASCII, as common practice for the header (Stripe, IETF draft): no spaces, no controls. */
@@ -25,4 +26,10 @@ function canonical(value: unknown): string {
     return `{${entries.join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
+}
+
+/** Deletes the keys older than their TTL (IDEMPOTENCY_TTL_HOURS), so the table does not grow forever. Returns how many. */
+export async function forgetExpiredIdempotencyKeys(db: Db, ttlMs: number): Promise<number> {
+  const { count } = await db.idempotencyKey.deleteMany({ where: { createdAt: { lt: new Date(Date.now() - ttlMs) } } });
+  return count;
 }

@@ -2,7 +2,7 @@ import type { Db } from '../db/client';
 
 /**
  * Reconciliation bookkeeping. A task at the upstream carries `next_poll_at`: set on every change
- * (see task-transitions), pushed back with backoff after a poll that brought no news.
+ * (see status-machine), pushed back with backoff after a poll that brought no news.
  */
 
 /** Longest wait between two polls of one task, however long it has been silent. */

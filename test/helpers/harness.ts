@@ -112,7 +112,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       // The prefix is this harness's own: leave nothing of it behind in Redis (through whichever
       // process can reach it; a test may give the API a dead Redis).
       const live = [worker, api].find((s) => s?.redis.status === 'ready');
-      for (const q of live ? [live.queues.submit, live.queues.maintenance] : []) await q.obliterate({ force: true }).catch(() => undefined);
+      for (const q of live ? live.queues.all : []) await q.obliterate({ force: true }).catch(() => undefined);
       await worker?.close();
       await api.close();
       await sim.close();

@@ -1,4 +1,5 @@
 import type { Db } from '../../src/db/client';
+import type { MaintenanceJobName } from '../../src/queues/catalogue';
 import { slotsInUse } from '../../src/tasks/task-slots';
 import type { Harness } from './harness';
 import type { Receiver } from './receiver';
@@ -16,13 +17,14 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
 
 /**
  * Resolves once nothing is left that could still send a webhook: the inline sends in flight in the
- * harness's processes have ended, a sweep that started after this call has finished, and the
- * deliver queue holds no job. Checking that no further webhook arrived is meaningful after this.
+ * harness's processes have ended, a sweep of due deliveries that started after this call has
+ * finished, and the deliver queue holds no job. Checking that no further webhook arrived is
+ * meaningful after this.
  */
 export async function nothingLeftToSend(h: Harness): Promise<void> {
   const since = Date.now();
   await Promise.all([h.api, h.worker].map((s) => s?.store.inline?.drain()));
-  await sweepRanSince(h, since);
+  await maintenanceRanSince(h, 'deliveries.requeue', since);
   await eventually(
     'no delivery job left',
     async () => Object.values(await h.api.queues.deliver.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0),
@@ -30,12 +32,11 @@ export async function nothingLeftToSend(h: Harness): Promise<void> {
   );
 }
 
-/** Resolves once a sweep (stage timeouts, lost jobs, due deliveries) that started at or after `since` has finished. */
-export async function sweepRanSince(h: Harness, since: number): Promise<void> {
+/** Resolves once a run of the maintenance job `job` that started at or after `since` has finished. */
+export async function maintenanceRanSince(h: Harness, job: MaintenanceJobName, since: number): Promise<void> {
   await eventually(
-    'a sweep ran',
-    async () =>
-      (await h.api.queues.maintenance.getJobs(['completed'], 0, 20)).some((j) => j.name === 'sweep' && (j.processedOn ?? 0) >= since),
+    `a run of ${job}`,
+    async () => (await h.api.queues.maintenance.getJobs(['completed'], 0, 20)).some((j) => j.name === job && (j.processedOn ?? 0) >= since),
     15_000,
   );
 }

@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
-import { sweepRanSince } from '../helpers/invariants';
+import { maintenanceRanSince } from '../helpers/invariants';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { createAt, FROZEN_UPSTREAM, IMAGE_PATH, moveUpstream, VIDEO_KINDS } from '../helpers/video';
 
@@ -61,8 +61,8 @@ describe('per-kind stage limits', () => {
       ].sort(),
     );
 
-    // A sweep that began after both ended has judged the image task, older than both, by the image limits.
-    await sweepRanSince(h, Date.now());
+    // A stage-limit run that began after both ended has judged the image task, older than both, by the image limits.
+    await maintenanceRanSince(h, 'tasks.fail-timed-out', Date.now());
     const stillThere = await h.api.db.task.findUniqueOrThrow({ where: { id: image } });
     expect(stillThere).toMatchObject({ state: 'submitted', failureReason: null, cancelRequestedAt: null });
     await moveUpstream(h, image, 'succeed');

@@ -4,7 +4,7 @@ import { metrics } from '../../src/observability/metrics';
 import { deliverJobId } from '../../src/queues/queues';
 import { failTask } from '../../src/tasks/end-task';
 import { createInlineDeliveries } from '../../src/webhooks/delivery-attempt';
-import { sweepDueDeliveries } from '../../workers/sweep.processor';
+import { sweepDueDeliveries } from '../../workers/sweep-lost-jobs';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';

@@ -1,11 +1,11 @@
-import type { Db } from '../src/db/client';
-import { kindOf } from '../src/kinds/registry';
-import type { KlingClient } from '../src/kling/kling-client';
-import { UpstreamError } from '../src/kling/upstream-errors';
-import type { Logger } from '../src/logger';
-import { claimDuePolls, postponePolls, schedulePoll } from '../src/tasks/task-polling';
-import { applyUpstreamUpdate } from '../src/tasks/upstream-update';
-import { type TaskStore } from '../src/tasks/status-machine';
+import type { Db } from '../db/client';
+import { kindOf } from '../kinds/registry';
+import type { KlingClient } from '../kling/kling-client';
+import { UpstreamError } from '../kling/upstream-errors';
+import type { Logger } from '../logger';
+import { claimDuePolls, postponePolls, schedulePoll } from './task-polling';
+import { applyUpstreamUpdate } from './upstream-update';
+import { type TaskStore } from './status-machine';
 
 export interface ReconcileDeps {
   db: Db;

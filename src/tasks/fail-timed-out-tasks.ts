@@ -1,9 +1,9 @@
-import type { Db, Prisma } from '../src/db/client';
-import type { Logger } from '../src/logger';
-import type { KindId, StageLimits } from '../src/kinds/kind';
-import { kindEnvName } from '../src/kinds/stage-limits';
-import { requestEnd } from '../src/tasks/end-task';
-import { type TaskStore } from '../src/tasks/status-machine';
+import type { Db, Prisma } from '../db/client';
+import type { Logger } from '../logger';
+import type { KindId, StageLimits } from '../kinds/kind';
+import { kindEnvName } from '../kinds/stage-limits';
+import { requestEnd } from './end-task';
+import { type TaskStore } from './status-machine';
 
 export interface TimeoutDeps {
   db: Db;
