@@ -152,7 +152,8 @@ export type Inserted = Task | 'duplicate' | 'key_taken';
  * commit of concurrent creates). A key is written only with its task, and a task with a key only
  * with that key: a racing duplicate waits on the key's primary key until the first commits, then
  * writes nothing of its own (a database constraint, not read-then-write). An expired key is taken
- * over. A task whose external_task_id is taken writes nothing either.
+ * over. A task whose external_task_id is taken writes nothing either; that is looked up only for
+ * the tasks not written (to tell a taken id from a taken key), so an accepted task costs no lookup.
  */
 export async function insertTasks(
   db: Db,
@@ -186,9 +187,11 @@ export async function insertTasks(
        RETURNING id, created_at),
      e AS (
        INSERT INTO task_events (task_id, seq, from_state, to_state, source, created_at) SELECT id, 1, NULL, 'queued', 'api', created_at FROM t)
-     SELECT i.id, i.id IN (SELECT id FROM t) AS inserted, i.id IN (SELECT task_id FROM k) AS keyed,
-       EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id) AS external_taken
-     FROM i`,
+     SELECT i.id, t.id IS NOT NULL AS inserted, k.task_id IS NOT NULL AS keyed,
+       CASE WHEN t.id IS NULL
+         THEN EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id)
+         ELSE false END AS external_taken
+     FROM i LEFT JOIN t ON t.id = i.id LEFT JOIN k ON k.task_id = i.id`,
     [
       col((x) => x.task.id),
       col((x) => x.task.requestId ?? null),

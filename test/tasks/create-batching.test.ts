@@ -50,6 +50,26 @@ describe('creates written together', () => {
     expect(await h.api.queues.submit.count()).toBe(31);
   });
 
+  it('refuses a new Idempotency-Key with a taken external_task_id as a duplicate, batched with others, and keeps no key', async () => {
+    const key = (await h.newTenant()).api_key;
+    expect((await create(key, { external_task_id: 'taken' })).status).toBe(200);
+    const withKey = (idem: string, body: object) => create(key, body).set('Idempotency-Key', idem);
+    const answers = await Promise.all([
+      withKey('k-taken', { external_task_id: 'taken' }),
+      ...Array.from({ length: 8 }, (_, i) => withKey(`k-${i}`, { external_task_id: `free-${i}` })),
+      ...Array.from({ length: 8 }, (_, i) => create(key, { prompt: `plain ${i}` })),
+    ]);
+    expect(answers.map((r) => [r.status, r.body.code, r.body.message ?? 'SUCCEED'])).toEqual([
+      [400, 1201, 'external_task_id: is already used by another task of yours'],
+      ...Array(16).fill([200, 0, 'SUCCEED']),
+    ]);
+    expect(await h.api.db.idempotencyKey.count({ where: { key: 'k-taken' } })).toBe(0);
+    // The key was not spent on the refused request: with a free id it creates a task.
+    const retry = await withKey('k-taken', { external_task_id: 'free-now' });
+    expect([retry.status, retry.get('idempotent-replayed')]).toEqual([200, undefined]);
+    expect(await h.api.db.task.count()).toBe(18);
+  });
+
   it('fails only the request whose row the database refuses when it was batched with others', async () => {
     const tenant = await h.api.db.tenant.findUniqueOrThrow({ where: { id: (await h.newTenant()).id } });
     const createTask = createTaskCreator({
