@@ -1,5 +1,5 @@
 import express, { type Express } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './lib/redis-client';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import { docsRouter } from './http/docs.routes';
@@ -48,7 +48,7 @@ export interface AppDeps {
   /** ADMIN_TOKEN: enables /metrics and /admin/queues. */
   adminToken?: string;
   changes: TaskChanges;
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   log: Logger;
   /** The model_name values each family of kinds accepts (KLING_MODELS, KLING_VIDEO_MODELS); the first is the default. */

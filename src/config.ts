@@ -27,6 +27,9 @@ const ModelList = (fallback: string) =>
 
 const StageMs = z.coerce.number().int().min(1);
 
+/** Key-safe characters, with at most one Redis Cluster hash tag: the part of a key in braces picks its slot. */
+const HASH_TAGGED_PREFIX = /^[A-Za-z0-9_-]*(\{[A-Za-z0-9_-]+\}[A-Za-z0-9_-]*)?$/;
+
 const HttpUrl = z
   .string()
   .url()
@@ -68,10 +71,15 @@ export const ConfigSchema = z
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     DATABASE_URL: z.string().min(1).default('postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker'),
     REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
-    /** Prefix of every BullMQ key; lets several deployments (or test files) share one Redis. */
+    /** REDIS_URL is a node (or the configuration endpoint) of a Redis Cluster: every connection is a cluster client. */
+    REDIS_CLUSTER: Bool.default(false),
+    /**
+     * Prefix of every Redis key (BullMQ's and the service's own); lets several deployments (or test
+     * files) share one Redis. May hold one hash tag (`{kt}`); on a cluster it must, and gets one.
+     */
     QUEUE_PREFIX: z
       .string()
-      .regex(/^[A-Za-z0-9_-]+$/)
+      .regex(HASH_TAGGED_PREFIX, 'must be letters, digits, _ and -, with at most one non-empty {hash tag}, e.g. kt or {kt}')
       .default('kt'),
     PORT: z.coerce.number().int().min(0).max(65535).default(3000),
     HOST: z.string().min(1).default('127.0.0.1'),
@@ -165,7 +173,26 @@ export const ConfigSchema = z
     if (Boolean(c.KLING_ACCESS_KEY) !== Boolean(c.KLING_SECRET_KEY)) {
       ctx.addIssue({ code: 'custom', path: ['KLING_SECRET_KEY'], message: 'KLING_ACCESS_KEY and KLING_SECRET_KEY go together' });
     }
+    const clusterSeedProblem = c.REDIS_CLUSTER ? clusterSeedUrlProblem(c.REDIS_URL) : undefined;
+    if (clusterSeedProblem) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: clusterSeedProblem });
   });
+
+/** Why REDIS_URL cannot introduce a cluster, if it cannot: it names one node, and a cluster has only database 0. */
+function clusterSeedUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'with REDIS_CLUSTER, must be a redis:// or rediss:// URL of a cluster node';
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:')
+    return 'with REDIS_CLUSTER, must be a redis:// or rediss:// URL of a cluster node';
+  if (!/^\/?0?$/.test(parsed.pathname)) return 'with REDIS_CLUSTER, cannot name a database: a Redis Cluster has only database 0';
+  return undefined;
+}
+
+/** On a cluster every key of a BullMQ queue must hash to one slot (its scripts touch several): the prefix gets a hash tag if it has none. */
+const clusterPrefix = (prefix: string) => (prefix.includes('{') ? prefix : `{${prefix}}`);
 
 export const KLING_GLOBAL_BASE_URL = 'https://api-singapore.klingai.com';
 
@@ -209,6 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // A credential without a base URL means Kling itself (the global endpoint).
     KLING_BASE_URL: c.KLING_BASE_URL ?? (useSimulator ? undefined : KLING_GLOBAL_BASE_URL),
     PUBLIC_BASE_URL: c.PUBLIC_BASE_URL ?? `http://127.0.0.1:${c.PORT}`,
+    QUEUE_PREFIX: c.REDIS_CLUSTER ? clusterPrefix(c.QUEUE_PREFIX) : c.QUEUE_PREFIX,
     useSimulator,
     stageLimitOverrides: stages.overrides,
   };

@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { Redis } from 'ioredis';
 import { redactCredentials } from './lib/redact-url';
 import { KINDS } from './kinds/registry';
 import { stageLimitsByKind } from './kinds/stage-limits';
@@ -8,7 +7,9 @@ import type { Config } from './config';
 import { createDb, type Db } from './db/client';
 import { KlingClient } from './kling/kling-client';
 import type { Logger } from './logger';
-import { createProducerConnection, createQueues, enqueueDeliveries, requeueSubmits, type Queues } from './queues/queues';
+import type { RedisClient } from './lib/redis-client';
+import { createQueues, enqueueDeliveries, requeueSubmits, type Queues } from './queues/queues';
+import { createProducerConnection, createSubscriberConnection, type RedisTarget } from './queues/redis-connections';
 import { nextWaiting } from './tasks/task-slots';
 
 /** How many of the oldest tasks waiting for slots get a fresh try when slots free up. */
@@ -26,7 +27,7 @@ export interface Service {
   secrets: SecretBox;
   callbackTokens: CallbackTokens;
   store: TaskStore;
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   /** "Task X changed" and the waiters of this process. */
   changes: TaskChanges;
@@ -55,7 +56,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   const db = createDb(config.DATABASE_URL);
   const secrets = createSecretBox(secretsKeyFor(config, log));
   const tokens = callbackTokens(secrets.deriveKey('callback-token'));
-  const redis = createProducerConnection(config.REDIS_URL);
+  const redisTarget: RedisTarget = { url: config.REDIS_URL, cluster: config.REDIS_CLUSTER };
+  const redis = createProducerConnection(redisTarget);
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   const queues = createQueues(redis, {
     prefix: config.QUEUE_PREFIX,
@@ -65,7 +67,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   const changes = createTaskChanges({
     db,
     publisher: redis,
-    redisUrl: config.REDIS_URL,
+    openSubscriber: () => createSubscriberConnection(redisTarget),
     prefix: config.QUEUE_PREFIX,
     recheckMs: options.changeRecheckMs,
   });
@@ -151,7 +153,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       queues,
       kling,
       log,
-      redisUrl: config.REDIS_URL,
+      redisTarget,
       publicBaseUrl: config.PUBLIC_BASE_URL,
       concurrency: config.WORKER_CONCURRENCY,
       lockMs: config.WORKER_LOCK_MS,

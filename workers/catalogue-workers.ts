@@ -1,9 +1,10 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../src/logger';
 import type { Catalogue, Handler, Handlers, QueueDefinition, WorkerSettings } from '../src/queues/catalogue';
-import { workerConnection, type QueuesOf } from '../src/queues/queues';
+import type { QueuesOf } from '../src/queues/queues';
+import type { RedisClient } from '../src/lib/redis-client';
+import { createWorkerConnection, type RedisTarget } from '../src/queues/redis-connections';
 
 export interface CatalogueWorkers<C extends Catalogue> {
   /** The worker of each queue, by catalogue key. */
@@ -14,7 +15,7 @@ export interface CatalogueWorkers<C extends Catalogue> {
 }
 
 export interface CatalogueWorkerOptions {
-  redisUrl: string;
+  redisTarget: RedisTarget;
   settings: WorkerSettings;
   log: Logger;
 }
@@ -25,11 +26,11 @@ export function startCatalogueWorkers<C extends Catalogue>(
   handlers: Handlers<C>,
   opts: CatalogueWorkerOptions,
 ): CatalogueWorkers<C> {
-  const connections: Redis[] = [];
+  const connections: RedisClient[] = [];
   const byKey = {} as { [K in keyof C]: Worker };
   for (const key of Object.keys(queues.catalogue) as (keyof C & string)[]) {
     const def = queues.catalogue[key];
-    const connection = workerConnection(opts.redisUrl) as Redis;
+    const connection = createWorkerConnection(opts.redisTarget);
     connections.push(connection);
     const processor = guardedProcessor(def, handlers[key] as Record<string, Handler<z.ZodType>>);
     const w = new Worker(def.name, processor, { connection, prefix: queues.settings.prefix, ...def.worker(opts.settings) });

@@ -8,6 +8,7 @@ import type { Logger } from '../src/logger';
 import { startHeartbeat } from '../src/observability/heartbeat';
 import type { CATALOGUE, Handlers, WorkerSettings } from '../src/queues/catalogue';
 import type { Queues } from '../src/queues/queues';
+import type { RedisTarget } from '../src/queues/redis-connections';
 import { failTimedOutTasks } from '../src/tasks/fail-timed-out-tasks';
 import { forgetExpiredIdempotencyKeys } from '../src/tasks/idempotency';
 import { reconcileDueTasks } from '../src/tasks/reconcile-due-tasks';
@@ -32,7 +33,8 @@ export interface WorkerDeps extends WorkerSettings {
   queues: Queues;
   kling: KlingClient;
   log: Logger;
-  redisUrl: string;
+  /** Each BullMQ worker opens its own connection to it. */
+  redisTarget: RedisTarget;
   publicBaseUrl: string;
   /** A queued task or a pending delivery is swept once it is older than this (SWEEP_MIN_AGE_MS). */
   sweepMinAgeMs: number;
@@ -75,7 +77,7 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
   let submitWorker: Worker | undefined;
   const pauseSubmissions = async (ms: number) => void (await submitWorker?.rateLimit(ms));
   const workers = startCatalogueWorkers(deps.queues, jobHandlers(deps, pauseSubmissions), {
-    redisUrl: deps.redisUrl,
+    redisTarget: deps.redisTarget,
     settings: deps,
     log: deps.log,
   });

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis-client';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 
 /**
@@ -18,7 +18,7 @@ export interface AuthFailures {
 
 const MAX_BLOCKED = 100_000;
 
-export function authFailureLimit(opts: { redis: Redis; keyPrefix: string; perMinute: number }): AuthFailures {
+export function authFailureLimit(opts: { redis: RedisClient; keyPrefix: string; perMinute: number }): AuthFailures {
   const limiter = new RateLimiterRedis({
     storeClient: opts.redis,
     keyPrefix: `${opts.keyPrefix}:auth-failures`,

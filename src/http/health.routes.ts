@@ -1,11 +1,11 @@
 import { Router } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis-client';
 import type { Db } from '../db/client';
 import { workersAlive } from '../observability/heartbeat';
 
 export interface HealthDeps {
   db: Db;
-  redis: Redis;
+  redis: RedisClient;
   queuePrefix: string;
 }
 

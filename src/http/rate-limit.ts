@@ -1,10 +1,10 @@
 import type { RequestHandler } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis-client';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError } from '../errors';
 
 export interface RateLimitOptions {
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix: string;
   /** Requests per tenant per minute (RATE_LIMIT_PER_MINUTE), counted across every API process. */
   perMinute: number;

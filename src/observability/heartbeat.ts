@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../lib/redis-client';
 
 /**
  * Worker liveness for /readyz: every worker process stamps a sorted set in Redis; a stamp younger
@@ -10,7 +10,7 @@ const STALE_MS = 15_000;
 
 const keyOf = (prefix: string) => `${prefix}:workers:heartbeat`;
 
-export function startHeartbeat(redis: Redis, prefix: string): { stop(): Promise<void> } {
+export function startHeartbeat(redis: RedisClient, prefix: string): { stop(): Promise<void> } {
   const member = `${os.hostname()}:${process.pid}`;
   const beat = () => void redis.zadd(keyOf(prefix), Date.now(), member).catch(() => undefined);
   beat();
@@ -27,7 +27,7 @@ export function startHeartbeat(redis: Redis, prefix: string): { stop(): Promise<
   };
 }
 
-export async function workersAlive(redis: Redis, prefix: string): Promise<number> {
+export async function workersAlive(redis: RedisClient, prefix: string): Promise<number> {
   const since = Date.now() - STALE_MS;
   await redis.zremrangebyscore(keyOf(prefix), 0, since - 60_000);
   return redis.zcount(keyOf(prefix), since, '+inf');

@@ -1,6 +1,6 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Queue, type JobsOptions } from 'bullmq';
 import { CATALOGUE, type Catalogue, type DeliverJob, type QueueSettings, type SubmitJob } from './catalogue';
+import type { RedisClient } from '../lib/redis-client';
 
 /**
  * Job ids are deterministic, so that enqueuing the same work twice (API and sweep, or two sweeps)
@@ -22,16 +22,6 @@ export function submitJobOptions(s: QueueSettings, taskId: string): IdentifiedJo
   return { ...CATALOGUE.submit.jobOptions(s), jobId: submitJobId(taskId) };
 }
 
-/** Connection for producers: fails fast while Redis is down instead of queueing commands in memory. */
-export function createProducerConnection(redisUrl: string): Redis {
-  return new Redis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
-}
-
-/** Connection for workers: BullMQ requires blocking commands to wait forever across reconnects. */
-export function workerConnection(redisUrl: string): ConnectionOptions {
-  return new Redis(redisUrl, { maxRetriesPerRequest: null });
-}
-
 /** The queues of a catalogue by its keys, and what they share. */
 export type QueuesOf<C extends Catalogue> = { readonly [K in keyof C]: Queue } & {
   /** What they were built from; workers, the dashboard and the metrics read the queue list here. */
@@ -39,7 +29,7 @@ export type QueuesOf<C extends Catalogue> = { readonly [K in keyof C]: Queue } &
   /** Every queue, in the catalogue's order. */
   all: Queue[];
   /** The producer connection they share. */
-  redis: Redis;
+  redis: RedisClient;
   settings: QueueSettings;
   /** False while Redis is unreachable: producers then skip enqueueing instead of waiting. */
   connected(): boolean;
@@ -52,7 +42,7 @@ export type Queues = QueuesOf<typeof CATALOGUE>;
 
 /** A queue for every entry of the catalogue (the project's own unless a test brings another). */
 export function createQueues<C extends Catalogue = typeof CATALOGUE>(
-  connection: Redis,
+  connection: RedisClient,
   settings: QueueSettings,
   catalogue: C = CATALOGUE as Catalogue as C,
 ): QueuesOf<C> {

@@ -1,5 +1,5 @@
-import { Redis } from 'ioredis';
 import type { Db } from '../db/client';
+import type { RedisClient } from '../lib/redis-client';
 
 /**
  * "Task X changed", across processes: the process that commits a change publishes on Redis; every
@@ -23,8 +23,9 @@ export interface TaskChanges {
 
 export interface TaskChangesOptions {
   db: Db;
-  publisher: Redis;
-  redisUrl: string;
+  publisher: RedisClient;
+  /** Opens the connection that subscribes to the changes (on the first watch; SUBSCRIBE holds a connection). */
+  openSubscriber: () => RedisClient;
   prefix: string;
   /** Period of the Postgres re-read of the waited tasks (default 1 s); tests raise it to see the Redis path alone. */
   recheckMs?: number;
@@ -79,10 +80,10 @@ export function createTaskChanges(opts: TaskChangesOptions): TaskChanges {
     });
   };
 
-  let subscriber: Redis | undefined;
+  let subscriber: RedisClient | undefined;
   const subscribe = () => {
     if (subscriber) return;
-    subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+    subscriber = opts.openSubscriber();
     subscriber.on('error', () => undefined);
     subscriber.on('message', (_ch, id: string) => {
       if (waiters.has(id)) checkSoon(id);

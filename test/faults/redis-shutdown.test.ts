@@ -1,5 +1,7 @@
+import type { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config';
-import { createProducerConnection, createQueues } from '../../src/queues/queues';
+import { createQueues } from '../../src/queues/queues';
+import { createProducerConnection } from '../../src/queues/redis-connections';
 
 /**
  * A service told to stop while its Redis connection is still being set up (Redis slow to answer,
@@ -12,7 +14,7 @@ import { createProducerConnection, createQueues } from '../../src/queues/queues'
 const { REDIS_URL } = loadConfig({ DATABASE_URL: 'postgresql://unused' });
 
 it('drops a connection that is still being set up without an unhandled rejection', async () => {
-  const redis = createProducerConnection(REDIS_URL);
+  const redis = createProducerConnection({ url: REDIS_URL, cluster: false }) as Redis;
   const errors: string[] = [];
   redis.on('error', (err) => errors.push(err.message));
   const queues = createQueues(redis, { prefix: 'kt-test-shutdown', submitAttempts: 1, submitBackoffMs: 1 });

@@ -62,9 +62,9 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A private Redis for tests that stop and restart it (the machine's own Redis serves other tests). */
-export async function startRedis(port: number): Promise<Proc> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+/** A private Redis for tests that stop and restart it (the machine's own Redis serves other tests); `args` adds to its command line. */
+export async function startRedis(port: number, args: string[] = []): Promise<Proc> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

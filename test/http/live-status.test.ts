@@ -158,8 +158,9 @@ describe('change messages', () => {
     const redisUrl = h.config.REDIS_URL;
     const [publisherConn, watcherConn, listener] = [new Redis(redisUrl), new Redis(redisUrl), new Redis(redisUrl)];
     // Two processes' worth: one only publishes (a worker), one has the waiter (an API).
-    const publisher = createTaskChanges({ db: h.api.db, publisher: publisherConn, redisUrl, prefix });
-    const watcher = createTaskChanges({ db: h.api.db, publisher: watcherConn, redisUrl, prefix });
+    const openSubscriber = () => new Redis(redisUrl);
+    const publisher = createTaskChanges({ db: h.api.db, publisher: publisherConn, openSubscriber, prefix });
+    const watcher = createTaskChanges({ db: h.api.db, publisher: watcherConn, openSubscriber, prefix });
     const heard: string[] = [];
     listener.on('message', (_channel, id: string) => heard.push(id));
     await listener.subscribe(`${prefix}:task-changes`);

@@ -8,7 +8,8 @@ import { metricsRouter } from '../../src/http/metrics.routes';
 import { queueDashboardRouter } from '../../src/http/queue-dashboard';
 import { createLogger } from '../../src/logger';
 import { CATALOGUE, type Catalogue, type Handlers, type MaintenanceJobName, type WorkerSettings } from '../../src/queues/catalogue';
-import { createProducerConnection, createQueues, submitJobId } from '../../src/queues/queues';
+import { createQueues, submitJobId } from '../../src/queues/queues';
+import { createProducerConnection } from '../../src/queues/redis-connections';
 import { startCatalogueWorkers } from '../../workers/catalogue-workers';
 import { keepJobsScheduled } from '../../workers/job-schedulers';
 import { bearer, insertQueuedTask } from '../helpers/fixtures';
@@ -17,7 +18,7 @@ import { eventually } from '../helpers/invariants';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const log = createLogger('silent');
-const { REDIS_URL } = loadConfig({ DATABASE_URL: 'postgresql://unused' });
+const REDIS = { url: loadConfig({ DATABASE_URL: 'postgresql://unused' }).REDIS_URL, cluster: false };
 
 /** The distinct `queue` labels of one Prometheus metric. */
 function queueLabels(text: string, metric: string): string[] {
@@ -47,7 +48,7 @@ const SETTINGS: WorkerSettings = { concurrency: 1, lockMs: 30_000, sweepInterval
 
 /** Queues of a catalogue under a prefix of their own, on a connection of their own. */
 function testQueues<C extends Catalogue>(catalogue: C) {
-  const redis = createProducerConnection(REDIS_URL);
+  const redis = createProducerConnection(REDIS);
   const queues = createQueues(redis, { prefix: `kt-test-${randomUUID().slice(0, 8)}`, submitAttempts: 1, submitBackoffMs: 10 }, catalogue);
   return Object.assign(queues, {
     async dispose() {
@@ -98,7 +99,7 @@ describe('the job catalogue', () => {
       ...unexpectedHandlers(CATALOGUE, unexpected),
       extra: { echo: async (p: { thingId: string }) => void echoed.push(p) },
     };
-    const workers = startCatalogueWorkers(queues, handlers, { redisUrl: REDIS_URL, settings: SETTINGS, log });
+    const workers = startCatalogueWorkers(queues, handlers, { redisTarget: REDIS, settings: SETTINGS, log });
     const app = express()
       .use(queueDashboardRouter(queues, ADMIN))
       .use(metricsRouter({ db: h.api.db, queues, adminToken: ADMIN }));
@@ -158,7 +159,7 @@ describe('maintenance duties', () => {
     const workers = startCatalogueWorkers(
       queues,
       { ...unexpectedHandlers(CATALOGUE, unexpected), maintenance },
-      { redisUrl: REDIS_URL, settings: SETTINGS, log },
+      { redisTarget: REDIS, settings: SETTINGS, log },
     );
     const scheduling = keepJobsScheduled(queues, SETTINGS, log);
     try {

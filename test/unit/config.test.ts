@@ -51,7 +51,28 @@ describe('configuration', () => {
     [{ WEBHOOK_RETRY_SCHEDULE_MS: '0,5s' }, 'WEBHOOK_RETRY_SCHEDULE_MS'],
     [{ KLING_BASE_URL: 'ftp://x' }, 'KLING_BASE_URL'],
     [{ WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'maybe' }, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS'],
+    [{ QUEUE_PREFIX: 'kt:prod' }, 'QUEUE_PREFIX'],
+    [{ QUEUE_PREFIX: '{}' }, 'QUEUE_PREFIX'],
+    [{ QUEUE_PREFIX: '{kt' }, 'QUEUE_PREFIX'],
+    [{ QUEUE_PREFIX: '{a}{b}' }, 'QUEUE_PREFIX'],
+    [{ REDIS_CLUSTER: 'on' }, 'REDIS_CLUSTER'],
+    [{ REDIS_CLUSTER: 'true', REDIS_URL: 'redis://10.0.0.1:6379/2' }, 'REDIS_URL'],
+    [{ REDIS_CLUSTER: 'true', REDIS_URL: '/run/redis.sock' }, 'REDIS_URL'],
   ])('fails fast on %j, naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(new RegExp(`${name}:`));
+  });
+
+  it('keeps the prefix as written on one Redis, hash tag or not', () => {
+    expect(loadConfig({}).QUEUE_PREFIX).toBe('kt');
+    expect(loadConfig({ QUEUE_PREFIX: '{kt}' }).QUEUE_PREFIX).toBe('{kt}');
+    expect(loadConfig({ QUEUE_PREFIX: 'prod-{kt}' }).QUEUE_PREFIX).toBe('prod-{kt}');
+  });
+
+  it('gives the prefix a hash tag on a Redis Cluster, unless it has one', () => {
+    const cluster = { REDIS_CLUSTER: 'true', REDIS_URL: 'rediss://user:p%40ss@cluster.example.com:6379' };
+    expect(loadConfig(cluster)).toMatchObject({ REDIS_CLUSTER: true, QUEUE_PREFIX: '{kt}' });
+    expect(loadConfig({ ...cluster, QUEUE_PREFIX: 'prod' }).QUEUE_PREFIX).toBe('{prod}');
+    expect(loadConfig({ ...cluster, QUEUE_PREFIX: 'prod-{kt}' }).QUEUE_PREFIX).toBe('prod-{kt}');
+    expect(loadConfig({ ...cluster, REDIS_URL: 'redis://10.0.0.1:7000/0' }).QUEUE_PREFIX).toBe('{kt}');
   });
 });
