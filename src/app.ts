@@ -8,6 +8,8 @@ import { metricsRouter } from './http/metrics.routes';
 import { queueDashboardRouter } from './http/queue-dashboard';
 import type { CallbackTokens } from './callbacks/callback-token';
 import { callbacksRouter } from './http/callbacks.routes';
+import { callbackLoad } from './http/callback-load';
+import { markCallbacksCongested } from './queues/callback-pressure';
 import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
 import { healthRouter } from './http/health.routes';
@@ -62,6 +64,10 @@ export interface AppDeps {
   trustProxy: boolean | number | string;
   authFailuresPerMinute: number;
   jwtMaxLifetimeSec: number;
+  /** CALLBACK_MAX_IN_FLIGHT: callbacks handled at once by this process; past it they are shed (503). */
+  callbackMaxInFlight: number;
+  /** CALLBACK_TARGET_MS: callbacks slower than this slow the deployment's submissions. */
+  callbackTargetMs: number;
 }
 
 /** Kling's 10 MB image as base64 (4/3 of it) plus the rest of the body. */
@@ -92,6 +98,11 @@ export function createApp(deps: AppDeps): Express {
       tokens: deps.callbackTokens,
       failures,
       kling: deps.kling,
+      load: callbackLoad({
+        maxInFlight: deps.callbackMaxInFlight,
+        targetMs: deps.callbackTargetMs,
+        signalCongested: (ms) => void markCallbacksCongested(deps.redis, deps.queuePrefix, ms),
+      }),
     }),
   );
   // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost little.

@@ -120,6 +120,14 @@ export const ConfigSchema = z
     UPSTREAM_CONCURRENCY_VIDEO: z.coerce.number().int().min(1).default(10),
     /** First pause of submissions after a 1302/1303 from the upstream; doubles while they continue (max 1 min). */
     UPSTREAM_THROTTLE_PAUSE_MS: z.coerce.number().int().min(1).default(1_000),
+    /**
+     * Backpressure: a callback that takes longer than this (answered or still waiting) in any API
+     * process slows the deployment's submissions, so the upstream's tasks finish no faster than
+     * their callbacks are absorbed.
+     */
+    CALLBACK_TARGET_MS: z.coerce.number().int().min(10).default(250),
+    /** Callbacks one API process handles at once; past it, more are answered 503 with Retry-After at once (polling covers their tasks). */
+    CALLBACK_MAX_IN_FLIGHT: z.coerce.number().int().min(1).default(256),
     /** How often due polls are looked for (the reconciler's tick). */
     RECONCILE_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000),
     /**

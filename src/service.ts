@@ -126,6 +126,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         trustProxy: config.TRUST_PROXY,
         authFailuresPerMinute: config.AUTH_FAILURES_PER_MINUTE,
         jwtMaxLifetimeSec: config.JWT_MAX_LIFETIME_S,
+        callbackMaxInFlight: config.CALLBACK_MAX_IN_FLIGHT,
+        callbackTargetMs: config.CALLBACK_TARGET_MS,
         allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
         idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
         rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,

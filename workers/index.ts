@@ -13,7 +13,10 @@ import { failTimedOutTasks } from '../src/tasks/fail-timed-out-tasks';
 import { forgetExpiredIdempotencyKeys } from '../src/tasks/idempotency';
 import { reconcileDueTasks } from '../src/tasks/reconcile-due-tasks';
 import type { TaskStore } from '../src/tasks/status-machine';
-import type { PoolLimits } from '../src/tasks/task-slots';
+import { slotsInUse, type PoolLimits } from '../src/tasks/task-slots';
+import { SubmissionWindow } from '../src/tasks/submission-window';
+import { callbacksCongested } from '../src/queues/callback-pressure';
+import { metrics } from '../src/observability/metrics';
 import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import type { WebhookSettings } from '../src/webhooks/delivery-attempt';
 import { startCatalogueWorkers } from './catalogue-workers';
@@ -52,8 +55,12 @@ export interface RunningWorkers {
 }
 
 /** Every job of the catalogue, each handed to the one function that does it. */
-function jobHandlers(deps: WorkerDeps, pauseSubmissions: (ms: number) => Promise<void>): Handlers<typeof CATALOGUE> {
-  const submit = submitTaskProcessor({ ...deps, pauseSubmissions });
+function jobHandlers(
+  deps: WorkerDeps,
+  pauseSubmissions: (ms: number) => Promise<void>,
+  window: SubmissionWindow,
+): Handlers<typeof CATALOGUE> {
+  const submit = submitTaskProcessor({ ...deps, pauseSubmissions, admitSubmission: () => window.admit() });
   const deliver = deliverWebhookProcessor(deps);
   const sweep = { ...deps, minAgeMs: deps.sweepMinAgeMs };
   return {
@@ -76,7 +83,13 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
   // The submit processor pauses its whole queue on 1302/1303 (worker.rateLimit), hence the late binding.
   let submitWorker: Worker | undefined;
   const pauseSubmissions = async (ms: number) => void (await submitWorker?.rateLimit(ms));
-  const workers = startCatalogueWorkers(deps.queues, jobHandlers(deps, pauseSubmissions), {
+  const window = new SubmissionWindow({
+    inFlight: () => slotsInUse(deps.db),
+    congested: () => callbacksCongested(deps.queues.redis, deps.queues.settings.prefix),
+    max: Object.values(deps.poolLimits).reduce((a, b) => a + b, 0),
+    onChange: (slots) => metrics.submissionWindow.set(slots),
+  });
+  const workers = startCatalogueWorkers(deps.queues, jobHandlers(deps, pauseSubmissions, window), {
     redisTarget: deps.redisTarget,
     settings: deps,
     log: deps.log,
@@ -88,6 +101,7 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
     workers: workers.all,
     async close() {
       scheduling.stop();
+      window.close();
       await heartbeat.stop();
       await workers.close();
     },

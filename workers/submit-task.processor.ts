@@ -21,6 +21,8 @@ export interface SubmitDeps {
   throttlePauseMs: number;
   /** Stops this queue for every worker for `ms` (the upstream said it is full or throttling). */
   pauseSubmissions(ms: number): Promise<void>;
+  /** Backpressure: resolves when the deployment's callbacks leave room for one more submission, with the function to call once its claim is done (SubmissionWindow). */
+  admitSubmission(): Promise<() => void>;
   kling: KlingClient;
   log: Logger;
   publicBaseUrl: string;
@@ -42,8 +44,9 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     // The claim is also the read: it skips a task past `queued`, and counts a first attempt in its
     // own commit (a later one is counted only after checking whether an earlier attempt reached
     // the upstream after all). No free slot (or older tasks first): end this job; freed slots or
-    // the sweep bring it back.
-    const claim = await claimSlots(deps.db, taskId, deps.poolLimits, true);
+    // the sweep bring it back. Backpressure comes first: no claim while the callbacks lag behind.
+    const claimed = await deps.admitSubmission();
+    const claim = await claimSlots(deps.db, taskId, deps.poolLimits, true).finally(claimed);
     if (claim.result === 'missing') {
       deps.log.warn(fields, 'submit job for a task that does not exist; dropped');
       return 'missing';

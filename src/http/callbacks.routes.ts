@@ -28,6 +28,8 @@ export interface CallbackDeps {
   failures: AuthFailures;
   /** Confirms a callback's task_id when the task has no upstream id yet; absent, such callbacks wait for the submission. */
   kling?: KlingClient;
+  /** Counts callbacks in flight, signals congestion and sheds past its bound (callbackLoad). */
+  load: RequestHandler;
 }
 
 /**
@@ -45,7 +47,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
   // The raw bytes are kept for the signature check: it covers the body exactly as sent.
   const json = express.json({ limit: '1mb', verify: (req, _res, buf) => ((req as unknown as { rawBody: Buffer }).rawBody = buf) });
 
-  r.post('/kling/:taskId/:token', checkToken(deps), json, async (req, res) => {
+  r.post('/kling/:taskId/:token', deps.load, checkToken(deps), json, async (req, res) => {
     const taskId = pathId(req, 'taskId');
     const task: ReadTask | null = res.locals.callbackTask ?? recent.take(taskId) ?? (await readTask(deps.db, taskId));
     if (!task) throw new AppError('not_found', `task not found: ${taskId.slice(0, 100)}`);

@@ -46,8 +46,13 @@ export const metrics = {
   }),
   callbacks: new Counter({
     name: 'kt_callbacks_received_total',
-    help: 'Upstream callbacks by outcome (applied, duplicate, stale, not_forward, unknown_status, unauthorized, invalid ...)',
+    help: 'Upstream callbacks by outcome (applied, duplicate, stale, not_forward, unknown_status, unauthorized, invalid, shed ...)',
     labelNames: ['outcome'],
+    registers: [registry],
+  }),
+  submissionWindow: new Gauge({
+    name: 'kt_submission_window_slots',
+    help: 'Backpressure window of this worker process: upstream slots it lets the deployment hold before waiting for callbacks to catch up',
     registers: [registry],
   }),
   webhookAttempts: new Counter({
