@@ -11,6 +11,13 @@ import { isKlingRefusal, rawRequest, UNDECODABLE } from '../helpers/odd-requests
  */
 jest.setTimeout(300_000);
 
+/**
+ * Runs per property are sized for `npm test` (a few thousand requests in all); FUZZ_SCALE=10 runs
+ * ten times as many, for a deeper search than every test run can afford.
+ */
+const SCALE = Number(process.env.FUZZ_SCALE ?? '1') || 1;
+const runs = (n: number) => Math.max(1, Math.round(n * SCALE));
+
 let h: Harness;
 let key: string;
 let taskId: string;
@@ -164,7 +171,7 @@ describe('fuzzed requests', () => {
           await h.api.db.task.deleteMany({ where: { id: res.body.data.task_id } });
         }
       }),
-      { numRuns: 1200 },
+      { numRuns: runs(600) },
     );
     await h.api.queues.submit.resume();
     // Their jobs run now (and find no task): let them finish before the next property counts jobs.
@@ -205,7 +212,7 @@ describe('fuzzed requests', () => {
           }
         },
       ),
-      { numRuns: 600 },
+      { numRuns: runs(300) },
     );
   });
 
@@ -228,7 +235,7 @@ describe('fuzzed requests', () => {
           if (list.status !== 200) expect(isKlingRefusal(list.status, list.body)).toBe(true);
         },
       ),
-      { numRuns: 600 },
+      { numRuns: runs(300) },
     );
   });
 
@@ -256,7 +263,7 @@ describe('fuzzed requests', () => {
           if (res.status !== 200) expect(isKlingRefusal(res.status, res.body)).toBe(true);
         },
       ),
-      { numRuns: 800 },
+      { numRuns: runs(400) },
     );
     const after = await h.api.db.task.findUniqueOrThrow({ where: { id: taskId } });
     expect({ state: after.state, result: after.result, seq: after.eventSeq }).toEqual({
@@ -311,7 +318,7 @@ describe('fuzzed requests', () => {
           if (res.status !== 200) expect(isKlingRefusal(res.status, res.body)).toBe(true);
         },
       ),
-      { numRuns: 500 },
+      { numRuns: runs(250) },
     );
     h.sim.faults.loseCallbacks = false;
     // Whatever was applied left each task consistent: events in order, slots only while unfinished,
@@ -351,7 +358,7 @@ describe('fuzzed requests', () => {
           expect(isKlingRefusal(res.status, res.body)).toBe(true);
         }
       }),
-      { numRuns: 1000 },
+      { numRuns: runs(500) },
     );
   });
 
@@ -385,7 +392,7 @@ describe('fuzzed requests', () => {
           expect(res.headers['x-request-id']).toMatch(/^[A-Za-z0-9._-]{8,128}$/);
         },
       ),
-      { numRuns: 400 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -410,7 +417,7 @@ describe('fuzzed requests', () => {
           expect(isKlingRefusal(res.status, res.body)).toBe(true);
         },
       ),
-      { numRuns: 200 },
+      { numRuns: runs(100) },
     );
   });
 });
