@@ -3,7 +3,7 @@ import { kindOf } from '../kinds/registry';
 import type { KlingClient } from '../kling/kling-client';
 import { UpstreamError } from '../kling/upstream-errors';
 import type { Logger } from '../logger';
-import { claimDuePolls, postponePolls, schedulePoll } from './task-polling';
+import { claimDuePolls, postponePolls, schedulePoll, type DuePoll } from './task-polling';
 import { applyUpstreamUpdate } from './upstream-update';
 import { type TaskStore } from './status-machine';
 
@@ -16,6 +16,8 @@ export interface ReconcileDeps {
 }
 
 const BATCH = 50;
+/** Upstream queries of one round in flight at once. */
+const POLL_CONCURRENCY = 8;
 /** A claimed poll not done within this long is due again (its reconciler died). */
 const LEASE_MS = 60_000;
 
@@ -27,42 +29,57 @@ const LEASE_MS = 60_000;
 export async function reconcileDueTasks(deps: ReconcileDeps): Promise<{ polled: number; applied: number }> {
   const due = await claimDuePolls(deps.db, BATCH, LEASE_MS);
   let applied = 0;
-  for (let i = 0; i < due.length; i++) {
-    const t = due[i];
-    const log = deps.log.child({ task_id: t.id, upstream_task_id: t.upstreamTaskId });
-    try {
-      const path = kindOf(t.kind).path;
-      const upstream = t.upstreamTaskId ? await deps.kling.getTask(path, t.upstreamTaskId) : await deps.kling.findByExternalId(path, t.id);
-      if (!upstream) {
-        log.warn('ALERT: the upstream does not know a task it accepted; will ask again later');
-        await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
-        continue;
-      }
-      const outcome = await applyUpstreamUpdate(deps.store, t.id, upstream, 'poll');
-      if (outcome.applied) {
-        applied++;
-        log.info({ state: outcome.task.state }, 'poll brought news the callbacks had not');
-        continue;
-      }
-      if (outcome.reason === 'unknown_status') {
-        log.warn({ upstream_status: upstream.task_status }, 'ALERT: upstream reports an undocumented task_status; task left pollable');
-      }
-      await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
-    } catch (err) {
-      if (err instanceof UpstreamError && (err.kind === 'rate_limited' || err.kind === 'concurrency')) {
+  let next = 0;
+  let throttled = false;
+  // A few queries at a time: a round of many due tasks (callbacks lost or shed) ends in a few
+  // upstream round trips' time, and the upstream never sees more than this from one reconciler.
+  const poller = async () => {
+    while (next < due.length && !throttled) {
+      const i = next++;
+      const outcome = await pollOne(deps, due[i]);
+      if (outcome === 'applied') applied++;
+      if (outcome instanceof UpstreamError) {
+        throttled = true;
         // Without a Retry-After, one poll interval is a pause proportionate to how often we ask.
-        const pause = Math.max((err.retryAfterSec ?? 0) * 1000, deps.pollAfterMs);
-        log.warn({ code: err.code, pause_ms: pause }, 'upstream throttles queries; pausing polls');
+        const pause = Math.max((outcome.retryAfterSec ?? 0) * 1000, deps.pollAfterMs);
+        deps.log.warn({ code: outcome.code, pause_ms: pause }, 'upstream throttles queries; pausing polls');
         await postponePolls(
           deps.db,
-          due.slice(i).map((d) => d.id),
+          [due[i], ...due.slice(next)].map((d) => d.id),
           pause,
         );
-        break;
       }
-      log.warn({ err: (err as Error).message }, 'poll failed; will ask again later');
-      await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs, ((err as UpstreamError).retryAfterSec ?? 0) * 1000);
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(POLL_CONCURRENCY, due.length) }, poller));
   return { polled: due.length, applied };
+}
+
+/** Polls one task and applies the answer; an UpstreamError is returned when the upstream says to slow down. */
+async function pollOne(deps: ReconcileDeps, t: DuePoll): Promise<'applied' | 'unchanged' | UpstreamError> {
+  const log = deps.log.child({ task_id: t.id, upstream_task_id: t.upstreamTaskId });
+  try {
+    const path = kindOf(t.kind).path;
+    const upstream = t.upstreamTaskId ? await deps.kling.getTask(path, t.upstreamTaskId) : await deps.kling.findByExternalId(path, t.id);
+    if (!upstream) {
+      log.warn('ALERT: the upstream does not know a task it accepted; will ask again later');
+      await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
+      return 'unchanged';
+    }
+    const outcome = await applyUpstreamUpdate(deps.store, t.id, upstream, 'poll');
+    if (outcome.applied) {
+      log.info({ state: outcome.task.state }, 'poll brought news the callbacks had not');
+      return 'applied';
+    }
+    if (outcome.reason === 'unknown_status') {
+      log.warn({ upstream_status: upstream.task_status }, 'ALERT: upstream reports an undocumented task_status; task left pollable');
+    }
+    await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);
+    return 'unchanged';
+  } catch (err) {
+    if (err instanceof UpstreamError && (err.kind === 'rate_limited' || err.kind === 'concurrency')) return err;
+    log.warn({ err: (err as Error).message }, 'poll failed; will ask again later');
+    await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs, ((err as UpstreamError).retryAfterSec ?? 0) * 1000);
+    return 'unchanged';
+  }
 }
