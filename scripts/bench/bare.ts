@@ -102,7 +102,11 @@ function startWorker(): void {
     });
     const json = (await answer.body.json()) as { code: number; message?: string; data?: { task_id: string } };
     if (json.code !== 0 || !json.data) throw new Error(`upstream refused: ${json.code} ${json.message}`);
-    await pool.query("UPDATE bare_tasks SET state = 'submitted', upstream_id = $2 WHERE id = $1", [id, json.data.task_id]);
+    // The upstream calls back at once, so a callback may have moved the task on already: never move it back.
+    await pool.query(
+      "UPDATE bare_tasks SET state = CASE state WHEN 'queued' THEN 'submitted' ELSE state END, upstream_id = $2 WHERE id = $1",
+      [id, json.data.task_id],
+    );
   };
   const worker = new Worker(QUEUE, process_, {
     connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),

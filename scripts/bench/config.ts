@@ -41,6 +41,19 @@ function kindsFromEnv(): BenchKind[] {
   });
 }
 
+/** The phases of a run; the latency phase belongs to `e2e` (it follows its first window). */
+const PHASES = ['create', 'e2e', 'overload'] as const;
+export type Phase = (typeof PHASES)[number];
+
+function phasesFromEnv(): Set<Phase> {
+  const names = (process.env.BENCH_PHASES || PHASES.join(',')).split(',').map((s) => s.trim());
+  for (const name of names) {
+    if (!PHASES.includes(name as Phase))
+      throw new Error(`BENCH_PHASES: unknown phase ${JSON.stringify(name)} (known: ${PHASES.join(', ')})`);
+  }
+  return new Set(names as Phase[]);
+}
+
 const PG = process.env.BENCH_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 
 export const bench = {
@@ -77,6 +90,19 @@ export const bench = {
   /** Latency phase: a steady, moderate arrival rate (tasks per second) for this long. */
   latencyRate: num('BENCH_LATENCY_RATE', 10),
   latencyDurationS: num('BENCH_LATENCY_S', 15),
+
+  /** Phases run (BENCH_PHASES), each in its place in every round. */
+  phases: phasesFromEnv(),
+
+  /**
+   * Overload phase (first kind only): a backlog of tasks without callback_url created before any
+   * worker runs, then drained by one worker; windows per pipeline; seconds after the worker is
+   * ready before the steady window starts; longest drain before the window reports it unfinished.
+   */
+  overloadBacklog: num('BENCH_OVERLOAD_BACKLOG', 20_000),
+  overloadRounds: num('BENCH_OVERLOAD_ROUNDS', 1),
+  overloadSkipS: num('BENCH_OVERLOAD_SKIP_S', 10),
+  overloadTimeoutS: num('BENCH_OVERLOAD_TIMEOUT_S', 600),
 
   /** Bounds on waiting for a pipeline to drain, so a stuck run fails instead of hanging. */
   drainTimeoutMs: num('BENCH_DRAIN_TIMEOUT_MS', 120_000),

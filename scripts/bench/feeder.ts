@@ -24,12 +24,15 @@ export interface Shared {
   redis: Redis;
 }
 
-/** Every measuring phase starts the same way: empty receiver and simulator, then a client. */
-export async function startPhase(p: Pipeline, kind: BenchKind, api: Api, s: Shared): Promise<CreateClient> {
+/**
+ * Every measuring phase starts the same way: empty receiver and simulator, then a client. Its tasks
+ * name the receiver as `callback_url`, unless `withCallback` is false (no client webhooks at all).
+ */
+export async function startPhase(p: Pipeline, kind: BenchKind, api: Api, s: Shared, withCallback = true): Promise<CreateClient> {
   s.receiver.reset();
   await s.sim.reset();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
-  const payload = JSON.stringify({ ...kind.body, callback_url: s.receiver.url });
+  const payload = JSON.stringify(withCallback ? { ...kind.body, callback_url: s.receiver.url } : kind.body);
   const headers = { ...p.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
   let errors = 0;
   const create = () =>

@@ -20,7 +20,7 @@ export type E2eWindow = E2eResult & {
   latency?: LatencyResult & { rssKb: { api: number; worker: number }; redisKeys: number };
 };
 
-async function inFreshProcesses<T>(p: Pipeline, withWorker: boolean, work: (api: Api, worker?: Child) => Promise<T>): Promise<T> {
+export async function inFreshProcesses<T>(p: Pipeline, withWorker: boolean, work: (api: Api, worker?: Child) => Promise<T>): Promise<T> {
   await p.reset();
   const api = await p.startApi();
   const children = [api.child];

@@ -4,7 +4,8 @@ import type { Redis } from 'ioredis';
 import { bench, ROOT } from './config';
 import { withPg, type PgCounters } from './infra';
 import type { CreateWindow, E2eWindow } from './measure';
-import { fmt, markdownTable, mb, mean, textTable } from './stats';
+import { overloadIntegrityRows, overloadLines, overloadRows, type OverloadResults } from './report-overload';
+import { compareRow as row, fmt, markdownTable, mb, mean, met, ratio, sum, textTable } from './stats';
 
 export interface Machine {
   date: string;
@@ -44,61 +45,80 @@ export interface RunResults {
   machine: Machine;
   /** The kinds measured, in order; the first one's first end-to-end windows carry the latency phase. */
   kinds: string[];
+  /** A kind's windows are empty when its phase did not run (BENCH_PHASES). */
   create: Record<string, Windows<CreateWindow>>;
   e2e: Record<string, Windows<E2eWindow>>;
+  overload?: OverloadResults;
 }
 
-const ratio = (s: number, b: number) => (Number.isFinite(s / b) ? `${(s / b).toFixed(2)}x` : 'n/a');
-const met = (ok: boolean) => (ok ? 'met' : 'MISSED');
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const rate = (ws: { perSecond: number }[]) => mean(ws.map((w) => w.perSecond));
 const errors = (ws: CreateWindow[]) => sum(ws.map((w) => w.errors));
 const rowsWritten = (pg: PgCounters) => pg.inserted + pg.updated + pg.deleted;
 const sides = ['service', 'bare'] as const;
-
-/** One row of the comparison table: the service's figure, the bare pipeline's, their ratio, the verdict on a target. */
-function row(name: string, [sv, bv]: number[], unit = '', target = ''): string[] {
-  return [name, `${fmt(sv)}${unit}`, `${fmt(bv)}${unit}`, ratio(sv, bv), target];
-}
+const ran = (w: Windows<unknown> | undefined) => (w?.service.length ?? 0) > 0;
 
 const pick = <T, K extends keyof T>(xs: T[], k: K) => xs.map((x) => x[k] as number);
 
+function createRows(kind: string, c: Windows<CreateWindow>): string[][] {
+  const [create, cErrors] = [sides.map((p) => rate(c[p])), sides.map((p) => errors(c[p]))];
+  const c0 = sides.map((p) => c[p][0]);
+  const createTarget = `>= 0.7x, 0 errors: ${met(create[0] / create[1] >= 0.7 && cErrors[0] === 0)}`;
+  return [
+    row(
+      `${kind} create: accepted/s (${bench.createConnections} connections, mean of ${c.service.length} windows)`,
+      create,
+      '',
+      createTarget,
+    ),
+    row(`${kind} create: p50 latency (first window)`, pick(c0, 'p50Ms'), ' ms'),
+    row(`${kind} create: p99 latency (first window)`, pick(c0, 'p99Ms'), ' ms'),
+    row(`${kind} create: errors (non-2xx, timeouts; all windows)`, cErrors),
+  ];
+}
+
+function e2eRows(kind: string, e: Windows<E2eWindow>): string[][] {
+  const [e2e, pg0] = [sides.map((p) => rate(e[p])), sides.map((p) => e[p][0].pgPerTask)];
+  return [
+    row(`${kind} end to end: tasks/s (mean of ${e.service.length} windows)`, e2e, '', `>= 0.5x: ${met(e2e[0] / e2e[1] >= 0.5)}`),
+    row(`${kind} end to end: Postgres commits per task (first window)`, pick(pg0, 'commits')),
+    row(`${kind} end to end: Postgres rows written per task (first window)`, pg0.map(rowsWritten)),
+  ];
+}
+
 /** The comparison table: each service figure beside the bare pipeline's, the ratio, and the verdicts on the targets. */
 export function comparisonRows(r: RunResults): string[][] {
-  const rows = r.kinds.flatMap((kind) => {
-    const [c, e] = [r.create[kind], r.e2e[kind]];
-    const [create, e2e, cErrors] = [sides.map((p) => rate(c[p])), sides.map((p) => rate(e[p])), sides.map((p) => errors(c[p]))];
-    const [c0, pg0] = [sides.map((p) => c[p][0]), sides.map((p) => e[p][0].pgPerTask)];
-    const createTarget = `>= 0.7x, 0 errors: ${met(create[0] / create[1] >= 0.7 && cErrors[0] === 0)}`;
-    return [
-      row(
-        `${kind} create: accepted/s (${bench.createConnections} connections, mean of ${c.service.length} windows)`,
-        create,
-        '',
-        createTarget,
-      ),
-      row(`${kind} create: p50 latency (first window)`, pick(c0, 'p50Ms'), ' ms'),
-      row(`${kind} create: p99 latency (first window)`, pick(c0, 'p99Ms'), ' ms'),
-      row(`${kind} create: errors (non-2xx, timeouts; all windows)`, cErrors),
-      row(`${kind} end to end: tasks/s (mean of ${e.service.length} windows)`, e2e, '', `>= 0.5x: ${met(e2e[0] / e2e[1] >= 0.5)}`),
-      row(`${kind} end to end: Postgres commits per task (first window)`, pick(pg0, 'commits')),
-      row(`${kind} end to end: Postgres rows written per task (first window)`, pg0.map(rowsWritten)),
-    ];
-  });
-  const latency = sides.map((p) => r.e2e[r.kinds[0]][p][0].latency ?? { p50Ms: NaN, p99Ms: NaN });
-  const peakMb = (k: 'api' | 'worker') =>
-    sides.map((p) => {
-      const e2e = Object.values(r.e2e).flatMap((w) => w[p].map((x) => x.peakRssKb[k]));
-      const create = k === 'api' ? Object.values(r.create).flatMap((w) => w[p].map((x) => x.apiPeakRssKb)) : [];
-      return Math.max(...e2e, ...create) / 1024;
-    });
+  const rows = r.kinds.flatMap((kind) => [
+    ...(ran(r.create[kind]) ? createRows(kind, r.create[kind]) : []),
+    ...(ran(r.e2e[kind]) ? e2eRows(kind, r.e2e[kind]) : []),
+  ]);
+  const latency = sides.map((p) => r.e2e[r.kinds[0]][p][0]?.latency ?? { p50Ms: NaN, p99Ms: NaN });
+  const peakKb = (k: 'api' | 'worker') =>
+    sides.map((p) => [
+      ...Object.values(r.e2e).flatMap((w) => w[p].map((x) => x.peakRssKb[k])),
+      ...(k === 'api' ? Object.values(r.create).flatMap((w) => w[p].map((x) => x.apiPeakRssKb)) : []),
+    ]);
+  const peakRow = (name: string, k: 'api' | 'worker') =>
+    peakKb(k)[0].length
+      ? [
+          row(
+            name,
+            peakKb(k).map((kb) => Math.max(...kb) / 1024),
+            ' MB',
+          ),
+        ]
+      : [];
   const at = `${r.kinds[0]}, ${bench.latencyRate} tasks/s`;
   return [
     ...rows,
-    row(`callback -> webhook: p50 (${at})`, pick(latency, 'p50Ms'), ' ms'),
-    row(`callback -> webhook: p99 (${at})`, pick(latency, 'p99Ms'), ' ms'),
-    row('peak RSS: API process (all windows)', peakMb('api'), ' MB'),
-    row('peak RSS: worker process (all windows)', peakMb('worker'), ' MB'),
+    ...(ran(r.e2e[r.kinds[0]])
+      ? [
+          row(`callback -> webhook: p50 (${at})`, pick(latency, 'p50Ms'), ' ms'),
+          row(`callback -> webhook: p99 (${at})`, pick(latency, 'p99Ms'), ' ms'),
+        ]
+      : []),
+    ...peakRow('peak RSS: API process (create and end-to-end windows)', 'api'),
+    ...peakRow('peak RSS: worker process (end-to-end windows)', 'worker'),
+    ...(r.overload ? overloadRows(r.overload) : []),
   ];
 }
 
@@ -109,41 +129,50 @@ function windowLines(r: RunResults): string[] {
     w.service
       .map((s, i) => `${i + 1}: ${fmt(s.perSecond)} / ${fmt(w.bare[i].perSecond)} = ${ratio(s.perSecond, w.bare[i].perSecond)}`)
       .join('; ');
-  return r.kinds.flatMap((k) => [line(`${k} create windows, accepted/s`, r.create[k]), line(`${k} end-to-end windows, tasks/s`, r.e2e[k])]);
+  return [
+    ...r.kinds.flatMap((k) => [
+      ...(ran(r.create[k]) ? [line(`${k} create windows, accepted/s`, r.create[k])] : []),
+      ...(ran(r.e2e[k]) ? [line(`${k} end-to-end windows, tasks/s`, r.e2e[k])] : []),
+    ]),
+    ...(r.overload ? overloadLines(r.overload) : []),
+  ];
 }
 
 /** What a ratio cannot show: every task finished once, a backlog that never ran dry, bounded memory and keys. */
 function integrityRows(r: RunResults): string[][] {
   const cells = (name: string, f: (p: (typeof sides)[number]) => string) => [name, ...sides.map(f)];
-  const rows = r.kinds.flatMap((kind) => {
-    const total = (p: (typeof sides)[number], f: (w: E2eWindow) => number) => sum(r.e2e[kind][p].map(f));
-    return [
-      cells(`${kind} e2e: tasks created / unfinished after drain / upstream tasks (all windows)`, (p) =>
-        [total(p, (w) => w.created), total(p, (w) => w.unfinished), total(p, (w) => w.upstreamCreated)].join(' / '),
-      ),
-      cells(
-        `${kind} e2e: repeated webhooks, same status / same id (all windows)`,
-        (p) => `${total(p, (w) => w.repeats.sameStatus)} / ${total(p, (w) => w.repeats.sameWebhookId)}`,
-      ),
-      cells(`${kind} e2e: fewest tasks outstanding in a window`, (p) => String(Math.min(...r.e2e[kind][p].map((w) => w.minOutstanding)))),
-    ];
-  });
+  const rows = r.kinds
+    .filter((kind) => ran(r.e2e[kind]))
+    .flatMap((kind) => {
+      const total = (p: (typeof sides)[number], f: (w: E2eWindow) => number) => sum(r.e2e[kind][p].map(f));
+      return [
+        cells(`${kind} e2e: tasks created / unfinished after drain / upstream tasks (all windows)`, (p) =>
+          [total(p, (w) => w.created), total(p, (w) => w.unfinished), total(p, (w) => w.upstreamCreated)].join(' / '),
+        ),
+        cells(
+          `${kind} e2e: repeated webhooks, same status / same id (all windows)`,
+          (p) => `${total(p, (w) => w.repeats.sameStatus)} / ${total(p, (w) => w.repeats.sameWebhookId)}`,
+        ),
+        cells(`${kind} e2e: fewest tasks outstanding in a window`, (p) => String(Math.min(...r.e2e[kind][p].map((w) => w.minOutstanding)))),
+      ];
+    });
   const first = (p: (typeof sides)[number]) => r.e2e[r.kinds[0]][p][0];
   const rss = (k: 'api' | 'worker') => (p: (typeof sides)[number]) =>
     [first(p).probe.start[k], first(p).probe.end[k], first(p).latency?.rssKb[k] ?? NaN].map(mb).join(' / ');
-  return [
-    ...rows,
+  const firstRows = () => [
     cells('latency phase: callbacks without webhook', (p) => String(first(p).latency?.missing)),
     cells(`RSS API: ${r.kinds[0]} window start / end / after latency`, rss('api')),
     cells(`RSS worker: ${r.kinds[0]} window start / end / after latency`, rss('worker')),
     cells('Redis keys after e2e / after latency', (p) => `${first(p).redisKeys} / ${first(p).latency?.redisKeys}`),
   ];
+  return [...rows, ...(ran(r.e2e[r.kinds[0]]) ? firstRows() : []), ...(r.overload ? overloadIntegrityRows(r.overload) : [])];
 }
 
 const HEADER = ['measure', 'service', 'bare', 'service/bare', 'target'];
 
 export function printReport(r: RunResults): string {
   const rowsKept = (kind: string) =>
+    ran(r.e2e[kind]) &&
     `${kind} ${Object.entries(r.e2e[kind].service[0].rowsPerTask ?? {})
       .map(([t, n]) => `${t} ${n.toFixed(2)}`)
       .join(', ')}`;
@@ -157,7 +186,7 @@ export function printReport(r: RunResults): string {
     ...windowLines(r),
     '',
     textTable(['integrity and steadiness', 'service', 'bare'], integrityRows(r)),
-    `Rows kept per task (service, first window): ${r.kinds.map(rowsKept).join('; ')}`,
+    `Rows kept per task (service, first window): ${r.kinds.map(rowsKept).filter(Boolean).join('; ') || 'n/a'}`,
     '',
     'Markdown:',
     '',

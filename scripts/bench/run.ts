@@ -9,6 +9,9 @@
  *               with one API and one worker process (BENCH_E2E_ROUNDS windows); the first window of
  *               the first kind continues with the latency phase (upstream callback -> client webhook
  *               at a moderate fixed rate)
+ *   overload    first kind only: a large backlog created before the worker starts, then drained
+ *               (BENCH_OVERLOAD_ROUNDS windows; phase-overload.ts)
+ * BENCH_PHASES picks the phases (create, e2e, overload; all by default).
  *
  * `npm run bench -- --profile` instead profiles one end-to-end window per kind and pipeline (profile.ts).
  */
@@ -19,11 +22,13 @@ import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, truncateBare } from './infra';
 import type { Shared } from './feeder';
 import { measureCreate, measureE2e } from './measure';
+import { measureOverload } from './phase-overload';
 import { barePipeline, servicePipeline, type Pipeline } from './pipelines';
 import { installCleanup, killAll } from './procs';
 import { runProfile } from './profile';
 import { startReceiver } from './receiver';
 import { describeMachine, printReport, type RunResults, type Windows } from './report';
+import type { OverloadResults } from './report-overload';
 import { startSimulator } from './sim-protocol';
 import { progress } from './stats';
 
@@ -31,20 +36,27 @@ async function runBench(service: Pipeline, bare: Pipeline, s: Shared): Promise<O
   const perKind = <T>() => Object.fromEntries(bench.kinds.map((k): [string, Windows<T>] => [k.name, { service: [], bare: [] }]));
   const create = perKind<Awaited<ReturnType<typeof measureCreate>>>();
   const e2e = perKind<Awaited<ReturnType<typeof measureE2e>>>();
+  const overload: OverloadResults = { kind: bench.kinds[0].name, backlog: bench.overloadBacklog, service: [], bare: [] };
+  const rounds = { create: bench.createRounds, e2e: bench.e2eRounds, overload: bench.overloadRounds };
+  const runs = (phase: keyof typeof rounds, round: number) => bench.phases.has(phase) && round <= rounds[phase];
   // Each round measures both pipelines, bare first in odd rounds and the service first in even
   // ones, so that a drift of the shared machine within a round favours neither.
   const inTurn = async <T>(round: number, measure: (p: Pipeline) => Promise<T>, into: Windows<T>) => {
     for (const p of round % 2 === 1 ? [bare, service] : [service, bare]) into[p.name].push(await measure(p));
   };
-  for (let round = 1; round <= Math.max(bench.createRounds, bench.e2eRounds); round++) {
-    for (const kind of bench.kinds) {
+  for (let round = 1; round <= Math.max(...[...bench.phases].map((phase) => rounds[phase])); round++) {
+    for (const kind of runs('create', round) || runs('e2e', round) ? bench.kinds : []) {
       progress(`round ${round}, ${kind.name}`);
-      if (round <= bench.createRounds) await inTurn(round, (p) => measureCreate(p, kind, s), create[kind.name]);
+      if (runs('create', round)) await inTurn(round, (p) => measureCreate(p, kind, s), create[kind.name]);
       const latency = round === 1 && kind === bench.kinds[0];
-      if (round <= bench.e2eRounds) await inTurn(round, (p) => measureE2e(p, kind, s, { latency }), e2e[kind.name]);
+      if (runs('e2e', round)) await inTurn(round, (p) => measureE2e(p, kind, s, { latency }), e2e[kind.name]);
+    }
+    if (runs('overload', round)) {
+      progress(`round ${round}, ${bench.kinds[0].name} overload`);
+      await inTurn(round, (p) => measureOverload(p, bench.kinds[0], s), overload);
     }
   }
-  return { kinds: bench.kinds.map((k) => k.name), create, e2e };
+  return { kinds: bench.kinds.map((k) => k.name), create, e2e, overload: bench.phases.has('overload') ? overload : undefined };
 }
 
 async function main(): Promise<void> {

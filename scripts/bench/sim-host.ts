@@ -3,7 +3,8 @@
  * its own (so its CPU is not charged to the driver's measurements), driven over the IPC channel.
  */
 import { createKlingSimulator } from '../../src/simulator/kling-simulator';
-import type { SentCallbackTime, SimRequest, SimResponse } from './sim-protocol';
+import type { CallbackStats, SentCallbackTime, SimRequest, SimResponse } from './sim-protocol';
+import { percentile } from './stats';
 
 const apiKey = process.env.SIM_API_KEY;
 if (!apiKey || !process.send) {
@@ -24,11 +25,29 @@ function createdByKind(): Record<string, number> {
 const callbackTimes = (): SentCallbackTime[] =>
   sim.callbacks.map((c) => ({ taskId: sim.tasks.get(c.task_id)?.external_task_id ?? c.task_id, status: c.status, at: c.at }));
 
-process.on('message', ({ id, op }: SimRequest) => {
+function callbackStats(): CallbackStats {
+  const stats = { sent: sim.callbacks.length, ok: 0, timeouts: 0, connectionErrors: 0, non2xx: 0 };
+  for (const c of sim.callbacks) {
+    if (c.ok) stats.ok++;
+    else if (c.httpStatus !== undefined) stats.non2xx++;
+    else if (c.timedOut) stats.timeouts++;
+    else stats.connectionErrors++;
+  }
+  const durations = sim.callbacks.map((c) => c.durationMs);
+  return { ...stats, p50Ms: percentile(durations, 50), p99Ms: percentile(durations, 99) };
+}
+
+const answers: Record<SimRequest['op'], () => unknown> = {
   // Reset between phases: the simulator keeps every task and request in memory.
-  if (op === 'reset') sim.reset();
-  const value = op === 'created' ? createdByKind() : op === 'callbacks' ? callbackTimes() : undefined;
-  process.send!({ id, value } satisfies SimResponse);
+  reset: () => sim.reset(),
+  created: createdByKind,
+  callbacks: callbackTimes,
+  settle: () => sim.settle(),
+  callbackStats,
+};
+
+process.on('message', ({ id, op }: SimRequest) => {
+  void Promise.resolve(answers[op]()).then((value) => process.send!({ id, value } satisfies SimResponse));
 });
 
 // The driver went away (crash included): nothing to serve any more.

@@ -2,7 +2,7 @@ import { bench } from './config';
 import { startNode, type Child } from './procs';
 
 /** Messages between the driver and the simulator host (scripts/bench/sim-host.ts). */
-export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' };
+export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' | 'settle' | 'callbackStats' };
 export type SimResponse = { id: number; value: unknown };
 
 export interface SentCallbackTime {
@@ -12,6 +12,21 @@ export interface SentCallbackTime {
   at: number;
 }
 
+/** Every callback attempt since the last reset, as the upstream saw it (an outside checker's view). */
+export interface CallbackStats {
+  sent: number;
+  ok: number;
+  /** No answer within the simulator's deadline (5 s). */
+  timeouts: number;
+  /** Refused, reset or closed before the answer ended. */
+  connectionErrors: number;
+  /** Answered outside 2xx. */
+  non2xx: number;
+  /** From the start of sending to the end of the answer (or the failure), over every attempt. */
+  p50Ms: number;
+  p99Ms: number;
+}
+
 export interface SimHandle {
   url: string;
   child: Child;
@@ -19,6 +34,9 @@ export interface SimHandle {
   /** Upstream tasks created since the last reset, by kind id (`image-generation`, `text-to-video`). */
   created(): Promise<Record<string, number>>;
   callbacks(): Promise<SentCallbackTime[]>;
+  /** Resolves once no callback or transition is pending in the simulator. */
+  settle(): Promise<void>;
+  callbackStats(): Promise<CallbackStats>;
 }
 
 /** Starts the simulator host and returns a typed handle on its IPC channel. */
@@ -46,5 +64,7 @@ export async function startSimulator(): Promise<SimHandle> {
     reset: () => ask<void>('reset'),
     created: () => ask<Record<string, number>>('created'),
     callbacks: () => ask<SentCallbackTime[]>('callbacks'),
+    settle: () => ask<void>('settle'),
+    callbackStats: () => ask<CallbackStats>('callbackStats'),
   };
 }

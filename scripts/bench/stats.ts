@@ -17,6 +17,15 @@ export function fmt(n: number, digits = 1): string {
 
 export const mb = (kb: number) => `${fmt(kb / 1024)} MB`;
 
+export const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+export const ratio = (s: number, b: number) => (Number.isFinite(s / b) ? `${(s / b).toFixed(2)}x` : 'n/a');
+export const met = (ok: boolean) => (ok ? 'met' : 'MISSED');
+
+/** One row of a comparison table: the service's figure, the bare pipeline's, their ratio, the verdict on a target. */
+export function compareRow(name: string, [sv, bv]: number[], unit = '', target = ''): string[] {
+  return [name, `${fmt(sv)}${unit}`, `${fmt(bv)}${unit}`, ratio(sv, bv), target];
+}
+
 /** A plain text table with aligned columns (the terminal output) ... */
 export function textTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import { postJson } from './http-post';
+import { postJson, PostTimeoutError } from './http-post';
 import { toWireTask } from './task-view';
 import type { SentCallback, SimTask, SimulatorFaults } from './types';
 import type { WorkTracker } from './work-tracker';
@@ -97,11 +97,12 @@ export class CallbackDispatcher {
     try {
       const httpStatus = await postJson(delivery.url, delivery.body, this.headers(delivery.body), CALLBACK_TIMEOUT_MS, this.abort.signal);
       const ok = httpStatus >= 200 && httpStatus < 300;
-      this.deps.record({ ...base, ok, httpStatus });
+      this.deps.record({ ...base, ok, httpStatus, timedOut: false, durationMs: Date.now() - at });
       this.deps.log('simulator callback sent', { ...base, httpStatus });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.deps.record({ ...base, ok: false, error: message });
+      const timedOut = error instanceof PostTimeoutError;
+      this.deps.record({ ...base, ok: false, error: message, timedOut, durationMs: Date.now() - at });
       this.deps.log('simulator callback failed', { ...base, error: message });
     }
   }

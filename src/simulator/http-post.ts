@@ -1,6 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
 
+/** The exchange ran past its deadline (told apart from connection errors by the callers that count them). */
+export class PostTimeoutError extends Error {}
+
 /**
  * POSTs a body and resolves with the HTTP status once the response has been read.
  * timeoutMs bounds the whole exchange, not just socket idleness. No keep-alive: each callback is
@@ -32,7 +35,7 @@ export function postJson(
       agent: false,
       headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
     });
-    const timer = setTimeout(() => req.destroy(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => req.destroy(new PostTimeoutError(`timed out after ${timeoutMs} ms`)), timeoutMs);
     const onAbort = () => req.destroy(new Error('simulator closed'));
     signal.addEventListener('abort', onAbort, { once: true });
     let finished = false;

@@ -59,7 +59,12 @@ export interface SentCallback {
   ok: boolean;
   httpStatus?: number;
   error?: string;
+  /** The receiver did not answer within the callback deadline (5 s, as Kling's). */
+  timedOut: boolean;
+  /** When sending started (ms since epoch). */
   at: number;
+  /** From the start of sending to the end of the receiver's answer, or to the failure. */
+  durationMs: number;
 }
 
 export interface InjectedError {

@@ -227,6 +227,35 @@ describe('Kling simulator over HTTP', () => {
     }
   });
 
+  it('records how long each callback took, and tells a timeout (5 s) from a connection error', async () => {
+    // Reads requests and never answers them.
+    const silent = http.createServer(() => undefined);
+    const silentUrl = `${await listen(silent)}/hook`;
+    let closed: Promise<void> | undefined;
+    try {
+      await create({});
+      await create({ callback_url: silentUrl });
+      const byUrl = (url: string) => sim.callbacks.filter((c) => c.url === url);
+      // Once the processing callback has timed out, the server goes: the succeed one is refused or reset.
+      await waitFor(() => byUrl(silentUrl).length === 1);
+      closed = closeServer(silent);
+      await sim.settle();
+      expect(byUrl(receiver.url).map((c) => [c.status, c.ok, c.timedOut, c.durationMs >= 0])).toEqual([
+        ['processing', true, false, true],
+        ['succeed', true, false, true],
+      ]);
+      expect(byUrl(silentUrl).map((c) => [c.status, c.ok, c.timedOut, c.httpStatus])).toEqual([
+        ['processing', false, true, undefined],
+        ['succeed', false, false, undefined],
+      ]);
+      // The timeout's duration is the deadline (timers may fire a millisecond early against the wall clock).
+      expect(byUrl(silentUrl)[0].durationMs).toBeGreaterThanOrEqual(4990);
+      expect(byUrl(silentUrl)[1].error).toEqual(expect.any(String));
+    } finally {
+      await (closed ?? closeServer(silent));
+    }
+  });
+
   it('holds requests while hanging and answers them once released', async () => {
     sim.faults.hang = true;
     let answered = false;

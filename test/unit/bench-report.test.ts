@@ -1,8 +1,11 @@
-import { comparisonRows, type RunResults } from '../../scripts/bench/report';
+import { drainFigures, type OverloadWindow } from '../../scripts/bench/phase-overload';
+import { comparisonRows, printReport, type RunResults } from '../../scripts/bench/report';
+import type { CallbackStats } from '../../scripts/bench/sim-protocol';
 
 /**
  * The benchmark's verdicts on the issue's targets (create >= 0.7x with zero errors, end to end
- * >= 0.5x), computed per task kind from the mean of every window of each pipeline. The figures are
+ * >= 0.5x; under overload, goodput >= 0.5x with zero failed callbacks and a callback p99 under a
+ * second), computed per task kind from the mean of every window of each pipeline. The figures are
  * made up here: what is tested is the arithmetic and the thresholds, not the machine.
  */
 interface KindFigures {
@@ -90,5 +93,83 @@ it("judges each kind against its own bare windows: one kind's misses and errors 
   expect(verdicts(r, 'text2video')).toEqual({
     create: ['0.60x', '>= 0.7x, 0 errors: MISSED'],
     e2e: ['0.40x', '>= 0.5x: MISSED'],
+  });
+});
+
+describe('the overload phase', () => {
+  /** A window of made-up figures: `goodput` tasks/s over the drain, and what the upstream saw of its callbacks. */
+  const window = (goodput: number, callbacks: Partial<CallbackStats> = {}): OverloadWindow => ({
+    tasks: 1000,
+    createErrors: 0,
+    createS: 1,
+    drainS: 1000 / goodput,
+    drained: true,
+    goodput,
+    steadyGoodput: goodput,
+    steadyWindowS: [10, 20],
+    seconds: [],
+    succeeded: 1000,
+    failed: 0,
+    unfinished: 0,
+    upstreamCreated: 1000,
+    callbacks: { sent: 2000, ok: 2000, timeouts: 0, connectionErrors: 0, non2xx: 0, p50Ms: 5, p99Ms: 50, ...callbacks },
+    peakRssKb: { api: 1024, worker: 2048 },
+  });
+  /** Only the overload phase ran (BENCH_PHASES=overload): the create and end-to-end windows are empty. */
+  const run = (service: OverloadWindow[], bare: OverloadWindow[]): RunResults =>
+    ({
+      machine: { date: '', cpus: 2, cpuModel: '', memoryGb: 1, node: '', postgres: '', redis: '', commit: '' },
+      kinds: ['image'],
+      create: { image: { service: [], bare: [] } },
+      e2e: { image: { service: [], bare: [] } },
+      overload: { kind: 'image', backlog: 1000, service, bare },
+    }) as RunResults;
+  const verdict = (r: RunResults) => comparisonRows(r).find((row) => row[0].startsWith('image overload: goodput, tasks/s over the drain'))!;
+  const MET = '>= 0.5x, 0 failed callbacks, callback p99 < 1000 ms: met';
+  const MISSED = '>= 0.5x, 0 failed callbacks, callback p99 < 1000 ms: MISSED';
+
+  it('says met at 0.5x the bare goodput (mean of the windows), no failed callback and a p99 under a second', () => {
+    const r = run([window(40, { p99Ms: 999 }), window(60)], [window(100), window(100)]);
+    expect(verdict(r).slice(1)).toEqual(['50.0', '100', '0.50x', MET]);
+    expect(printReport(r)).toContain(
+      'image overload verdict: goodput 0.50x (>= 0.5x: met), failed callbacks 0 (0: met), callback p99 999 ms',
+    );
+  });
+
+  it('says MISSED just under 0.5x, even when the rounded ratio reads the same', () => {
+    expect(verdict(run([window(49.99)], [window(100)])).slice(3)).toEqual(['0.50x', MISSED]);
+  });
+
+  it.each(['timeouts', 'connectionErrors', 'non2xx'] as const)('says MISSED on a single failed callback (%s) in any window', (kind) => {
+    const r = run([window(90), window(90, { [kind]: 1 })], [window(100), window(100)]);
+    expect(verdict(r)[4]).toBe(MISSED);
+    expect(printReport(r)).toContain('failed callbacks 1 (0: MISSED)');
+  });
+
+  it("says MISSED when the worst window's callback p99 reaches a second", () => {
+    expect(verdict(run([window(90, { p99Ms: 10 }), window(90, { p99Ms: 1000 })], [window(100), window(100)]))[4]).toBe(MISSED);
+  });
+
+  it("judges the service alone: the bare pipeline's failed or slow callbacks do not touch the verdict", () => {
+    expect(verdict(run([window(90)], [window(100, { timeouts: 5, p99Ms: 5000 })]))[4]).toBe(MET);
+  });
+
+  it('reports only the phases that ran', () => {
+    const rows = comparisonRows(run([window(90)], [window(100)])).map((row) => row[0]);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((name) => name.startsWith('image overload: '))).toBe(true);
+  });
+});
+
+describe('the overload drain figures', () => {
+  /** 100 tasks succeeding 10 a second from t = 0 to 10 s, sampled every half second. */
+  const samples = Array.from({ length: 21 }, (_, i) => ({ t: i / 2, succeeded: i * 5, failed: 0 }));
+
+  it('gives goodput over the whole drain, over the steady window (after the skip, until 90% succeeded), and per second', () => {
+    expect(drainFigures(samples, 100, 2)).toEqual({ goodput: 10, steadyGoodput: 10, steadyWindowS: [2, 9], seconds: Array(10).fill(10) });
+  });
+
+  it('has no steady window when the drain ends before the skip does', () => {
+    expect(drainFigures(samples, 100, 20)).toMatchObject({ goodput: 10, steadyGoodput: NaN, steadyWindowS: [NaN, NaN] });
   });
 });
