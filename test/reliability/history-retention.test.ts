@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import request from 'supertest';
+import { createDb } from '../../src/db/client';
 import { createLogger } from '../../src/logger';
 import { metrics } from '../../src/observability/metrics';
 import { pruneHistory, type PruneBounds, type Retention } from '../../src/tasks/prune-history';
@@ -153,6 +154,37 @@ describe('retention of finished history', () => {
     const before = await Promise.all(rows.map((r) => rowsOf(c, r.id)));
     expect(await prune({})).toEqual({});
     expect(await Promise.all(rows.map((r) => rowsOf(c, r.id)))).toEqual(before);
+  });
+
+  it('skips rows another transaction holds instead of waiting for them, and removes them once free', async () => {
+    const [a, b] = [await past(finished(12, 11)), await past(finished(12, 11))];
+    const other = new Client({ connectionString: h.config.DATABASE_URL });
+    await other.connect();
+    // A prune that waited for `other` would wait for ever: it fails instead.
+    const db = createDb(h.config.DATABASE_URL, 1);
+    db.pool.on('connect', (client) => void client.query('SET lock_timeout = 5000'));
+    const pruneOrFail = (retention: Retention) => pruneHistory({ db, log, retention });
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM webhook_deliveries WHERE id = $1 FOR UPDATE', [a.deliveryIds[0]]);
+      await other.query('SELECT 1 FROM task_events WHERE task_id = $1 AND seq = 1 FOR UPDATE', [a.id]);
+      expect(await pruneOrFail({ deliveryDays: 7 })).toEqual({ webhook_deliveries: 3, webhook_attempts: 4 });
+      expect(await pruneOrFail({ eventDays: 7 })).toEqual({ task_events: 7 });
+      // Removing a task waits for its own rows held elsewhere (the cascade): free them first.
+      await other.query('ROLLBACK');
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE', [b.id]);
+      expect((await pruneOrFail({ taskDays: 7 })).tasks).toBe(1);
+      expect(await rowsOf(c, a.id)).toEqual(NONE);
+      expect(await rowsOf(c, b.id)).toEqual({ ...NONE, tasks: 1 });
+      await other.query('ROLLBACK');
+      expect((await pruneOrFail({ taskDays: 7 })).tasks).toBe(1);
+      expect(await rowsOf(c, b.id)).toEqual(NONE);
+    } finally {
+      await other.query('ROLLBACK');
+      await other.end();
+      await db.$disconnect();
+    }
   });
 
   it('removes a backlog larger than a statement across runs, at most a run of batches at a time, and nothing newer', async () => {
