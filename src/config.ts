@@ -30,6 +30,9 @@ const StageMs = z.coerce.number().int().min(1);
 /** Key-safe characters, with at most one Redis Cluster hash tag: the part of a key in braces picks its slot. */
 const HASH_TAGGED_PREFIX = /^[A-Za-z0-9_-]*(\{[A-Za-z0-9_-]+\}[A-Za-z0-9_-]*)?$/;
 
+/** Whole days, at least 1; unset (or empty) keeps the rows forever. */
+const RetentionDays = z.coerce.number().int().min(1).optional();
+
 const HttpUrl = z
   .string()
   .url()
@@ -176,6 +179,13 @@ export const ConfigSchema = z
     SECRETS_KEY_FILE: z.string().min(1).default('.secrets.key'),
 
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+
+    /** A finished task (succeed or failed) is removed this many days after it finished, with all of its rows. */
+    TASK_RETENTION_DAYS: RetentionDays,
+    /** The events of a finished task are removed this many days after it finished; the task stays. */
+    EVENT_RETENTION_DAYS: RetentionDays,
+    /** A finished webhook delivery (delivered, gone, dead) of a finished task is removed, with its attempts, this many days after its last attempt. */
+    DELIVERY_RETENTION_DAYS: RetentionDays,
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.KLING_ACCESS_KEY) !== Boolean(c.KLING_SECRET_KEY)) {
@@ -183,7 +193,38 @@ export const ConfigSchema = z
     }
     const clusterSeedProblem = c.REDIS_CLUSTER ? clusterSeedUrlProblem(c.REDIS_URL) : undefined;
     if (clusterSeedProblem) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: clusterSeedProblem });
+    checkRetention(c, ctx);
   });
+
+/**
+ * A task's removal takes its events and deliveries with it, so a longer limit for them would never
+ * apply: refused rather than silently ignored. A task must also outlive its Idempotency-Key, or a
+ * replay within the key's TTL would make a second task.
+ */
+function checkRetention(
+  c: { TASK_RETENTION_DAYS?: number; EVENT_RETENTION_DAYS?: number; DELIVERY_RETENTION_DAYS?: number; IDEMPOTENCY_TTL_HOURS: number },
+  ctx: z.RefinementCtx,
+): void {
+  const task = c.TASK_RETENTION_DAYS;
+  if (task === undefined) return;
+  for (const [name, days] of [
+    ['EVENT_RETENTION_DAYS', c.EVENT_RETENTION_DAYS],
+    ['DELIVERY_RETENTION_DAYS', c.DELIVERY_RETENTION_DAYS],
+  ] as const) {
+    if (days !== undefined && days > task)
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message: `must not exceed TASK_RETENTION_DAYS (${task}): a task's removal takes these rows with it; lower it or leave it unset`,
+      });
+  }
+  if (task * 24 < c.IDEMPOTENCY_TTL_HOURS)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['TASK_RETENTION_DAYS'],
+      message: `must cover IDEMPOTENCY_TTL_HOURS (${c.IDEMPOTENCY_TTL_HOURS} h): a task removed before its key expires would let a replay create a second task`,
+    });
+}
 
 /** Why REDIS_URL cannot introduce a cluster, if it cannot: it names one node, and a cluster has only database 0. */
 function clusterSeedUrlProblem(url: string): string | undefined {

@@ -167,6 +167,11 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       throttlePauseMs: config.UPSTREAM_THROTTLE_PAUSE_MS,
       idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       limits: stageLimits,
+      retention: {
+        taskDays: config.TASK_RETENTION_DAYS,
+        eventDays: config.EVENT_RETENTION_DAYS,
+        deliveryDays: config.DELIVERY_RETENTION_DAYS,
+      },
     });
     log.info({ upstream: redactCredentials(klingBaseUrl) }, 'workers started');
   }

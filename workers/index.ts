@@ -11,6 +11,7 @@ import type { Queues } from '../src/queues/queues';
 import type { RedisTarget } from '../src/queues/redis-connections';
 import { failTimedOutTasks } from '../src/tasks/fail-timed-out-tasks';
 import { forgetExpiredIdempotencyKeys } from '../src/tasks/idempotency';
+import { pruneHistory, type Retention } from '../src/tasks/prune-history';
 import { reconcileDueTasks } from '../src/tasks/reconcile-due-tasks';
 import type { TaskStore } from '../src/tasks/status-machine';
 import { slotsInUse, type PoolLimits } from '../src/tasks/task-slots';
@@ -47,6 +48,8 @@ export interface WorkerDeps extends WorkerSettings {
   throttlePauseMs: number;
   /** Each kind's stage limits. */
   limits: ReadonlyMap<KindId, StageLimits>;
+  /** How long finished history is kept (TASK_, EVENT_, DELIVERY_RETENTION_DAYS). */
+  retention: Retention;
 }
 
 export interface RunningWorkers {
@@ -74,6 +77,7 @@ function jobHandlers(
       'idempotency-keys.forget': () => forgetExpiredIdempotencyKeys(deps.db, deps.idempotencyTtlMs),
       // Only where autovacuum does not run: statistics for the hot path's plans.
       'tables.analyze': () => analyzeStaleTables(deps.db),
+      'history.prune': () => pruneHistory(deps),
     },
   };
 }

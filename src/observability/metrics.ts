@@ -72,6 +72,12 @@ export const metrics = {
     buckets: latencies,
     registers: [registry],
   }),
+  historyPruned: new Counter({
+    name: 'kt_history_pruned_rows_total',
+    help: 'Rows of finished history removed by retention (TASK_, EVENT_, DELIVERY_RETENTION_DAYS), by table',
+    labelNames: ['table'],
+    registers: [registry],
+  }),
   tasks: new Gauge({
     name: 'kt_tasks',
     help: 'Tasks in the database by kind and internal state',

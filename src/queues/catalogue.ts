@@ -86,6 +86,8 @@ const MAINTENANCE_JOBS = {
   'idempotency-keys.forget': { payload: ScheduledJob, every: (s) => Math.min(60_000, Math.max(1_000, s.idempotencyTtlMs)) },
   // As often as the sweeps: the check is one read of the statistics views, and a new database's plans are fixed within one interval.
   'tables.analyze': { payload: ScheduledJob, every: (s) => s.sweepIntervalMs },
+  // Each run removes a bounded number of small batches: finished history leaves as a steady trickle.
+  'history.prune': { payload: ScheduledJob, every: () => 60_000 },
 } satisfies Record<string, JobDefinition>;
 
 export const CATALOGUE = {

@@ -155,6 +155,7 @@ describe('maintenance duties', () => {
         await hanging;
       },
       'tables.analyze': count('tables.analyze'),
+      'history.prune': count('history.prune'),
     };
     const workers = startCatalogueWorkers(
       queues,
@@ -163,7 +164,7 @@ describe('maintenance duties', () => {
     );
     const scheduling = keepJobsScheduled(queues, SETTINGS, log);
     try {
-      await eventually('every scheduler declared', async () => (await queues.maintenance.getJobSchedulersCount()) === 6, 10_000);
+      await eventually('every scheduler declared', async () => (await queues.maintenance.getJobSchedulersCount()) === 7, 10_000);
       const schedulers = await queues.maintenance.getJobSchedulers();
       expect(Object.fromEntries(schedulers.map((s) => [s.key, s.every]))).toEqual({
         'tasks.fail-timed-out': 100,
@@ -172,6 +173,7 @@ describe('maintenance duties', () => {
         'tasks.reconcile': 150,
         'idempotency-keys.forget': 1000,
         'tables.analyze': 100,
+        'history.prune': 60_000,
       });
       const others: MaintenanceJobName[] = ['tasks.requeue', 'deliveries.requeue', 'tasks.reconcile', 'tables.analyze'];
       await eventually(

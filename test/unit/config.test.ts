@@ -75,4 +75,37 @@ describe('configuration', () => {
     expect(loadConfig({ ...cluster, QUEUE_PREFIX: 'prod-{kt}' }).QUEUE_PREFIX).toBe('prod-{kt}');
     expect(loadConfig({ ...cluster, REDIS_URL: 'redis://10.0.0.1:7000/0' }).QUEUE_PREFIX).toBe('{kt}');
   });
+
+  describe('retention of finished history', () => {
+    it('keeps everything by default, and when a variable is empty', () => {
+      for (const env of [{}, { TASK_RETENTION_DAYS: '', EVENT_RETENTION_DAYS: '', DELIVERY_RETENTION_DAYS: '' }]) {
+        const c = loadConfig(env);
+        expect([c.TASK_RETENTION_DAYS, c.EVENT_RETENTION_DAYS, c.DELIVERY_RETENTION_DAYS]).toEqual([undefined, undefined, undefined]);
+      }
+    });
+
+    it('takes whole days, events and deliveries kept no longer than their tasks', () => {
+      expect(loadConfig({ TASK_RETENTION_DAYS: '90', EVENT_RETENTION_DAYS: '30', DELIVERY_RETENTION_DAYS: '90' })).toMatchObject({
+        TASK_RETENTION_DAYS: 90,
+        EVENT_RETENTION_DAYS: 30,
+        DELIVERY_RETENTION_DAYS: 90,
+      });
+      // Tasks kept forever: any limit for their events and deliveries.
+      expect(loadConfig({ EVENT_RETENTION_DAYS: '3650', DELIVERY_RETENTION_DAYS: '1' })).toMatchObject({ EVENT_RETENTION_DAYS: 3650 });
+      expect(loadConfig({ TASK_RETENTION_DAYS: '2', IDEMPOTENCY_TTL_HOURS: '48' }).TASK_RETENTION_DAYS).toBe(2);
+    });
+
+    it.each([
+      [{ TASK_RETENTION_DAYS: '0' }, 'TASK_RETENTION_DAYS', /too small/i],
+      [{ EVENT_RETENTION_DAYS: '-3' }, 'EVENT_RETENTION_DAYS', /too small/i],
+      [{ DELIVERY_RETENTION_DAYS: '1.5' }, 'DELIVERY_RETENTION_DAYS', /expected int/],
+      [{ TASK_RETENTION_DAYS: 'forever' }, 'TASK_RETENTION_DAYS', /expected number/],
+      [{ TASK_RETENTION_DAYS: '30', EVENT_RETENTION_DAYS: '31' }, 'EVENT_RETENTION_DAYS', /must not exceed TASK_RETENTION_DAYS \(30\)/],
+      [{ TASK_RETENTION_DAYS: '7', DELIVERY_RETENTION_DAYS: '8' }, 'DELIVERY_RETENTION_DAYS', /must not exceed TASK_RETENTION_DAYS \(7\)/],
+      [{ TASK_RETENTION_DAYS: '1', IDEMPOTENCY_TTL_HOURS: '25' }, 'TASK_RETENTION_DAYS', /must cover IDEMPOTENCY_TTL_HOURS \(25 h\)/],
+    ])('refuses %j, naming %s', (env, name, why) => {
+      expect(() => loadConfig(env)).toThrow(new RegExp(`${name}: `));
+      expect(() => loadConfig(env)).toThrow(why);
+    });
+  });
 });
