@@ -7,7 +7,7 @@ const SHOWN = 20;
 export function formatReport(r: SoakReport): string {
   const s = r.stats;
   const lines = [
-    `soak: seed ${r.seed}, ${(r.loadMs / 60_000).toFixed(1)} min of load at ${r.ratePerSec} tasks/s, drained in ${(r.drainedInMs / 1000).toFixed(1)} s`,
+    `soak: seed ${r.seed}, ${(r.loadMs / 60_000).toFixed(1)} min of load at ${r.ratePerSec} tasks/s, settled ${(r.drainedInMs / 1000).toFixed(1)} s after it`,
     `tasks: ${r.tasks.total} (${r.tasks.succeed} succeed, ${r.tasks.failed} failed upstream); creates retried ${s.createRetries} times`,
     `webhooks: ${s.webhooks} processed, ${s.webhookRepeats} repeats of a webhook-id, ${s.webhooksRefused} answered 503 on purpose; failed jobs kept for the dashboard: ${s.failedJobsKept}`,
     `faults: ${Object.entries(r.faultCounts)

@@ -23,6 +23,7 @@ export interface SoakReport {
   seed: number;
   loadMs: number;
   ratePerSec: number;
+  /** From the end of the load to nothing left to do (the faults under way ending included). */
   drainedInMs: number;
   tasks: { total: number; succeed: number; failed: number };
   stats: { createRetries: number; webhooks: number; webhookRepeats: number; webhooksRefused: number; failedJobsKept: number };
@@ -87,10 +88,9 @@ async function soakAndCheck(stack: SoakStack, o: SoakOptions, log: (line: string
       `load: ${load.accepted.size} accepted, ${load.unanswered().length} waiting for an answer, ${stack.receiver.arrivals.length} webhooks`,
     );
   }
-  log('load over: no more faults, draining');
-  await chaos.stop();
+  log('load over: no more creates nor faults; waiting for the faults under way to end and every create to be answered');
   const drainStart = Date.now();
-  await load.stop(o.drainMs);
+  await Promise.all([chaos.stop(), load.stop(o.drainMs)]);
   log(`every create answered (${load.unanswered().length} given up on); waiting for the tasks to end`);
   await drain(stack, Math.max(1000, o.drainMs - (Date.now() - drainStart)), log);
   const drainedInMs = Date.now() - drainStart;
