@@ -42,7 +42,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * to 5 s, so that all six kinds come within half a minute; longer ones every 5 to 15 s, with quiet
  * spells between.
  */
-export function faultGapFor(loadMs: number): readonly [number, number] {
+function faultGapFor(loadMs: number): readonly [number, number] {
   return loadMs <= 120_000 ? [3_000, 5_000] : [5_000, 15_000];
 }
 
