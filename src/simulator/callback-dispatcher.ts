@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { Webhook } from 'standardwebhooks';
 import { postJson, PostTimeoutError } from './http-post';
 import { toWireTask } from './task-view';
@@ -37,6 +38,8 @@ export class CallbackDispatcher {
   private readonly webhook?: Webhook;
 
   constructor(private readonly deps: CallbackDispatcherDeps) {
+    // Every callback in flight listens to it (and removes its listener when it ends); a slow receiver means many at once.
+    setMaxListeners(0, this.abort.signal);
     if (deps.callbackSecret) this.webhook = new Webhook(deps.callbackSecret);
   }
 

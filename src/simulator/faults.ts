@@ -4,6 +4,7 @@ export function defaultFaults(): SimulatorFaults {
   return {
     createErrors: [],
     queryErrors: [],
+    createOutage: undefined,
     outcome: 'succeed',
     failRate: 0,
     failMessage: 'Content safety check failed',

@@ -66,7 +66,7 @@ function parseForRecord(body: unknown): unknown {
 
 /**
  * Applies, in order, what happens to every API call before its own logic: the hang and latency
- * faults, the injected error queue, then authentication.
+ * faults, the injected error queue (then, for creates, an ongoing outage), then authentication.
  */
 function apiRoute(deps: SimAppDeps, kind: 'create' | 'query', handler: Handler): Handler {
   return async (req, res) => {
@@ -74,7 +74,7 @@ function apiRoute(deps: SimAppDeps, kind: 'create' | 'query', handler: Handler):
     if (deps.faults.hang && !(await deps.gate.hold(res, () => deps.faults.hang))) return;
     const latency = kind === 'create' ? deps.faults.createLatencyMs : 0;
     if (latency > 0 && !(await deps.gate.delay(res, latency))) return;
-    const injected = (kind === 'create' ? deps.faults.createErrors : deps.faults.queryErrors).shift();
+    const injected = kind === 'create' ? (deps.faults.createErrors.shift() ?? deps.faults.createOutage) : deps.faults.queryErrors.shift();
     if (injected) throw toApiError(injected);
     const authError = checkAuthorization(req.get('authorization'), deps.auth);
     if (authError) throw authError;

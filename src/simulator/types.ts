@@ -78,6 +78,8 @@ export interface SimulatorFaults {
   createErrors: InjectedError[];
   /** Same for GET requests (single and list). */
   queryErrors: InjectedError[];
+  /** While set, every create answers with it (no task is created): an outage or a full account for a while. */
+  createOutage?: InjectedError;
   /** Terminal status for tasks created from now on. */
   outcome: 'succeed' | 'failed';
   /** Share (0..1) of new tasks that end 'failed' whatever `outcome` says; 0 by default. */

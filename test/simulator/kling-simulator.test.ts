@@ -176,6 +176,18 @@ describe('Kling simulator over HTTP', () => {
     expect((await call(base, 'GET', path)).status).toBe(200);
   });
 
+  it('answers every create with the outage error while one is set, queries as usual, and creates again once it is cleared', async () => {
+    const before = await create({});
+    sim.faults.createOutage = { http: 429, code: 1303, message: 'concurrency limit' };
+    expect(await create({})).toMatchObject({ status: 429, body: { code: 1303, message: 'concurrency limit' } });
+    sim.faults.createOutage = { http: 500, code: 5000, message: 'internal error' };
+    expect(await create({})).toMatchObject({ status: 500, body: { code: 5000 } });
+    expect((await call(base, 'GET', `/v1/images/generations/${before.body.data.task_id}`)).status).toBe(200);
+    sim.faults.createOutage = undefined;
+    expect((await create({})).status).toBe(200);
+    expect(sim.createdCount()).toBe(2);
+  });
+
   it('answers 1303 while the sum of n over unfinished tasks would exceed the limit', async () => {
     sim.faults.concurrencyLimit = 3;
     expect((await create({ n: 2 })).status).toBe(200);
@@ -323,12 +335,14 @@ describe('Kling simulator over HTTP', () => {
 
   it('reset clears state and restores default faults', async () => {
     sim.faults.outcome = 'failed';
+    sim.faults.createOutage = { http: 500, code: 5000, message: 'internal error' };
     await create({});
     await sim.settle();
     sim.reset();
     expect([sim.tasks.size, sim.received.length, sim.callbacks.length, sim.createdCount()]).toEqual([0, 0, 0, 0]);
     expect(sim.faults.outcome).toBe('succeed');
     expect(sim.faults.concurrencyLimit).toBe(Infinity);
+    expect(sim.faults.createOutage).toBeUndefined();
   });
 
   it('creates the task but holds the answer while hangAfterCreate is on, apart from the hang fault', async () => {
