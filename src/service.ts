@@ -163,6 +163,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       sweepMinAgeMs: config.SWEEP_MIN_AGE_MS,
       reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
       pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
+      upstreamTimeoutMs: config.KLING_TIMEOUT_MS,
       poolLimits: { image: config.UPSTREAM_CONCURRENCY_IMAGE ?? config.UPSTREAM_CONCURRENCY, video: config.UPSTREAM_CONCURRENCY_VIDEO },
       throttlePauseMs: config.UPSTREAM_THROTTLE_PAUSE_MS,
       idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,

@@ -43,6 +43,8 @@ export interface WorkerDeps extends WorkerSettings {
   /** A queued task or a pending delivery is swept once it is older than this (SWEEP_MIN_AGE_MS). */
   sweepMinAgeMs: number;
   pollAfterMs: number;
+  /** KLING_TIMEOUT_MS: sizes the lease of a reconciliation round. */
+  upstreamTimeoutMs: number;
   /** Upstream slots of the configured credential, per pool (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
   poolLimits: PoolLimits;
   throttlePauseMs: number;

@@ -13,13 +13,13 @@ export interface ReconcileDeps {
   kling: KlingClient;
   log: Logger;
   pollAfterMs: number;
+  /** Longest upstream call (KLING_TIMEOUT_MS): sizes the lease of a round's claimed tasks. */
+  upstreamTimeoutMs: number;
 }
 
 const BATCH = 50;
 /** Upstream queries of one round in flight at once. */
 const POLL_CONCURRENCY = 8;
-/** A claimed poll not done within this long is due again (its reconciler died). */
-const LEASE_MS = 60_000;
 
 /**
  * Callbacks are a hint; this is the safety net. Asks the upstream about tasks whose callback is
@@ -27,14 +27,19 @@ const LEASE_MS = 60_000;
  * task pollable and raises an alert in the log; it never fails a task by itself.
  */
 export async function reconcileDueTasks(deps: ReconcileDeps): Promise<{ polled: number; applied: number }> {
-  const due = await claimDuePolls(deps.db, BATCH, LEASE_MS);
+  // A claimed poll not done within the lease is due again (its reconciler died). New polls start
+  // only in the lease's first third, so the last one ends within it even at the upstream's timeout;
+  // the tasks left then are handed back at once.
+  const leaseMs = 3 * deps.upstreamTimeoutMs;
+  const startBefore = Date.now() + deps.upstreamTimeoutMs;
+  const due = await claimDuePolls(deps.db, BATCH, leaseMs);
   let applied = 0;
   let next = 0;
   let throttled = false;
   // A few queries at a time: a round of many due tasks (callbacks lost or shed) ends in a few
   // upstream round trips' time, and the upstream never sees more than this from one reconciler.
   const poller = async () => {
-    while (next < due.length && !throttled) {
+    while (next < due.length && !throttled && Date.now() < startBefore) {
       const i = next++;
       const outcome = await pollOne(deps, due[i]);
       if (outcome === 'applied') applied++;
@@ -52,7 +57,13 @@ export async function reconcileDueTasks(deps: ReconcileDeps): Promise<{ polled: 
     }
   };
   await Promise.all(Array.from({ length: Math.min(POLL_CONCURRENCY, due.length) }, poller));
-  return { polled: due.length, applied };
+  if (!throttled && next < due.length)
+    await postponePolls(
+      deps.db,
+      due.slice(next).map((d) => d.id),
+      0,
+    );
+  return { polled: Math.min(next, due.length), applied };
 }
 
 /** Polls one task and applies the answer; an UpstreamError is returned when the upstream says to slow down. */
