@@ -82,6 +82,35 @@ export const bench = {
   drainTimeoutMs: num('BENCH_DRAIN_TIMEOUT_MS', 120_000),
 };
 
+/** `--history [N]`: the seeded database, and the measurements on it beside the empty one (docs/benchmarks.md). */
+export const history = {
+  dbUrl: `${PG}/kling_tracker_bench_history`,
+  /** Finished tasks seeded when `--history` gives no number. */
+  defaultTasks: 2_000_000,
+  tenants: num('BENCH_HISTORY_TENANTS', 100),
+  /** The seeded tasks' created_at spans this many days. */
+  days: num('BENCH_HISTORY_DAYS', 180),
+  /** Write the seed again even when the database holds one of the same shape. */
+  reseed: process.env.BENCH_HISTORY_RESEED === '1',
+  /** The benchmark tenant's finished tasks on the empty database (what its reads find). */
+  baselineTasks: num('BENCH_HISTORY_BASELINE', 1000),
+  /** Windows per database and phase (the order alternates from round to round). */
+  rounds: num('BENCH_HISTORY_ROUNDS', 2),
+  /** Each read: warm-up and measured seconds. */
+  readWarmupS: num('BENCH_HISTORY_READ_WARMUP_S', 2),
+  readS: num('BENCH_HISTORY_READ_S', 10),
+  /** Tasks the GETs by id take in turn, drawn from the tenant's whole history. */
+  readSample: num('BENCH_HISTORY_READ_SAMPLE', 20_000),
+  /** Kling's default page size: page 1000 skips 29 970 tasks. */
+  pageSize: 30,
+};
+
+/** `--memory`: a steady end-to-end load for this long, the processes' resident sets sampled this often. */
+export const memory = {
+  durationS: num('BENCH_MEMORY_S', 600),
+  sampleS: num('BENCH_MEMORY_SAMPLE_S', 30),
+};
+
 /**
  * Environment of a service process (`src/main.ts`). Limits are lifted so that only the machine
  * limits throughput; everything else keeps its production default (sweep, lock, retries).

@@ -10,7 +10,9 @@
  *               the first kind continues with the latency phase (upstream callback -> client webhook
  *               at a moderate fixed rate)
  *
- * `npm run bench -- --profile` instead profiles one end-to-end window per kind and pipeline (profile.ts).
+ * `npm run bench -- --profile` instead profiles one end-to-end window per kind and pipeline (profile.ts);
+ * `--history [N]` measures the service with N finished tasks of history beside an empty database
+ * (history-run.ts); `--memory` watches the processes' memory under a long steady load (memory-run.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,6 +22,8 @@ import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClie
 import type { Shared } from './feeder';
 import { measureCreate, measureE2e } from './measure';
 import { barePipeline, servicePipeline, type Pipeline } from './pipelines';
+import { historyTasks, runHistory } from './history-run';
+import { runMemory } from './memory-run';
 import { installCleanup, killAll } from './procs';
 import { runProfile } from './profile';
 import { startReceiver } from './receiver';
@@ -34,7 +38,7 @@ async function runBench(service: Pipeline, bare: Pipeline, s: Shared): Promise<O
   // Each round measures both pipelines, bare first in odd rounds and the service first in even
   // ones, so that a drift of the shared machine within a round favours neither.
   const inTurn = async <T>(round: number, measure: (p: Pipeline) => Promise<T>, into: Windows<T>) => {
-    for (const p of round % 2 === 1 ? [bare, service] : [service, bare]) into[p.name].push(await measure(p));
+    for (const p of round % 2 === 1 ? [bare, service] : [service, bare]) into[p === bare ? 'bare' : 'service'].push(await measure(p));
   };
   for (let round = 1; round <= Math.max(bench.createRounds, bench.e2eRounds); round++) {
     for (const kind of bench.kinds) {
@@ -71,6 +75,9 @@ async function main(): Promise<void> {
       console.log(await runProfile([service, bare], s, profileDir));
       return;
     }
+    const withHistory = historyTasks(process.argv);
+    if (withHistory) return console.log(await runHistory(withHistory, apiKey, s, options, machine));
+    if (process.argv.includes('--memory')) return console.log(await runMemory(service, s, machine));
     const results: RunResults = { machine, ...(await runBench(service, bare, s)) };
     const file = path.join(os.tmpdir(), `kling-tracker-bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(file, JSON.stringify(results, null, 2));
