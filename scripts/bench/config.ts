@@ -43,13 +43,18 @@ function kindsFromEnv(): BenchKind[] {
 
 const PG = process.env.BENCH_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 
+/** BENCH_INSTANCE: a suffix for the databases and Redis prefixes, so that two runs on one server do not empty each other's. */
+const INSTANCE = process.env.BENCH_INSTANCE ?? '';
+if (!/^[a-z0-9_]*$/.test(INSTANCE)) throw new Error('BENCH_INSTANCE must be lowercase letters, digits and underscores');
+const own = (name: string) => (INSTANCE ? `${name}_${INSTANCE}` : name);
+
 export const bench = {
   /** Our own databases and BullMQ prefixes: the machine's Postgres and Redis are shared with the test suite. */
-  serviceDbUrl: `${PG}/kling_tracker_bench`,
-  bareDbUrl: `${PG}/kling_tracker_bench_bare`,
+  serviceDbUrl: `${PG}/${own('kling_tracker_bench')}`,
+  bareDbUrl: `${PG}/${own('kling_tracker_bench_bare')}`,
   redisUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-  servicePrefix: 'ktbench',
-  barePrefix: 'ktbare',
+  servicePrefix: own('ktbench'),
+  barePrefix: own('ktbare'),
   upstreamKey: `bench_${randomBytes(12).toString('hex')}`,
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
   secretsKey: randomBytes(32).toString('base64'),
@@ -84,7 +89,7 @@ export const bench = {
 
 /** `--history [N]`: the seeded database, and the measurements on it beside the empty one (docs/benchmarks.md). */
 export const history = {
-  dbUrl: `${PG}/kling_tracker_bench_history`,
+  dbUrl: `${PG}/${own('kling_tracker_bench_history')}`,
   /** Finished tasks seeded when `--history` gives no number. */
   defaultTasks: 2_000_000,
   tenants: num('BENCH_HISTORY_TENANTS', 100),
