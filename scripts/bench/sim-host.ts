@@ -24,10 +24,11 @@ function createdByKind(): Record<string, number> {
 const callbackTimes = (): SentCallbackTime[] =>
   sim.callbacks.map((c) => ({ taskId: sim.tasks.get(c.task_id)?.external_task_id ?? c.task_id, status: c.status, at: c.at }));
 
-process.on('message', ({ id, op }: SimRequest) => {
+process.on('message', ({ id, op, before }: SimRequest) => {
   // Reset between phases: the simulator keeps every task and request in memory.
   if (op === 'reset') sim.reset();
-  const value = op === 'created' ? createdByKind() : op === 'callbacks' ? callbackTimes() : undefined;
+  const value =
+    op === 'created' ? createdByKind() : op === 'callbacks' ? callbackTimes() : op === 'forget' ? sim.forgetEnded(before ?? 0) : undefined;
   process.send!({ id, value } satisfies SimResponse);
 });
 

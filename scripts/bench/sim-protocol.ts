@@ -2,7 +2,7 @@ import { bench } from './config';
 import { startNode, type Child } from './procs';
 
 /** Messages between the driver and the simulator host (scripts/bench/sim-host.ts). */
-export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' };
+export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' | 'forget'; before?: number };
 export type SimResponse = { id: number; value: unknown };
 
 export interface SentCallbackTime {
@@ -19,6 +19,8 @@ export interface SimHandle {
   /** Upstream tasks created since the last reset, by kind id (`image-generation`, `text-to-video`). */
   created(): Promise<Record<string, number>>;
   callbacks(): Promise<SentCallbackTime[]>;
+  /** Forgets the upstream tasks that ended before `before` (ms), with what it recorded before then; resolves with how many. */
+  forgetEnded(before: number): Promise<number>;
 }
 
 /** Starts the simulator host and returns a typed handle on its IPC channel. */
@@ -34,11 +36,11 @@ export async function startSimulator(): Promise<SimHandle> {
       pending.delete(r.id);
     });
   });
-  const ask = <T>(op: SimRequest['op']) =>
+  const ask = <T>(op: SimRequest['op'], before?: number) =>
     new Promise<T>((resolve) => {
       const id = nextId++;
       pending.set(id, resolve as (value: unknown) => void);
-      child.proc.send({ id, op } satisfies SimRequest);
+      child.proc.send({ id, op, before } satisfies SimRequest);
     });
   return {
     url,
@@ -46,5 +48,6 @@ export async function startSimulator(): Promise<SimHandle> {
     reset: () => ask<void>('reset'),
     created: () => ask<Record<string, number>>('created'),
     callbacks: () => ask<SentCallbackTime[]>('callbacks'),
+    forgetEnded: (before) => ask<number>('forget', before),
   };
 }
