@@ -17,6 +17,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { databaseName } from '../../src/db/migrate';
 import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, truncateBare } from './infra';
 import type { Shared } from './feeder';
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
   installCleanup();
   const profileDir = process.argv.includes('--profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'ktbench-profile-')) : undefined;
   const redis = redisClient();
-  progress('preparing databases kling_tracker_bench and kling_tracker_bench_bare, cleaning Redis prefixes');
+  progress(`preparing databases ${databaseName(bench.serviceDbUrl)} and ${databaseName(bench.bareDbUrl)}, cleaning Redis prefixes`);
   await Promise.all([cleanPrefix(redis, bench.servicePrefix), cleanPrefix(redis, bench.barePrefix)]);
   const apiKey = await prepareServiceDb();
   await prepareBareDb();
