@@ -1,7 +1,11 @@
 import type { Machine } from './report';
-import { fmt, markdownTable, textTable } from './stats';
+import { fmt, markdownTable, percentile, textTable } from './stats';
 
-/** A process whose resident set ends more than this share above where it started is flagged. */
+/**
+ * A process whose resident set grows by more than this share is flagged. Growth is judged on the
+ * median of the first and of the last third of the samples: a heap waiting for its next collection
+ * swings by tens of MB between two samples (and one release can dip it once), a leak moves them all.
+ */
 export const MEMORY_GROWTH_LIMIT = 0.1;
 
 export interface MemorySample {
@@ -23,28 +27,31 @@ export interface MemoryResults {
 }
 
 const mbOf = (kb: number) => `${fmt(kb / 1024)} MB`;
+const median = (xs: number[]) => percentile(xs, 50);
 
-/** Per process: resident set at the start and the end of the load, the lowest and highest sample, the growth and its verdict. */
+/** Per process: resident set at the start and the end, lowest and highest, the medians of the first and last thirds, their growth and its verdict. */
 export function memoryRows(r: MemoryResults): string[][] {
-  const first = r.samples[0];
-  const last = r.samples[r.samples.length - 1];
-  return Object.keys(first?.rssKb ?? {}).map((proc) => {
-    const all = r.samples.map((s) => s.rssKb[proc]);
-    const growth = (last.rssKb[proc] - first.rssKb[proc]) / first.rssKb[proc];
+  const s = r.samples;
+  const third = Math.max(1, Math.floor(s.length / 3));
+  return Object.keys(s[0]?.rssKb ?? {}).map((proc) => {
+    const all = s.map((x) => x.rssKb[proc]);
+    const [early, late] = [median(all.slice(0, third)), median(all.slice(-third))];
+    const growth = (late - early) / early;
     const verdict = growth > MEMORY_GROWTH_LIMIT ? `GROWS (over ${MEMORY_GROWTH_LIMIT * 100}%)` : 'steady';
     return [
       proc,
-      mbOf(first.rssKb[proc]),
-      mbOf(last.rssKb[proc]),
+      mbOf(all[0]),
+      mbOf(all[all.length - 1]),
       mbOf(Math.min(...all)),
       mbOf(Math.max(...all)),
+      `${mbOf(early)} -> ${mbOf(late)}`,
       `${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%`,
       verdict,
     ];
   });
 }
 
-const HEADER = ['process', 'start', 'end', 'lowest', 'highest', 'growth', 'verdict'];
+const HEADER = ['process', 'start', 'end', 'lowest', 'highest', 'median: first third -> last third', 'growth', 'verdict'];
 
 export function printMemoryReport(r: MemoryResults): string {
   const m = r.machine;

@@ -2,9 +2,10 @@
  * `npm run bench -- --memory`: the closed-loop end-to-end load of the service held for
  * `BENCH_MEMORY_S` (10 minutes by default), with the resident set (VmRSS) of the API, the worker
  * and the simulator sampled every `BENCH_MEMORY_SAMPLE_S` from the end of the warm-up; a process
- * ending more than 10% above its start is flagged. At each sample the simulator forgets the tasks
- * that ended more than a minute before: it would otherwise keep every one (and look through all of
- * them at every create), slowing down and growing with the run, which is not what is measured.
+ * ending more than 10% above its start is flagged. Before each sample the simulator forgets the
+ * tasks that ended more than `FORGET_AFTER_MS` before: it would otherwise keep every one (and look
+ * through all of them at every create), slowing down and growing with the run, which is not what
+ * is measured.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,6 +17,9 @@ import type { Pipeline } from './pipelines';
 import { sleep } from './procs';
 import type { Machine } from './report';
 import { progress } from './stats';
+
+/** Far longer than any task of the run takes to end and be told (zero-latency upstream). */
+const FORGET_AFTER_MS = 10_000;
 
 export async function runMemory(p: Pipeline, s: Shared, machine: Machine): Promise<string> {
   const kind = bench.kinds[0];
@@ -31,15 +35,15 @@ export async function runMemory(p: Pipeline, s: Shared, machine: Machine): Promi
     const start = Date.now();
     const done0 = s.receiver.succeeded();
     const samples: MemorySample[] = [];
-    const take = () => {
+    const take = async () => {
+      await s.sim.forgetEnded(Date.now() - FORGET_AFTER_MS);
       const rssKb = Object.fromEntries(Object.entries(procs).map(([name, c]) => [name, c.memoryKb('VmRSS')]));
       samples.push({ atS: (Date.now() - start) / 1000, completed: s.receiver.succeeded() - done0, rssKb });
     };
-    take();
+    await take();
     for (let i = 1; i * memory.sampleS <= memory.durationS; i++) {
       await sleep(start + i * memory.sampleS * 1000 - Date.now());
-      await s.sim.forgetEnded(Date.now() - 60_000);
-      take();
+      await take();
       const x = samples[samples.length - 1];
       progress(
         `${fmtS(x.atS)}: ${x.completed} tasks; RSS ${Object.entries(x.rssKb)
