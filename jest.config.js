@@ -7,6 +7,6 @@ module.exports = {
   globalSetup: '<rootDir>/test/global-setup.ts',
   setupFiles: ['<rootDir>/test/setup-env.ts'],
   testTimeout: 30000,
-  maxWorkers: 2,
+  maxWorkers: 3,
   reporters: ['default', '<rootDir>/test/summary-reporter.js'],
 };

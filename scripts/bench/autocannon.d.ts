@@ -7,6 +7,8 @@ declare module 'autocannon' {
     method?: string;
     headers?: Record<string, string>;
     body?: string;
+    /** Each request may rewrite the one before it is sent (a path per request). */
+    requests?: { method?: string; setupRequest?: (req: { path?: string }) => { path?: string } }[];
   }
 
   interface Result {

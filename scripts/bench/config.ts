@@ -56,13 +56,18 @@ function phasesFromEnv(): Set<Phase> {
 
 const PG = process.env.BENCH_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432';
 
+/** BENCH_INSTANCE: a suffix for the databases and Redis prefixes, so that two runs on one server do not empty each other's. */
+const INSTANCE = process.env.BENCH_INSTANCE ?? '';
+if (!/^[a-z0-9_]*$/.test(INSTANCE)) throw new Error('BENCH_INSTANCE must be lowercase letters, digits and underscores');
+const own = (name: string) => (INSTANCE ? `${name}_${INSTANCE}` : name);
+
 export const bench = {
   /** Our own databases and BullMQ prefixes: the machine's Postgres and Redis are shared with the test suite. */
-  serviceDbUrl: `${PG}/kling_tracker_bench`,
-  bareDbUrl: `${PG}/kling_tracker_bench_bare`,
+  serviceDbUrl: `${PG}/${own('kling_tracker_bench')}`,
+  bareDbUrl: `${PG}/${own('kling_tracker_bench_bare')}`,
   redisUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-  servicePrefix: 'ktbench',
-  barePrefix: 'ktbare',
+  servicePrefix: own('ktbench'),
+  barePrefix: own('ktbare'),
   upstreamKey: `bench_${randomBytes(12).toString('hex')}`,
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
   secretsKey: randomBytes(32).toString('base64'),
@@ -106,6 +111,35 @@ export const bench = {
 
   /** Bounds on waiting for a pipeline to drain, so a stuck run fails instead of hanging. */
   drainTimeoutMs: num('BENCH_DRAIN_TIMEOUT_MS', 120_000),
+};
+
+/** `--history [N]`: the seeded database, and the measurements on it beside the empty one (docs/benchmarks.md). */
+export const history = {
+  dbUrl: `${PG}/${own('kling_tracker_bench_history')}`,
+  /** Finished tasks seeded when `--history` gives no number. */
+  defaultTasks: 2_000_000,
+  tenants: num('BENCH_HISTORY_TENANTS', 100),
+  /** The seeded tasks' created_at spans this many days. */
+  days: num('BENCH_HISTORY_DAYS', 180),
+  /** Write the seed again even when the database holds one of the same shape. */
+  reseed: process.env.BENCH_HISTORY_RESEED === '1',
+  /** The benchmark tenant's finished tasks on the empty database (what its reads find). */
+  baselineTasks: num('BENCH_HISTORY_BASELINE', 1000),
+  /** Windows per database and phase (the order alternates from round to round). */
+  rounds: num('BENCH_HISTORY_ROUNDS', 2),
+  /** Each read: warm-up and measured seconds. */
+  readWarmupS: num('BENCH_HISTORY_READ_WARMUP_S', 2),
+  readS: num('BENCH_HISTORY_READ_S', 10),
+  /** Tasks the GETs by id take in turn, drawn from the tenant's whole history. */
+  readSample: num('BENCH_HISTORY_READ_SAMPLE', 20_000),
+  /** Kling's default page size: page 1000 skips 29 970 tasks. */
+  pageSize: 30,
+};
+
+/** `--memory`: a steady end-to-end load for this long, the processes' resident sets sampled this often. */
+export const memory = {
+  durationS: num('BENCH_MEMORY_S', 600),
+  sampleS: num('BENCH_MEMORY_SAMPLE_S', 30),
 };
 
 /**

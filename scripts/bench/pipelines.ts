@@ -14,7 +14,8 @@ export interface Api {
 }
 
 export interface Pipeline {
-  name: 'service' | 'bare';
+  /** `service` or `bare`; a service pipeline on another database is named after it (`--history`). */
+  name: string;
   /** Headers every create carries (the service's tenant key; the bare API checks nothing). */
   headers: Record<string, string>;
   dbUrl: string;
@@ -36,7 +37,7 @@ export interface PipelineOptions {
 }
 
 interface Spec {
-  name: Pipeline['name'];
+  name: string;
   headers: Record<string, string>;
   dbUrl: string;
   prefix: string;
@@ -83,17 +84,26 @@ function pipeline(o: PipelineOptions, spec: Spec): Pipeline {
   };
 }
 
-export function servicePipeline(apiKey: string, o: PipelineOptions): Pipeline {
-  return pipeline(o, {
+/** The service on the benchmark's database, or on another one (`on`: its name, URL and how to empty it between windows). */
+export function servicePipeline(
+  apiKey: string,
+  o: PipelineOptions,
+  on: { name: string; dbUrl: string; truncate(): Promise<unknown> } = {
     name: 'service',
-    headers: { authorization: `Bearer ${apiKey}` },
     dbUrl: bench.serviceDbUrl,
-    prefix: bench.servicePrefix,
     truncate: truncateService,
+  },
+): Pipeline {
+  return pipeline(o, {
+    name: on.name,
+    headers: { authorization: `Bearer ${apiKey}` },
+    dbUrl: on.dbUrl,
+    prefix: bench.servicePrefix,
+    truncate: on.truncate,
     command: (role, port, publicBaseUrl) => ({
       script: 'src/main.ts',
       args: [],
-      env: serviceEnv({ role, port, publicBaseUrl, simUrl: o.simUrl }),
+      env: { ...serviceEnv({ role, port, publicBaseUrl, simUrl: o.simUrl }), DATABASE_URL: on.dbUrl },
     }),
     // "workers started" is an info line and the processes log at warn: the heartbeat says it instead.
     workerReady: async (child) =>

@@ -13,17 +13,22 @@
  *               (BENCH_OVERLOAD_ROUNDS windows; phase-overload.ts)
  * BENCH_PHASES picks the phases (create, e2e, overload; all by default).
  *
- * `npm run bench -- --profile` instead profiles one end-to-end window per kind and pipeline (profile.ts).
+ * `npm run bench -- --profile` instead profiles one end-to-end window per kind and pipeline (profile.ts);
+ * `--history [N]` measures the service with N finished tasks of history beside an empty database
+ * (history-run.ts); `--memory` watches the processes' memory under a long steady load (memory-run.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { databaseName } from '../../src/db/migrate';
 import { bench } from './config';
 import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, truncateBare } from './infra';
 import type { Shared } from './feeder';
 import { measureCreate, measureE2e } from './measure';
 import { measureOverload } from './phase-overload';
 import { barePipeline, servicePipeline, type Pipeline } from './pipelines';
+import { historyTasks, runHistory } from './history-run';
+import { runMemory } from './memory-run';
 import { installCleanup, killAll } from './procs';
 import { runProfile } from './profile';
 import { startReceiver } from './receiver';
@@ -42,7 +47,7 @@ async function runBench(service: Pipeline, bare: Pipeline, s: Shared): Promise<O
   // Each round measures both pipelines, bare first in odd rounds and the service first in even
   // ones, so that a drift of the shared machine within a round favours neither.
   const inTurn = async <T>(round: number, measure: (p: Pipeline) => Promise<T>, into: Windows<T>) => {
-    for (const p of round % 2 === 1 ? [bare, service] : [service, bare]) into[p.name].push(await measure(p));
+    for (const p of round % 2 === 1 ? [bare, service] : [service, bare]) into[p === bare ? 'bare' : 'service'].push(await measure(p));
   };
   for (let round = 1; round <= Math.max(...[...bench.phases].map((phase) => rounds[phase])); round++) {
     for (const kind of runs('create', round) || runs('e2e', round) ? bench.kinds : []) {
@@ -63,7 +68,7 @@ async function main(): Promise<void> {
   installCleanup();
   const profileDir = process.argv.includes('--profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'ktbench-profile-')) : undefined;
   const redis = redisClient();
-  progress('preparing databases kling_tracker_bench and kling_tracker_bench_bare, cleaning Redis prefixes');
+  progress(`preparing databases ${databaseName(bench.serviceDbUrl)} and ${databaseName(bench.bareDbUrl)}, cleaning Redis prefixes`);
   await Promise.all([cleanPrefix(redis, bench.servicePrefix), cleanPrefix(redis, bench.barePrefix)]);
   const apiKey = await prepareServiceDb();
   await prepareBareDb();
@@ -83,6 +88,9 @@ async function main(): Promise<void> {
       console.log(await runProfile([service, bare], s, profileDir));
       return;
     }
+    const withHistory = historyTasks(process.argv);
+    if (withHistory) return console.log(await runHistory(withHistory, apiKey, s, options, machine));
+    if (process.argv.includes('--memory')) return console.log(await runMemory(service, s, machine));
     const results: RunResults = { machine, ...(await runBench(service, bare, s)) };
     const file = path.join(os.tmpdir(), `kling-tracker-bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(file, JSON.stringify(results, null, 2));

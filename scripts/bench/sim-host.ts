@@ -37,7 +37,7 @@ function callbackStats(): CallbackStats {
   return { ...stats, p50Ms: percentile(durations, 50), p99Ms: percentile(durations, 99) };
 }
 
-const answers: Record<SimRequest['op'], () => unknown> = {
+const answers: Record<Exclude<SimRequest['op'], 'forget'>, () => unknown> = {
   // Reset between phases: the simulator keeps every task and request in memory.
   reset: () => sim.reset(),
   created: createdByKind,
@@ -46,8 +46,9 @@ const answers: Record<SimRequest['op'], () => unknown> = {
   callbackStats,
 };
 
-process.on('message', ({ id, op }: SimRequest) => {
-  void Promise.resolve(answers[op]()).then((value) => process.send!({ id, value } satisfies SimResponse));
+process.on('message', ({ id, op, before }: SimRequest) => {
+  const value = op === 'forget' ? sim.forgetEnded(before ?? 0) : answers[op]();
+  void Promise.resolve(value).then((v) => process.send!({ id, value: v } satisfies SimResponse));
 });
 
 // The driver went away (crash included): nothing to serve any more.

@@ -2,7 +2,7 @@ import { bench } from './config';
 import { startNode, type Child } from './procs';
 
 /** Messages between the driver and the simulator host (scripts/bench/sim-host.ts). */
-export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' | 'settle' | 'callbackStats' };
+export type SimRequest = { id: number; op: 'reset' | 'created' | 'callbacks' | 'settle' | 'callbackStats' | 'forget'; before?: number };
 export type SimResponse = { id: number; value: unknown };
 
 export interface SentCallbackTime {
@@ -37,6 +37,8 @@ export interface SimHandle {
   /** Resolves once no callback or transition is pending in the simulator. */
   settle(): Promise<void>;
   callbackStats(): Promise<CallbackStats>;
+  /** Forgets the upstream tasks that ended before `before` (ms), with what it recorded before then; resolves with how many. */
+  forgetEnded(before: number): Promise<number>;
 }
 
 /** Starts the simulator host and returns a typed handle on its IPC channel. */
@@ -52,11 +54,11 @@ export async function startSimulator(): Promise<SimHandle> {
       pending.delete(r.id);
     });
   });
-  const ask = <T>(op: SimRequest['op']) =>
+  const ask = <T>(op: SimRequest['op'], before?: number) =>
     new Promise<T>((resolve) => {
       const id = nextId++;
       pending.set(id, resolve as (value: unknown) => void);
-      child.proc.send({ id, op } satisfies SimRequest);
+      child.proc.send({ id, op, before } satisfies SimRequest);
     });
   return {
     url,
@@ -66,5 +68,6 @@ export async function startSimulator(): Promise<SimHandle> {
     callbacks: () => ask<SentCallbackTime[]>('callbacks'),
     settle: () => ask<void>('settle'),
     callbackStats: () => ask<CallbackStats>('callbackStats'),
+    forgetEnded: (before) => ask<number>('forget', before),
   };
 }

@@ -67,6 +67,11 @@ export class CallbackDispatcher {
     this.states.clear();
   }
 
+  /** Drops the delivery state of tasks that are gone (a delivery still in flight completes). */
+  forget(taskIds: string[]): void {
+    for (const id of taskIds) this.states.delete(id);
+  }
+
   close(): void {
     this.abort.abort();
   }

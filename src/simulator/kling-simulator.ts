@@ -95,6 +95,18 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
       // Assigning (not replacing) keeps references held by tests valid and releases hung requests.
       Object.assign(faults, defaultFaults());
     },
+    forgetEnded(before) {
+      const gone = engine.forgetEnded(before);
+      dispatcher.forget(gone);
+      // In place: tests may hold these arrays. Both are in time order.
+      const dropBefore = <T extends { at: number }>(xs: T[]) => {
+        const first = xs.findIndex((x) => x.at >= before);
+        xs.splice(0, first < 0 ? xs.length : first);
+      };
+      dropBefore(received);
+      dropBefore(callbacks);
+      return gone.length;
+    },
   };
   return sim;
 }

@@ -115,6 +115,18 @@ export class TaskEngine {
     this.transition(task, status, sendCallback);
   }
 
+  /** Forgets the tasks that ended before `before` (ms); returns their ids. */
+  forgetEnded(before: number): string[] {
+    const gone: string[] = [];
+    for (const [id, task] of this.tasks) {
+      if (!isTerminal(task.status) || task.updated_at >= before) continue;
+      this.tasks.delete(id);
+      this.meta.delete(id);
+      gone.push(id);
+    }
+    return gone;
+  }
+
   reset(): void {
     for (const meta of this.meta.values()) this.deps.tracker.cancel(meta.timer);
     this.meta.clear();

@@ -133,4 +133,10 @@ export interface KlingSimulator {
   setTaskStatus(taskId: string, status: SimTaskStatus, opts?: { sendCallback?: boolean }): void;
   /** Clears tasks, received, callbacks, and restores default faults. */
   reset(): void;
+  /**
+   * Forgets the tasks that ended before `before` (ms since epoch), and the requests and callbacks
+   * recorded before it, so that a simulator serving a long run keeps a bounded memory and its
+   * lookups stay short. Returns how many tasks it forgot.
+   */
+  forgetEnded(before: number): number;
 }

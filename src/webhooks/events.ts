@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { v7 as timeOrderedUuid } from 'uuid';
 import type { ClientStatus } from '../kinds/upstream-task';
 
 /** Webhook event types: lowercase, dot-namespaced, one per client-visible status. */
@@ -10,8 +10,8 @@ export const EVENT_TYPE: Record<ClientStatus, string> = {
 };
 
 /**
- * Standard Webhooks message ids look like Svix's: `msg_` + random (a UUID's 122 random bits, as 32
- * hex digits: randomUUID draws from a buffered pool, not a system call per id); no ':' (it becomes
- * a job id).
+ * Standard Webhooks message ids look like Svix's: `msg_` + 32 hex digits, here of a time-ordered
+ * UUID (v7), so that the indexes on delivery ids (the deliveries', the attempts') take each new one
+ * at their newest end rather than in a random page of the history; no ':' (it becomes a job id).
  */
-export const newDeliveryId = () => `msg_${randomUUID().replaceAll('-', '')}`;
+export const newDeliveryId = () => `msg_${timeOrderedUuid().replaceAll('-', '')}`;
