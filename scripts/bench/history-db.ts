@@ -1,7 +1,7 @@
 import { utc } from '../../src/db/client';
 import { bench, type BenchKind } from './config';
 import { insertHistory, vacuumAnalyze } from './history-seed';
-import { withPg } from './infra';
+import { withPg } from '../lib/local-services';
 import { servicePipeline, type Pipeline, type PipelineOptions } from './pipelines';
 
 /**

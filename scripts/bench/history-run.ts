@@ -15,7 +15,7 @@ import { capturePlans } from './history-plans';
 import { measureReads } from './history-reads';
 import { printHistoryReport, type DbWindows, type HistoryResults } from './history-report';
 import { seedHistoryDb } from './history-seed';
-import { withPg } from './infra';
+import { withPg } from '../lib/local-services';
 import { measureCreate, measureE2e } from './measure';
 import type { Pipeline, PipelineOptions } from './pipelines';
 import type { Machine } from './report';

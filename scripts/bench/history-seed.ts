@@ -6,7 +6,7 @@ import { createSecretBox, sealContext } from '../../src/tenants/secret-box';
 import { hashApiKey } from '../../src/tenants/tenants.service';
 import { bench } from './config';
 import { INSERT_ATTEMPTS, INSERT_DELIVERIES, INSERT_EVENTS, INSERT_KEYS, INSERT_TASKS } from './history-seed-sql';
-import { withPg } from './infra';
+import { withPg } from '../lib/local-services';
 import { progress } from './stats';
 
 /**

@@ -1,25 +1,15 @@
 import { Redis } from 'ioredis';
-import { Client } from 'pg';
 import { createDb } from '../../src/db/client';
 import { databaseName, ensureDatabase, maintenanceUrl, prepareDatabase } from '../../src/db/migrate';
 import { createSecretBox } from '../../src/tenants/secret-box';
 import { createTenant } from '../../src/tenants/tenants.service';
 import { bench } from './config';
 import { sleep } from './procs';
+import { withPg } from '../lib/local-services';
 
 /** Postgres and Redis housekeeping of the benchmark: its own databases and prefixes only. */
 
 const SERVICE_TABLES = ['webhook_attempts', 'webhook_deliveries', 'task_events', 'idempotency_keys', 'tasks', 'slot_counts'];
-
-export async function withPg<T>(url: string, work: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Migrated service database, emptied, with one fresh tenant; returns its api_key. */
 export async function prepareServiceDb(): Promise<string> {

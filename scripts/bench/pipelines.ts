@@ -2,7 +2,8 @@ import os from 'node:os';
 import type { Redis } from 'ioredis';
 import { bareEnv, bench, serviceEnv } from './config';
 import { cleanPrefix, truncateBare, truncateService, waitIdle } from './infra';
-import { freePort, startNode, waitUntil, type Child } from './procs';
+import { freePort } from '../lib/local-services';
+import { startNode, waitUntil, type Child } from './procs';
 
 /**
  * The two systems under test behind one interface, so every phase runs the same code against

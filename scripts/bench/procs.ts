@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import { ROOT } from './config';
 
 /**
@@ -95,14 +94,6 @@ export async function waitUntil(child: Child, what: string, ready: () => Promise
     if (Date.now() > until) throw new Error(`${child.name}: no ${what} within ${timeoutMs} ms:\n${child.output().slice(-3000)}`);
     await sleep(100);
   }
-}
-
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

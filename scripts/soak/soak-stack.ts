@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createDb } from '../../src/db/client';
@@ -15,6 +14,7 @@ import { privateRedis, type PrivateRedis } from './private-redis';
 import type { Random } from './random';
 import { ServiceProcess } from './service-process';
 import { startWebhookReceiver, type WebhookReceiver } from './webhook-receiver';
+import { freePort } from '../lib/local-services';
 
 /** The upstream's slots per pool, the same for the service and the simulator (a full upstream answers 1303). */
 const IMAGE_SLOTS = 24;
@@ -35,14 +35,6 @@ export interface SoakStack {
   logDir: string;
   /** Stops it all; the logs stay unless `removeLogs`. */
   close(removeLogs: boolean): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /**

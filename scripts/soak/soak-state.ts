@@ -1,7 +1,7 @@
-import { Client } from 'pg';
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createQueues } from '../../src/queues/queues';
+import { withPg } from '../lib/local-services';
 
 /** Live job states: a job in one of them will still run. */
 export const LIVE_JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
@@ -48,16 +48,6 @@ export interface StoredState {
   slots: { pool: string; counter: number; held: number }[];
   liveJobs: JobRow[];
   failedJobs: number;
-}
-
-export async function withPg<T>(url: string, work: (c: Client) => Promise<T>): Promise<T> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 export function readRows(databaseUrl: string): Promise<Omit<StoredState, 'liveJobs' | 'failedJobs'>> {

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../../scripts/lib/local-services';
+
+export { freePort };
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -52,14 +54,6 @@ export function workerProcesses(env: () => Record<string, string>) {
     },
     killAll: () => Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL'))),
   };
-}
-
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** A private Redis for tests that stop and restart it (the machine's own Redis serves other tests); `args` adds to its command line. */
