@@ -53,6 +53,8 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     if (!task) throw new AppError('not_found', `task not found: ${taskId.slice(0, 100)}`);
     if (verifier) verifySignature(verifier, req);
     const body = UpstreamTask.safeParse(req.body);
+    // When the upstream changed the task, by its clock: how late this callback is (callbackLoad).
+    if (body.success && typeof body.data.updated_at === 'number') res.locals.upstreamUpdatedAt = body.data.updated_at;
     if (!body.success) metrics.callbacks.inc({ outcome: 'invalid' });
     if (!body.success) throw invalidParameter(`body: ${body.error.issues[0].path.join('.') || 'task'}: ${body.error.issues[0].message}`);
     // The result must be of the task's kind (images for an image task, videos for a video task).

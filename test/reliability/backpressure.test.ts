@@ -150,4 +150,41 @@ describe('backpressure on submissions', () => {
       await lock.end();
     }
   });
+  it('marks the deployment congested when callbacks arrive late by the upstream clock, though each is handled at once, and not for one late callback', async () => {
+    h = await startHarness({
+      simulator: { processingAfterMs: 60_000, finishAfterMs: 60_000 },
+      env: { UPSTREAM_CONCURRENCY: '1000', CALLBACK_TARGET_MS: '200' },
+    });
+    const key = (await h.newTenant()).api_key;
+    const ids = await Promise.all(Array.from({ length: 6 }, () => create(h, key))).then((rs) =>
+      rs.map((r) => r.body.data.task_id as string),
+    );
+    // Each callback is handled at once; only the upstream's `updated_at` says how long it took to arrive.
+    const callbacks = await Promise.all(
+      ids.map(async (id) => {
+        const task = await h.waitForTask(id, (t) => t.state === 'submitted');
+        const path = new URL([...h.sim.tasks.values()].find((t) => t.external_task_id === id)!.callback_url!).pathname;
+        return (lateMs: number) =>
+          request(h.url)
+            .post(path)
+            .send({ task_id: task.upstreamTaskId, task_status: 'processing', created_at: Date.now(), updated_at: Date.now() - lateMs })
+            .then((r) => r.status);
+      }),
+    );
+    const tick = () => new Promise((r) => setTimeout(r, 150));
+    // On time: the base delay. Then, round after round, one callback 2 s late among timely ones (an
+    // old one retried): not congestion.
+    expect(await callbacks[0](0)).toBe(200);
+    for (let round = 0; round < 5; round++) {
+      await tick();
+      expect(await Promise.all(callbacks.map((call, i) => call(i === round ? 2000 : 0)))).toEqual(callbacks.map(() => 200));
+      expect(await callbacksCongested(h.api.redis, h.config.QUEUE_PREFIX)).toBe(false);
+    }
+    // Every callback 2 s late: they queue before this process sees them.
+    await until(async () => {
+      await tick();
+      expect(await Promise.all(callbacks.map((call) => call(2000)))).toEqual(callbacks.map(() => 200));
+      return callbacksCongested(h.api.redis, h.config.QUEUE_PREFIX);
+    }, 'the congestion mark');
+  });
 });
