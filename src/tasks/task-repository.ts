@@ -154,6 +154,7 @@ export type Inserted = Task | 'duplicate' | 'key_taken';
  * writes nothing of its own (a database constraint, not read-then-write). An expired key is taken
  * over. A task whose external_task_id is taken writes nothing either; that is looked up only for
  * the tasks not written (to tell a taken id from a taken key), so an accepted task costs no lookup.
+ * A batch without keys (the usual one) takes a simpler statement of the same effect.
  */
 export async function insertTasks(
   db: Db,
@@ -162,53 +163,24 @@ export async function insertTasks(
   keysExpireBefore: Date = new Date(0),
 ): Promise<Inserted[]> {
   const col = <T>(f: (x: (typeof items)[number]) => T) => items.map(f);
+  const tasks = [
+    col((x) => x.task.id),
+    col((x) => x.task.requestId ?? null),
+    col((x) => x.task.tenantId),
+    col((x) => x.task.externalTaskId ?? null),
+    col((x) => JSON.stringify(x.task.request)),
+    col((x) => x.task.modelName),
+    col((x) => x.task.kind),
+    col((x) => x.task.pool),
+    col((x) => x.task.slotCost),
+    col((x) => x.task.callbackUrl ?? null),
+    col((x) => x.task.callbackToken ?? null),
+    col((x) => utc(x.at)),
+  ];
+  const keyed = items.some((x) => x.key);
   const { rows } = await db.sql<{ id: string; inserted: boolean; keyed: boolean; external_taken: boolean }>(
-    `WITH i AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
-                            $10::text[], $11::text[], $12::timestamp[], $13::text[], $14::text[])
-         AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at,
-              idem_key, idem_hash)),
-     k AS (
-       INSERT INTO idempotency_keys AS x (tenant_id, key, request_hash, task_id, created_at)
-       SELECT DISTINCT ON (i.tenant_id, i.idem_key) i.tenant_id, i.idem_key, i.idem_hash, i.id, i.at FROM i
-       WHERE i.idem_key IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id)
-       ORDER BY i.tenant_id, i.idem_key, i.at
-       ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, task_id = EXCLUDED.task_id, created_at = EXCLUDED.created_at
-         WHERE x.created_at < $15::timestamp
-       RETURNING task_id),
-     t AS (
-       INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url,
-                          callback_token, state, event_seq, created_at, updated_at)
-       SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
-              i.callback_token, 'queued', 1, i.at, i.at
-       FROM i WHERE i.idem_key IS NULL OR i.id IN (SELECT task_id FROM k)
-       ON CONFLICT (tenant_id, external_task_id) DO NOTHING
-       RETURNING id, created_at),
-     e AS (
-       INSERT INTO task_events (task_id, seq, from_state, to_state, source, created_at) SELECT id, 1, NULL, 'queued', 'api', created_at FROM t)
-     SELECT i.id, t.id IS NOT NULL AS inserted, k.task_id IS NOT NULL AS keyed,
-       CASE WHEN t.id IS NULL
-         THEN EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id)
-         ELSE false END AS external_taken
-     FROM i LEFT JOIN t ON t.id = i.id LEFT JOIN k ON k.task_id = i.id`,
-    [
-      col((x) => x.task.id),
-      col((x) => x.task.requestId ?? null),
-      col((x) => x.task.tenantId),
-      col((x) => x.task.externalTaskId ?? null),
-      col((x) => JSON.stringify(x.task.request)),
-      col((x) => x.task.modelName),
-      col((x) => x.task.kind),
-      col((x) => x.task.pool),
-      col((x) => x.task.slotCost),
-      col((x) => x.task.callbackUrl ?? null),
-      col((x) => x.task.callbackToken ?? null),
-      col((x) => utc(x.at)),
-      col((x) => x.key?.key ?? null),
-      col((x) => x.key?.requestHash ?? null),
-      utc(keysExpireBefore),
-    ],
+    keyed ? INSERT_WITH_KEYS : INSERT_WITHOUT_KEYS,
+    keyed ? [...tasks, col((x) => x.key?.key ?? null), col((x) => x.key?.requestHash ?? null), utc(keysExpireBefore)] : tasks,
   );
   const byId = new Map(rows.map((r) => [r.id, r]));
   return items.map(({ task, at, key }) => {
@@ -294,6 +266,51 @@ export async function countUnfinished(db: Db, tenantId: string, atMost: number):
 
 export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
   SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`;
+
+const NEW_TASKS = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
+                       $10::text[], $11::text[], $12::timestamp[]`;
+const INSERT_TASK_COLUMNS = `INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url,
+                          callback_token, state, event_seq, created_at, updated_at)`;
+const INSERT_FIRST_EVENTS = `INSERT INTO task_events (task_id, seq, from_state, to_state, source, created_at) SELECT id, 1, NULL, 'queued', 'api', created_at FROM t`;
+
+/** The common case, a batch without Idempotency-Keys: no key to write, no row of the batch to look at twice. */
+const INSERT_WITHOUT_KEYS = `WITH t AS (
+    ${INSERT_TASK_COLUMNS}
+    SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
+           i.callback_token, 'queued', 1, i.at, i.at
+    FROM ${NEW_TASKS})
+      AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at)
+    ON CONFLICT (tenant_id, external_task_id) DO NOTHING
+    RETURNING id, created_at),
+  e AS (${INSERT_FIRST_EVENTS})
+  SELECT id, true AS inserted, false AS keyed, false AS external_taken FROM t`;
+
+const INSERT_WITH_KEYS = `WITH i AS (
+       SELECT * FROM ${NEW_TASKS}, $13::text[], $14::text[])
+         AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at,
+              idem_key, idem_hash)),
+     k AS (
+       INSERT INTO idempotency_keys AS x (tenant_id, key, request_hash, task_id, created_at)
+       SELECT DISTINCT ON (i.tenant_id, i.idem_key) i.tenant_id, i.idem_key, i.idem_hash, i.id, i.at FROM i
+       WHERE i.idem_key IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id)
+       ORDER BY i.tenant_id, i.idem_key, i.at
+       ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, task_id = EXCLUDED.task_id, created_at = EXCLUDED.created_at
+         WHERE x.created_at < $15::timestamp
+       RETURNING task_id),
+     t AS (
+       ${INSERT_TASK_COLUMNS}
+       SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
+              i.callback_token, 'queued', 1, i.at, i.at
+       FROM i WHERE i.idem_key IS NULL OR i.id IN (SELECT task_id FROM k)
+       ON CONFLICT (tenant_id, external_task_id) DO NOTHING
+       RETURNING id, created_at),
+     e AS (${INSERT_FIRST_EVENTS})
+     SELECT i.id, t.id IS NOT NULL AS inserted, k.task_id IS NOT NULL AS keyed,
+       CASE WHEN t.id IS NULL
+         THEN EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id)
+         ELSE false END AS external_taken
+     FROM i LEFT JOIN t ON t.id = i.id LEFT JOIN k ON k.task_id = i.id`;
 
 /** Records one task (and its key) alone, as the create path does in a batch; throws if it was not written. */
 export async function insertTask(db: Db, task: NewTask, key?: NewKey, keysExpireBefore?: Date): Promise<Task> {
