@@ -7,6 +7,7 @@ import type { Config } from './config';
 import { createDb, type Db } from './db/client';
 import { KlingClient } from './kling/kling-client';
 import { createAccountClients } from './accounts/account-clients';
+import { syncEnvAccount } from './accounts/account-repository';
 import type { Logger } from './logger';
 import type { RedisClient } from './lib/redis-client';
 import { createQueues, enqueueDeliveries, requeueSubmits, type Queues } from './queues/queues';
@@ -153,6 +154,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     log.info({ url: service.server.url }, 'API listening');
   }
   if (config.ROLE !== 'api') {
+    await syncEnvAccount(db, kling ? { baseUrl: redactCredentials(klingBaseUrl), slotLimits: envPoolLimits } : null);
     service.workers = startWorkers({
       db,
       openWebhookSecrets,

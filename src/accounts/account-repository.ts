@@ -338,3 +338,34 @@ export async function resolveAccountId(db: Db, idOrName: string): Promise<string
   );
   return rows[0]?.id ?? null;
 }
+
+/**
+ * Keeps the environment's account in step with a worker's environment at start: with an upstream
+ * of its own (KLING_* or the built-in simulator) it is in rotation with the environment's limits,
+ * unless an operator disabled it; without one it is out (`not_configured`) and the pool's other
+ * accounts take the work.
+ */
+export async function syncEnvAccount(db: Db, env: { baseUrl: string; slotLimits: Record<string, number> } | null): Promise<void> {
+  if (env) {
+    await db.sql(
+      `INSERT INTO upstream_accounts AS a (id, name, base_url, slot_limits, updated_at) VALUES ($1, $1, $2, $3, now())
+       ON CONFLICT (id) DO UPDATE SET base_url = EXCLUDED.base_url, slot_limits = EXCLUDED.slot_limits, updated_at = now(),
+         enabled = a.enabled OR a.disabled_reason = 'not_configured',
+         disabled_reason = CASE WHEN a.disabled_reason = 'not_configured' THEN NULL ELSE a.disabled_reason END`,
+      [ENV_ACCOUNT_ID, env.baseUrl, env.slotLimits],
+    );
+  } else {
+    await db.sql(
+      `INSERT INTO upstream_accounts AS a (id, name, base_url, slot_limits, enabled, disabled_reason, updated_at)
+       VALUES ($1, $1, '(none)', '{}', false, 'not_configured', now())
+       ON CONFLICT (id) DO UPDATE SET enabled = false, disabled_reason = 'not_configured', updated_at = now()`,
+      [ENV_ACCOUNT_ID],
+    );
+  }
+}
+
+/** Accounts other than the environment's that an operator added and left enabled. */
+export async function hasAddedAccounts(db: Db): Promise<boolean> {
+  const { rows } = await db.sql(`SELECT 1 FROM upstream_accounts WHERE id <> $1 AND enabled LIMIT 1`, [ENV_ACCOUNT_ID]);
+  return rows.length > 0;
+}
