@@ -25,7 +25,7 @@ interface SimAccount {
 }
 
 let h: Harness;
-let accounts: SimAccount[] = [];
+const accounts: SimAccount[] = [];
 const workers = workerProcesses(() => workerEnv());
 
 /** The harness's environment without its upstream: the workers know only the pool's accounts. */
