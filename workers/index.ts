@@ -97,7 +97,8 @@ function jobHandlers(
 /** Every enabled account's slots together, read again every 10 s (accounts are added and changed while workers run). */
 function keepSlotTotal(deps: WorkerDeps): { value: number; stop(): void } {
   const envTotal = deps.poolLimits ? Object.values(deps.poolLimits).reduce((a, b) => a + b, 0) : 0;
-  const total = { value: envTotal, stop: () => clearInterval(timer) };
+  // Unknown until the first read (a worker without an upstream of its own has no limits of its own): no bound yet.
+  const total = { value: envTotal || Infinity, stop: () => clearInterval(timer) };
   const read = () =>
     void accountSlotTotal(deps.db).then(
       (n) => (total.value = Math.max(n, envTotal)),
