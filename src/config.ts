@@ -124,7 +124,7 @@ export const ConfigSchema = z
     /**
      * An upstream account's pool taken out of rotation by its answer (1100 abnormal, 1101 arrears,
      * 1102 pack used up) gets one real submission as a probe this often; an account whose breaker
-     * opened (5000-series answers or timeouts in a row) takes no work for this long.
+     * opened (5000-series answers or timeouts in a row) is a last resort for this long.
      */
     ACCOUNT_PROBE_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
     /** First pause of submissions after a 1302/1303 from the upstream; doubles while they continue (max 1 min). */

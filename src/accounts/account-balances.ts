@@ -11,10 +11,11 @@ const CHECK_EVERY_MS = 10_000;
 /**
  * Reads each account's remaining units (`GET /account/costs`) at most once a minute across the
  * deployment: a worker takes the right to read with a conditional write on the account's row, so
- * several workers never ask twice. An account whose packs are all used up or expired is then
- * avoided by the claims before the upstream has to say so (1102). A failed read changes nothing.
+ * several workers never ask twice. An account whose packs are all used up or expired then has its
+ * pools taken out of rotation before the upstream has to say so (1102), probed like any pool out. A
+ * failed read changes nothing.
  */
-export function startBalanceReads(deps: { db: Db; clients: AccountClients; log: Logger }): { stop(): void } {
+export function startBalanceReads(deps: { db: Db; clients: AccountClients; log: Logger; probeIntervalMs: number }): { stop(): void } {
   let running = false;
   const round = async () => {
     if (running) return;
@@ -24,7 +25,7 @@ export function startBalanceReads(deps: { db: Db; clients: AccountClients; log: 
         if (!(await claimBalanceRead(deps.db, id, BALANCE_EVERY_MS))) continue;
         try {
           const client = await deps.clients.clientFor(id);
-          await recordBalance(deps.db, id, await client.resourcePacks());
+          await recordBalance(deps.db, id, await client.resourcePacks(), deps.probeIntervalMs);
         } catch (err) {
           deps.log.debug({ account: id, err: (err as Error).message }, 'could not read the account balance');
         }

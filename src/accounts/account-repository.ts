@@ -129,11 +129,7 @@ function toView(r: AccountRow, inUse: Record<string, number>): AccountView {
   const poolReasons = Object.values(healthByPool).filter((h) => h !== 'ok');
   const health = !r.enabled
     ? (r.disabled_reason ?? 'disabled')
-    : r.packs_exhausted
-      ? 'packs_exhausted'
-      : r.breaker_until && r.breaker_until.getTime() > now
-        ? 'unavailable'
-        : (poolReasons[0] ?? 'ok');
+    : (poolReasons[0] ?? (r.breaker_until && r.breaker_until.getTime() > now ? 'unavailable' : 'ok'));
   return {
     id: r.id,
     name: r.name,
@@ -221,10 +217,16 @@ export async function takePoolOut(db: Db, id: string, pool: string, code: number
   );
 }
 
-/** The upstream accepted a task in the pool: it is back in rotation and the breaker closes. Cheap when nothing was wrong. */
+/**
+ * The upstream accepted a task in the pool: it is back in rotation and the breaker closes. Pools
+ * taken out only because the balance said every pack was used up come back too: the account's
+ * packs are not all used up after all. Cheap when nothing was wrong.
+ */
 export async function markPoolHealthy(db: Db, id: string, pool: string): Promise<void> {
   await db.sql(
-    `UPDATE upstream_accounts SET pool_health = pool_health - $2::text, failures_in_row = 0, breaker_until = NULL, updated_at = now()
+    `UPDATE upstream_accounts SET failures_in_row = 0, breaker_until = NULL, updated_at = now(),
+       pool_health = (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(pool_health) e
+                      WHERE e.key <> $2::text AND (e.value ->> 'from') IS DISTINCT FROM 'balance')
      WHERE id = $1 AND (pool_health ? $2::text OR failures_in_row > 0)`,
     [id, pool],
   );
@@ -300,14 +302,25 @@ export async function claimBalanceRead(db: Db, id: string, everyMs: number): Pro
   return (rowCount ?? 0) > 0;
 }
 
-export async function recordBalance(db: Db, id: string, balance: NonNullable<AccountView['balance']>): Promise<void> {
+/**
+ * Records a balance read. When every pack is used up or expired, each pool of the account still in
+ * rotation is taken out as a 1102 would (probed after `probeMs`), so the account is avoided before
+ * the upstream has to refuse a task. Kling's figures can be hours old: a probe the upstream accepts
+ * puts the pool back whatever the balance says, and a pool already out keeps its probe time.
+ */
+export async function recordBalance(db: Db, id: string, balance: NonNullable<AccountView['balance']>, probeMs: number): Promise<void> {
   // Exhausted only when every pack says so: a pack still online (or about to be) may take the task.
   const exhausted = balance.length > 0 && balance.every((p) => p.status === 'runOut' || p.status === 'expired' || (p.remaining ?? 1) <= 0);
-  await db.sql(`UPDATE upstream_accounts SET balance = $2::jsonb, packs_exhausted = $3 WHERE id = $1`, [
-    id,
-    JSON.stringify(balance),
-    exhausted,
-  ]);
+  await db.sql(
+    `UPDATE upstream_accounts SET balance = $2::jsonb, packs_exhausted = $3,
+       pool_health = CASE WHEN $3 THEN (
+         SELECT coalesce(jsonb_object_agg(l.pool, jsonb_build_object('reason', 'pack_exhausted', 'code', 1102, 'from', 'balance', 'since', to_jsonb(now()),
+                  'probe_at', to_jsonb(now() + $4 * interval '1 millisecond'))), '{}'::jsonb)
+         FROM jsonb_object_keys(slot_limits) AS l(pool) WHERE NOT pool_health ? l.pool) || pool_health
+       ELSE pool_health END
+     WHERE id = $1`,
+    [id, JSON.stringify(balance), exhausted, probeMs],
+  );
 }
 
 /** Accounts in rotation whose balance may be read (enabled, with a base URL the service can reach). */

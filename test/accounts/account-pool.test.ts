@@ -31,17 +31,26 @@ const workers = workerProcesses(() => workerEnv());
 /** The harness's environment without its upstream: the workers know only the pool's accounts. */
 function workerEnv(): Record<string, string> {
   const { KLING_BASE_URL: _url, KLING_API_KEY: _key, ...env } = h.env;
-  return { ...env, UPSTREAM_POLL_AFTER_MS: '300', RECONCILE_INTERVAL_MS: '200', ACCOUNT_PROBE_INTERVAL_MS: '60000' };
+  return { ...env, UPSTREAM_POLL_AFTER_MS: '300', RECONCILE_INTERVAL_MS: '200', ACCOUNT_PROBE_INTERVAL_MS: probeMs };
 }
 
+/** ACCOUNT_PROBE_INTERVAL_MS of the workers a test starts. */
+let probeMs = '60000';
+
 /** A simulator that is an account of the pool, with `slots` image slots both there and in the account. */
-async function addSimAccount(name: string, slots: number, weight = 1): Promise<SimAccount> {
+async function addSimAccount(name: string, slots: number, weight = 1, keyGiven?: string): Promise<SimAccount> {
   const key = `key-of-${name}`;
   const sim = createKlingSimulator({ apiKey: key, processingAfterMs: 150, finishAfterMs: 250 });
   const baseUrl = await sim.listen();
   // The simulator refuses past its own limit (1303): any overshoot of the account's limit would show.
   sim.faults.concurrencyLimit = slots;
-  const added = await addAccount(h.api.db, h.api.secrets, { name, baseUrl, apiKey: key, slotLimits: { image: slots, video: 2 }, weight });
+  const added = await addAccount(h.api.db, h.api.secrets, {
+    name,
+    baseUrl,
+    apiKey: keyGiven ?? key,
+    slotLimits: { image: slots, video: 2 },
+    weight,
+  });
   const account = { sim, id: added.id, name };
   accounts.push(account);
   return account;
@@ -102,6 +111,7 @@ async function expectAllSucceededOnTheirAccounts(ids: string[]): Promise<void> {
 }
 
 beforeEach(async () => {
+  probeMs = '60000';
   h = await startHarness({ workers: false, env: { WORKER_LOCK_MS: '2000' } });
 });
 afterEach(async () => {
@@ -166,6 +176,44 @@ describe('an account running out mid-run', () => {
     const shown = JSON.parse(list.stdout) as { id: string; health: string; enabled: boolean }[];
     expect(shown.find((x) => x.id === a.id)).toMatchObject({ enabled: true, health: 'pack_exhausted' });
     expect(shown.find((x) => x.id === b.id)).toMatchObject({ enabled: true, health: 'ok' });
+  });
+});
+
+describe('an account coming back', () => {
+  it('probes a pool out of rotation after ACCOUNT_PROBE_INTERVAL_MS and puts it back by itself once accepted', async () => {
+    probeMs = '1500';
+    const a = await addSimAccount('alpha', 3);
+    const b = await addSimAccount('beta', 3);
+    a.sim.faults.packsExhausted = true;
+    await workers.start();
+    const first = await createTasks(6);
+    await expectAllSucceededOnTheirAccounts(first);
+    expect(a.sim.createdCount()).toBe(0);
+    expect(b.sim.createdCount()).toBe(6);
+    // Topped up: the next probe is accepted and the account takes tasks again.
+    a.sim.faults.packsExhausted = false;
+    await eventually(
+      'a task on the account again',
+      async () => {
+        await expectAllSucceededOnTheirAccounts(await createTasks(2));
+        return a.sim.createdCount() > 0;
+      },
+      20_000,
+    );
+    const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; health: string }[];
+    expect(shown.find((x) => x.id === a.id)).toMatchObject({ health: 'ok' });
+  });
+
+  it('disables an account whose credential the upstream refuses, until an operator enables it', async () => {
+    const a = await addSimAccount('alpha', 3, 1, 'a-revoked-key');
+    const b = await addSimAccount('beta', 3);
+    await workers.start();
+    const ids = await createTasks(6);
+    await expectAllSucceededOnTheirAccounts(ids);
+    expect(a.sim.createdCount()).toBe(0);
+    expect(b.sim.createdCount()).toBe(6);
+    const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; health: string; enabled: boolean }[];
+    expect(shown.find((x) => x.id === a.id)).toMatchObject({ enabled: false, health: 'auth' });
   });
 });
 

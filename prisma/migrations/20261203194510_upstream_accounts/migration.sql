@@ -83,8 +83,10 @@ CREATE TRIGGER "tasks_count_slots_update" AFTER UPDATE OF "slots_held", "account
   EXECUTE FUNCTION "count_task_slots"();
 
 -- The claim places each task on an account: one enabled, with the task's pool in rotation (or its
--- probe due), the task's model not refused there, packs not known exhausted, breaker closed, and
--- enough free slots; among those, the most free slots times the weight. Slots are counted per
+-- probe due), the task's model not refused there, and enough free
+-- slots; among those, the most free slots times the weight. An account whose breaker is open
+-- (5000-series answers or timeouts in a row) is the last resort: used only when no other fits, so
+-- a deployment with one account keeps retrying it as before. Slots are counted per
 -- (account, pool). No task overtakes an older one waiting in its pool: before a task is placed, the
 -- older waiting tasks of the pool reserve, in order, the slots they need on the account with the
 -- most free slots; one that fits nowhere yet reserves everything free on the largest account able
@@ -108,6 +110,8 @@ DECLARE
   weights INTEGER[];
   refuses BOOLEAN[];
   probing BOOLEAN[];
+  broken BOOLEAN[];
+  pass INTEGER;
   n INTEGER;
   i INTEGER;
   best INTEGER;
@@ -147,17 +151,18 @@ BEGIN
       -- The pool's accounts in rotation, with their free slots (read again for every task: this
       -- call's own claims are already in the counter).
       SELECT array_agg(x.id ORDER BY x.id), array_agg(x.lim ORDER BY x.id), array_agg(greatest(x.lim - x.held, 0) ORDER BY x.id),
-             array_agg(x.weight ORDER BY x.id), array_agg(x.refuses ORDER BY x.id), array_agg(x.probing ORDER BY x.id)
-      INTO ids, lims, frees, weights, refuses, probing
+             array_agg(x.weight ORDER BY x.id), array_agg(x.refuses ORDER BY x.id), array_agg(x.probing ORDER BY x.id),
+             array_agg(x.broken ORDER BY x.id)
+      INTO ids, lims, frees, weights, refuses, probing, broken
       FROM (
         SELECT a.id, a.weight, t.model_name = ANY(a.refused_models) AS refuses, a.pool_health ? t.pool AS probing,
+          coalesce(a.breaker_until > now() AT TIME ZONE 'UTC', false) AS broken,
           CASE WHEN (a.slot_caps -> t.pool ->> 'until')::timestamptz > now()
                THEN least((a.slot_limits ->> t.pool)::int, (a.slot_caps -> t.pool ->> 'limit')::int)
                ELSE (a.slot_limits ->> t.pool)::int END AS lim,
           (SELECT coalesce(sum(c.held), 0) FROM slot_counts c WHERE c.account_id = a.id AND c.pool = t.pool)::int AS held
         FROM upstream_accounts a
-        WHERE a.enabled AND NOT a.packs_exhausted AND (a.slot_limits ->> t.pool)::int > 0
-          AND (a.breaker_until IS NULL OR a.breaker_until <= now())
+        WHERE a.enabled AND (a.slot_limits ->> t.pool)::int > 0
           AND (NOT a.pool_health ? t.pool OR (a.pool_health -> t.pool ->> 'probe_at')::timestamptz <= now())
       ) x;
       n := coalesce(array_length(ids, 1), 0);
@@ -191,11 +196,14 @@ BEGIN
         END LOOP;
       END IF;
       best := NULL;
-      FOR i IN 1..n LOOP
-        IF NOT refuses[i] AND frees[i] >= need
-           AND (best IS NULL OR frees[i] * weights[i] > frees[best] * weights[best]) THEN
-          best := i;
-        END IF;
+      FOR pass IN 1..2 LOOP
+        EXIT WHEN best IS NOT NULL;
+        FOR i IN 1..n LOOP
+          IF NOT refuses[i] AND frees[i] >= need AND broken[i] = (pass = 2)
+             AND (best IS NULL OR frees[i] * weights[i] > frees[best] * weights[best]) THEN
+            best := i;
+          END IF;
+        END LOOP;
       END LOOP;
       IF best IS NULL THEN
         UPDATE tasks SET slots_wait_since = coalesce(slots_wait_since, now() AT TIME ZONE 'UTC') WHERE id = t.id;
