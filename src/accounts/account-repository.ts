@@ -382,3 +382,16 @@ export async function hasAddedAccounts(db: Db): Promise<boolean> {
   const { rows } = await db.sql(`SELECT 1 FROM upstream_accounts WHERE id <> $1 AND enabled LIMIT 1`, [ENV_ACCOUNT_ID]);
   return rows.length > 0;
 }
+
+/**
+ * How many accounts can take work now: enabled, with a pool that has slots and is in rotation.
+ * Null when the pool has no account at all yet (a fresh deployment before any worker started).
+ */
+export async function accountsInRotation(db: Db): Promise<number | null> {
+  const { rows } = await db.sql<{ total: number; able: number }>(
+    `SELECT count(*)::int AS total, count(*) FILTER (WHERE enabled AND EXISTS (
+        SELECT 1 FROM jsonb_each_text(slot_limits) l WHERE l.value::int > 0 AND NOT pool_health ? l.key))::int AS able
+     FROM upstream_accounts`,
+  );
+  return rows[0].total === 0 ? null : rows[0].able;
+}

@@ -223,6 +223,13 @@ describe('accounts disable / enable', () => {
     const b = await addSimAccount('beta', 3);
     await workers.start();
     expect((await cli(['accounts', 'disable', 'alpha'])).code).toBe(0);
+    await eventually('a worker heartbeat', async () => (await request(h.url).get('/readyz')).status === 200, 20_000);
+    // Ready while one account can take work; not once none can.
+    expect((await cli(['accounts', 'disable', 'beta'])).code).toBe(0);
+    const none = await request(h.url).get('/readyz');
+    expect([none.status, none.body.data]).toEqual([503, { postgres: 'ok', redis: 'ok', workers: 'ok', accounts: 'down' }]);
+    expect((await cli(['accounts', 'enable', 'beta'])).code).toBe(0);
+    expect((await request(h.url).get('/readyz')).status).toBe(200);
     const first = await createTasks(6);
     await expectAllSucceededOnTheirAccounts(first);
     expect(posts(a)).toHaveLength(0);
