@@ -37,7 +37,7 @@ export function buildSimApp(deps: SimAppDeps): Express {
     throw klingErrors.unknownRoute();
   });
   // Kling's account endpoint has no /v1 prefix.
-  app.get('/account/costs', apiRoute(deps, 'query', accountCosts(deps)));
+  app.get('/account/costs', recordRequest(deps), apiRoute(deps, 'query', accountCosts(deps)));
   app.post('/sim/faults', express.json(), simFaults(deps));
   app.get('/sim-files/:taskId/:name', serveResultFile(deps.engine));
   app.use(handleError(deps));

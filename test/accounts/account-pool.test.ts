@@ -17,6 +17,7 @@ import { workerProcesses } from '../helpers/processes';
 jest.setTimeout(120_000);
 
 const ROOT = path.resolve(__dirname, '..', '..');
+const ADMIN_TOKEN = 'admin-token-of-the-account-tests';
 
 interface SimAccount {
   sim: KlingSimulator;
@@ -112,7 +113,7 @@ async function expectAllSucceededOnTheirAccounts(ids: string[]): Promise<void> {
 
 beforeEach(async () => {
   probeMs = '60000';
-  h = await startHarness({ workers: false, env: { WORKER_LOCK_MS: '2000' } });
+  h = await startHarness({ workers: false, env: { WORKER_LOCK_MS: '2000', ADMIN_TOKEN } });
 });
 afterEach(async () => {
   await workers.killAll();
@@ -259,6 +260,30 @@ describe('a worker killed mid-submission with several accounts', () => {
     await expectAllSucceededOnTheirAccounts(ids);
     expect(a.sim.createdCount()).toBe(4);
     expect(a.sim.createdCount() + b.sim.createdCount()).toBe(ids.length);
+  });
+});
+
+describe('balance and metrics per account', () => {
+  it("reads each account's remaining units once and shows them with slots and health in accounts list and /metrics", async () => {
+    const a = await addSimAccount('alpha', 2);
+    const b = await addSimAccount('beta', 3);
+    b.sim.faults.packUnits = 500;
+    await workers.start();
+    await expectAllSucceededOnTheirAccounts(await createTasks(4));
+    await eventually('both balances read', async () => {
+      const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; balance: unknown }[];
+      return shown.filter((x) => x.id !== 'env' && x.balance !== null).length === 2;
+    });
+    const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; balance: { remaining: number }[] }[];
+    expect(shown.find((x) => x.id === b.id)!.balance[0].remaining).toBeLessThanOrEqual(500);
+    // Once a minute at most: the workers asked each account once since they started.
+    for (const x of [a, b]) expect(x.sim.received.filter((r) => r.path === '/account/costs')).toHaveLength(1);
+    const text = (await request(h.url).get('/metrics').set(bearer(ADMIN_TOKEN))).text;
+    expect(text).toMatch(/kt_account_slot_limit\{account="alpha",pool="image"\} 2/);
+    expect(text).toMatch(/kt_account_slot_limit\{account="beta",pool="image"\} 3/);
+    expect(text).toMatch(/kt_account_slots_in_use\{account="beta",pool="image"\} 0/);
+    expect(text).toMatch(/kt_account_healthy\{account="alpha",pool="image",health="ok"\} 1/);
+    expect(text).toMatch(/kt_account_remaining_units\{account="beta",pack="simulated pack"\} \d+/);
   });
 });
 
