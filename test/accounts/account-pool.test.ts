@@ -218,6 +218,26 @@ describe('an account coming back', () => {
   });
 });
 
+describe('a model refused by one account', () => {
+  it('records the model as refused there (1103) and places its tasks on the other account', async () => {
+    const a = await addSimAccount('alpha', 3);
+    const b = await addSimAccount('beta', 3);
+    a.sim.faults.createOutage = { http: 403, code: 1103, message: 'no permission for this model' };
+    await workers.start();
+    const ids = await createTasks(6);
+    await expectAllSucceededOnTheirAccounts(ids);
+    expect(b.sim.createdCount()).toBe(6);
+    expect(refusals(a)).toBeGreaterThan(0);
+    expect(refusals(a)).toBeLessThanOrEqual(3);
+    const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as {
+      id: string;
+      refused_models: string[];
+      health: string;
+    }[];
+    expect(shown.find((x) => x.id === a.id)).toMatchObject({ refused_models: ['kling-v3'], health: 'ok' });
+  });
+});
+
 describe('accounts disable / enable', () => {
   it('sends nothing to a disabled account and uses it again once enabled', async () => {
     const a = await addSimAccount('alpha', 3);
