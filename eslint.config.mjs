@@ -6,7 +6,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 const ground = ['./src/lib', './src/config.ts', './src/errors.ts', './src/logger.ts', './src/observability/metrics.ts'];
-const adapters = ['./src/db', './src/kling', './src/webhooks', './src/queues', './src/tenants', './src/callbacks'];
+const adapters = ['./src/db', './src/kling', './src/accounts', './src/webhooks', './src/queues', './src/tenants', './src/callbacks'];
 const above = (...dirs) => dirs.flatMap((d) => [d]);
 const composition = ['./src/app.ts', './src/server.ts', './src/service.ts', './src/main.ts', './src/cli'];
 

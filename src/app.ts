@@ -16,7 +16,7 @@ import { healthRouter } from './http/health.routes';
 import { refuseMalformedRequest } from './http/malformed-request';
 import { redactUrl } from './lib/redact-url';
 import { requestId } from './http/request-id';
-import type { KlingClient } from './kling/kling-client';
+import type { AccountClients } from './accounts/account-clients';
 import type { Logger } from './logger';
 import { enqueueSubmits, type Queues } from './queues/queues';
 import type { TaskChanges } from './tasks/task-changes';
@@ -25,7 +25,7 @@ import type { SecretBox } from './tenants/secret-box';
 import { createTaskHandler, tasksRouter } from './http/tasks.routes';
 import { createTaskCreator } from './tasks/create-task';
 import { createWatcherLimit } from './http/watcher-limit';
-import type { ModelFamily } from './kinds/kind';
+import type { ModelFamily, SlotPool } from './kinds/kind';
 import { KINDS } from './kinds/registry';
 import { authFailureLimit } from './http/auth-failures';
 import { authenticate } from './http/auth.middleware';
@@ -58,8 +58,10 @@ export interface AppDeps {
   klingWebhookSecret?: string;
   /** The MACs in tasks' callback URLs. */
   callbackTokens: CallbackTokens;
-  /** The upstream, to confirm a callback's task_id before the task has one of its own (absent: not confirmed). */
-  kling?: KlingClient;
+  /** The environment account's slots per pool (UPSTREAM_CONCURRENCY_*): a create is refused when no account could hold it. */
+  envPoolLimits: Readonly<Record<SlotPool, number>>;
+  /** Upstream clients per account (callbacks that beat their submission's answer are confirmed through them). */
+  clients?: AccountClients;
   /** TRUST_PROXY: Express's `trust proxy`, which decides the client address. */
   trustProxy: boolean | number | string;
   authFailuresPerMinute: number;
@@ -97,7 +99,7 @@ export function createApp(deps: AppDeps): Express {
       webhookSecret: deps.klingWebhookSecret,
       tokens: deps.callbackTokens,
       failures,
-      kling: deps.kling,
+      clients: deps.clients,
       load: callbackLoad({
         maxInFlight: deps.callbackMaxInFlight,
         targetMs: deps.callbackTargetMs,

@@ -121,6 +121,12 @@ export const ConfigSchema = z
     UPSTREAM_CONCURRENCY_IMAGE: z.coerce.number().int().min(1).optional(),
     /** Video slots of the credential (a video task holds 1): Kling counts each resource-pack type apart. */
     UPSTREAM_CONCURRENCY_VIDEO: z.coerce.number().int().min(1).default(10),
+    /**
+     * An upstream account's pool taken out of rotation by its answer (1100 abnormal, 1101 arrears,
+     * 1102 pack used up) gets one real submission as a probe this often; an account whose breaker
+     * opened (5000-series answers or timeouts in a row) is a last resort for this long.
+     */
+    ACCOUNT_PROBE_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
     /** First pause of submissions after a 1302/1303 from the upstream; doubles while they continue (max 1 min). */
     UPSTREAM_THROTTLE_PAUSE_MS: z.coerce.number().int().min(1).default(1_000),
     /**

@@ -7,6 +7,7 @@ import { startService } from './service';
 import { secretsKeyFor } from './tenants/secret-box';
 import { resealLegacySecrets } from './tenants/tenants.service';
 import { createKlingSimulator } from './simulator/kling-simulator';
+import { hasAddedAccounts } from './accounts/account-repository';
 
 /** `npm start`: migrate, then run the API and/or workers (ROLE), with the simulator if no upstream is set. */
 async function main(): Promise<void> {
@@ -19,7 +20,9 @@ async function main(): Promise<void> {
 
   let klingBaseUrl = config.KLING_BASE_URL ?? '';
   let simulator: ReturnType<typeof createKlingSimulator> | undefined;
-  if (config.useSimulator && config.ROLE !== 'api') {
+  if (config.useSimulator && config.ROLE !== 'api' && (await poolHasAccounts(config))) {
+    log.info('no KLING_* upstream: the accounts added with `npm run cli -- accounts add` take the work (no built-in simulator)');
+  } else if (config.useSimulator && config.ROLE !== 'api') {
     // The simulator checks auth like Kling does; this process is its only client.
     config.KLING_API_KEY = `sim_${randomBytes(16).toString('hex')}`;
     simulator = createKlingSimulator({
@@ -58,6 +61,16 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** Whether an operator added upstream accounts; then the built-in simulator does not stand in for a missing environment credential. */
+async function poolHasAccounts(config: ReturnType<typeof loadConfig>): Promise<boolean> {
+  const db = createDb(config.DATABASE_URL, 1);
+  try {
+    return await hasAddedAccounts(db);
+  } finally {
+    await db.$disconnect();
+  }
 }
 
 /** Secrets sealed before they were bound to their tenant and column are sealed again, before anything opens them. */

@@ -6,6 +6,8 @@ import { startWorkers, type RunningWorkers } from '../workers/index';
 import type { Config } from './config';
 import { createDb, type Db } from './db/client';
 import { KlingClient } from './kling/kling-client';
+import { createAccountClients } from './accounts/account-clients';
+import { syncEnvAccount } from './accounts/account-repository';
 import type { Logger } from './logger';
 import type { RedisClient } from './lib/redis-client';
 import { createQueues, enqueueDeliveries, requeueSubmits, type Queues } from './queues/queues';
@@ -88,6 +90,11 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         timeoutMs: config.KLING_TIMEOUT_MS,
       })
     : undefined;
+  const envPoolLimits = {
+    image: config.UPSTREAM_CONCURRENCY_IMAGE ?? config.UPSTREAM_CONCURRENCY,
+    video: config.UPSTREAM_CONCURRENCY_VIDEO,
+  };
+  const clients = createAccountClients({ db, secrets, envClient: kling, timeoutMs: config.KLING_TIMEOUT_MS });
   const store: TaskStore = {
     db,
     inline,
@@ -98,7 +105,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
         log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
       }
-      // Slots were freed: the oldest tasks waiting for them get a job again (the claim keeps their order).
+      // Slots were freed: the oldest tasks waiting for them in the pool get a job again (the claim
+      // keeps their order and places each on an account with room).
       if (slotsReleased) await requeueSubmits(queues, await nextWaiting(db, pool, WAKE_BATCH)).catch(() => undefined);
     },
   };
@@ -122,7 +130,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         models,
         klingWebhookSecret: config.KLING_WEBHOOK_SECRET,
         callbackTokens: tokens,
-        kling,
+        clients,
+        envPoolLimits,
         trustProxy: config.TRUST_PROXY,
         authFailuresPerMinute: config.AUTH_FAILURES_PER_MINUTE,
         jwtMaxLifetimeSec: config.JWT_MAX_LIFETIME_S,
@@ -145,7 +154,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     log.info({ url: service.server.url }, 'API listening');
   }
   if (config.ROLE !== 'api') {
-    if (!kling) throw new Error('workers need an upstream: KLING_BASE_URL, or the built-in simulator');
+    await syncEnvAccount(db, kling ? { baseUrl: redactCredentials(klingBaseUrl), slotLimits: envPoolLimits } : null);
     service.workers = startWorkers({
       db,
       openWebhookSecrets,
@@ -153,7 +162,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       store,
       webhooks,
       queues,
-      kling,
+      clients,
       log,
       redisTarget,
       publicBaseUrl: config.PUBLIC_BASE_URL,
@@ -164,7 +173,9 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
       pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
       upstreamTimeoutMs: config.KLING_TIMEOUT_MS,
-      poolLimits: { image: config.UPSTREAM_CONCURRENCY_IMAGE ?? config.UPSTREAM_CONCURRENCY, video: config.UPSTREAM_CONCURRENCY_VIDEO },
+      // Without an upstream of its own, this process leaves the environment's account as it is.
+      poolLimits: kling ? envPoolLimits : null,
+      probeIntervalMs: config.ACCOUNT_PROBE_INTERVAL_MS,
       throttlePauseMs: config.UPSTREAM_THROTTLE_PAUSE_MS,
       idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       limits: stageLimits,
@@ -174,7 +185,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         deliveryDays: config.DELIVERY_RETENTION_DAYS,
       },
     });
-    log.info({ upstream: redactCredentials(klingBaseUrl) }, 'workers started');
+    log.info({ upstream: klingBaseUrl ? redactCredentials(klingBaseUrl) : '(accounts only)' }, 'workers started');
   }
   // Order matters: stop taking requests, let workers finish their jobs, then drop connections.
   service.close = async () => {

@@ -3,7 +3,9 @@ import type { CallbackTokens } from '../src/callbacks/callback-token';
 import type { Db } from '../src/db/client';
 import { analyzeStaleTables } from '../src/db/table-stats';
 import type { KindId, StageLimits } from '../src/kinds/kind';
-import type { KlingClient } from '../src/kling/kling-client';
+import type { AccountClients } from '../src/accounts/account-clients';
+import { startBalanceReads } from '../src/accounts/account-balances';
+import { accountSlotTotal } from '../src/accounts/account-repository';
 import type { Logger } from '../src/logger';
 import { startHeartbeat } from '../src/observability/heartbeat';
 import type { CATALOGUE, Handlers, WorkerSettings } from '../src/queues/catalogue';
@@ -16,6 +18,10 @@ import { reconcileDueTasks } from '../src/tasks/reconcile-due-tasks';
 import type { TaskStore } from '../src/tasks/status-machine';
 import { slotsInUse, type PoolLimits } from '../src/tasks/task-slots';
 import { SubmissionWindow } from '../src/tasks/submission-window';
+import { createAccountHealth } from '../src/tasks/account-health';
+
+/** 5000-series answers or timeouts in a row from one account that open its circuit breaker. */
+const BREAKER_FAILURES = 5;
 import { callbacksCongested } from '../src/queues/callback-pressure';
 import { metrics } from '../src/observability/metrics';
 import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
@@ -35,7 +41,8 @@ export interface WorkerDeps extends WorkerSettings {
   store: TaskStore;
   webhooks: WebhookSettings;
   queues: Queues;
-  kling: KlingClient;
+  /** The upstream client of each account of the pool. */
+  clients: AccountClients;
   log: Logger;
   /** Each BullMQ worker opens its own connection to it. */
   redisTarget: RedisTarget;
@@ -45,8 +52,10 @@ export interface WorkerDeps extends WorkerSettings {
   pollAfterMs: number;
   /** KLING_TIMEOUT_MS: sizes the lease of a reconciliation round. */
   upstreamTimeoutMs: number;
-  /** Upstream slots of the configured credential, per pool (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
-  poolLimits: PoolLimits;
+  /** Upstream slots of the environment's account, per pool (UPSTREAM_CONCURRENCY_IMAGE, _VIDEO); null without one. */
+  poolLimits: PoolLimits | null;
+  /** ACCOUNT_PROBE_INTERVAL_MS. */
+  probeIntervalMs: number;
   throttlePauseMs: number;
   /** Each kind's stage limits. */
   limits: ReadonlyMap<KindId, StageLimits>;
@@ -65,7 +74,8 @@ function jobHandlers(
   pauseSubmissions: (ms: number) => Promise<void>,
   window: SubmissionWindow,
 ): Handlers<typeof CATALOGUE> {
-  const submit = submitTaskProcessor({ ...deps, pauseSubmissions, admitSubmission: () => window.admit() });
+  const accountHealth = createAccountHealth(deps.db, { probeMs: deps.probeIntervalMs, breakerThreshold: BREAKER_FAILURES });
+  const submit = submitTaskProcessor({ ...deps, pauseSubmissions, accountHealth, admitSubmission: () => window.admit() });
   const deliver = deliverWebhookProcessor(deps);
   const sweep = { ...deps, minAgeMs: deps.sweepMinAgeMs };
   return {
@@ -84,15 +94,33 @@ function jobHandlers(
   };
 }
 
+/** Every enabled account's slots together, read again every 10 s (accounts are added and changed while workers run). */
+function keepSlotTotal(deps: WorkerDeps): { value: number; stop(): void } {
+  const envTotal = deps.poolLimits ? Object.values(deps.poolLimits).reduce((a, b) => a + b, 0) : 0;
+  // Unknown until the first read (a worker without an upstream of its own has no limits of its own): no bound yet.
+  const total = { value: envTotal || Infinity, stop: () => clearInterval(timer) };
+  const read = () =>
+    void accountSlotTotal(deps.db).then(
+      (n) => (total.value = Math.max(n, envTotal)),
+      () => undefined,
+    );
+  const timer = setInterval(read, 10_000);
+  timer.unref();
+  read();
+  return total;
+}
+
 /** Starts a worker for every queue of the catalogue, their job schedulers and the heartbeat. */
 export function startWorkers(deps: WorkerDeps): RunningWorkers {
   // The submit processor pauses its whole queue on 1302/1303 (worker.rateLimit), hence the late binding.
   let submitWorker: Worker | undefined;
   const pauseSubmissions = async (ms: number) => void (await submitWorker?.rateLimit(ms));
+  const slotTotal = keepSlotTotal(deps);
   const window = new SubmissionWindow({
     inFlight: () => slotsInUse(deps.db),
     congested: () => callbacksCongested(deps.queues.redis, deps.queues.settings.prefix),
-    max: Object.values(deps.poolLimits).reduce((a, b) => a + b, 0),
+    // Bounds the window's growth only; every account's own limits stay the claim's.
+    max: () => slotTotal.value,
     onChange: (slots) => metrics.submissionWindow.set(slots),
   });
   const workers = startCatalogueWorkers(deps.queues, jobHandlers(deps, pauseSubmissions, window), {
@@ -103,10 +131,13 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
   submitWorker = workers.byKey.submit;
   const scheduling = keepJobsScheduled(deps.queues, deps, deps.log);
   const heartbeat = startHeartbeat(deps.queues.redis, deps.queues.settings.prefix);
+  const balances = startBalanceReads(deps);
   return {
     workers: workers.all,
     async close() {
       scheduling.stop();
+      balances.stop();
+      slotTotal.stop();
       window.close();
       await heartbeat.stop();
       await workers.close();

@@ -3,6 +3,7 @@ import { loadConfig, loadDotEnv } from '../config';
 import { createDb } from '../db/client';
 import { createSecretBox, secretsKeyFor } from '../tenants/secret-box';
 import { prepareDatabase } from '../db/migrate';
+import { accountsCommand, ACCOUNTS_USAGE } from './accounts-command';
 import {
   createTenant,
   finishWebhookRotation,
@@ -19,13 +20,13 @@ const USAGE = `usage:
   npm run cli -- keys revoke ID            revoke a key
   npm run cli -- keys rotate-secret ID     new secret_key for the AK/SK pair (the old one stops working at once)
   npm run cli -- keys rotate-webhook-secret ID    new webhook secret; the old one keeps signing too
-  npm run cli -- keys finish-webhook-rotation ID  stop signing with the old webhook secret`;
+  npm run cli -- keys finish-webhook-rotation ID  stop signing with the old webhook secret${ACCOUNTS_USAGE}`;
 
 /** Prints results as JSON on stdout (for scripts); everything else goes to stderr. */
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { name: { type: 'string' } } });
-  const [group, command, arg] = positionals;
-  if (group !== 'keys' || !command) return usage();
+  const group = argv[0];
+  if (group !== 'keys' && group !== 'accounts') return usage();
+  if (group === 'keys' && !argv[1]) return usage();
   loadDotEnv();
   const config = loadConfig();
   // The first run creates and migrates the database, which takes a few seconds: say so.
@@ -36,6 +37,9 @@ async function main(argv: string[]): Promise<number> {
   const secrets = createSecretBox(key);
   try {
     await resealLegacySecrets(db, key);
+    if (group === 'accounts') return await accountsCommand(db, secrets, argv.slice(1), usage);
+    const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { name: { type: 'string' } } });
+    const [, command, arg] = positionals;
     if (command === 'create') {
       const name = values.name?.trim();
       if (!name || name.length > 200) return usage('--name is required (1 to 200 characters)');

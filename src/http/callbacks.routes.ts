@@ -3,7 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import type { Db } from '../db/client';
 import { AppError, envelope, invalidParameter } from '../errors';
 import { pathId } from './request-input';
-import type { KlingClient } from '../kling/kling-client';
+import type { AccountClients } from '../accounts/account-clients';
 import { kindOf } from '../kinds/registry';
 import { UpstreamTask } from '../kinds/upstream-task';
 import { UpstreamError } from '../kling/upstream-errors';
@@ -27,7 +27,7 @@ export interface CallbackDeps {
   /** Failed authentications per client address: past the limit, tokens that need a read are refused without one. */
   failures: AuthFailures;
   /** Confirms a callback's task_id when the task has no upstream id yet; absent, such callbacks wait for the submission. */
-  kling?: KlingClient;
+  clients?: AccountClients;
   /** Counts callbacks in flight, signals congestion and sheds past its bound (callbackLoad). */
   load: RequestHandler;
 }
@@ -147,10 +147,14 @@ async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: Upst
     metrics.callbacks.inc({ outcome: 'unconfirmed' });
     return new AppError('unavailable', `the upstream does not confirm this task yet (${why}); retry later`, { 'retry-after': '1' });
   };
-  if (!deps.kling) throw unconfirmed('no upstream to ask in this process');
+  if (!deps.clients) throw unconfirmed('no upstream to ask in this process');
   let found: UpstreamTask | null;
   try {
-    found = await deps.kling.findByExternalId(kindOf(task.kind).path, task.id);
+    // The account the task was placed on: no other one knows it.
+    const kling = await deps.clients.clientFor(task.accountId).catch((err: Error) => {
+      throw unconfirmed(err.message);
+    });
+    found = await kling.findByExternalId(kindOf(task.kind).path, task.id);
   } catch (err) {
     if (err instanceof UpstreamError) throw unconfirmed(err.message);
     throw err;

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { RedisClient } from '../lib/redis-client';
 import type { Db } from '../db/client';
 import { workersAlive } from '../observability/heartbeat';
+import { accountsInRotation } from '../accounts/account-repository';
 
 export interface HealthDeps {
   db: Db;
@@ -37,13 +38,24 @@ export function healthRouter(deps: HealthDeps): Router {
     const workersUp = async () => {
       if (deps.redis.status !== 'ready' || (await workersAlive(deps.redis, deps.queuePrefix)) === 0) throw new Error('no heartbeat');
     };
-    const [postgres, redis, workers] = await Promise.all([check(() => deps.db.$queryRaw`SELECT 1`), check(redisUp), check(workersUp)]);
-    const ready = postgres === 'ok' && redis === 'ok' && workers === 'ok';
+    // And some upstream account can take work (an account disabled or out of rotation is not
+    // enough to stop being ready while another one serves). Named in the answer only when none can.
+    const accountsUp = async () => {
+      if ((await accountsInRotation(deps.db)) === 0) throw new Error('no account in rotation');
+    };
+    const [postgres, redis, workers, accounts] = await Promise.all([
+      check(() => deps.db.$queryRaw`SELECT 1`),
+      check(redisUp),
+      check(workersUp),
+      check(accountsUp),
+    ]);
+    const ready = postgres === 'ok' && redis === 'ok' && workers === 'ok' && accounts === 'ok';
+    const noAccount = postgres === 'ok' && accounts !== 'ok';
     res.status(ready ? 200 : 503).json({
       code: ready ? 0 : 5001,
       message: ready ? 'SUCCEED' : 'not ready',
       request_id: res.locals.requestId,
-      data: { postgres, redis, workers },
+      data: { postgres, redis, workers, ...(noAccount ? { accounts: 'down' } : {}) },
     });
   });
   return r;

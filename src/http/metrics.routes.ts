@@ -5,6 +5,7 @@ import type { Queues } from '../queues/queues';
 import { slotsInUse } from '../tasks/task-slots';
 import { metrics, registry } from '../observability/metrics';
 import { KINDS } from '../kinds/registry';
+import { listAccounts } from '../accounts/account-repository';
 
 const POOLS = [...new Set(KINDS.map((k) => k.pool))];
 
@@ -18,7 +19,7 @@ export interface MetricsDeps {
 export function metricsRouter(deps: MetricsDeps): Router {
   const r = Router();
   r.get('/metrics', adminOnly(deps.adminToken), async (_req, res) => {
-    await Promise.allSettled([refreshTaskGauges(deps.db), refreshQueueGauges(deps.queues)]);
+    await Promise.allSettled([refreshTaskGauges(deps.db), refreshAccountGauges(deps.db), refreshQueueGauges(deps.queues)]);
     res.set('content-type', registry.contentType).send(await registry.metrics());
   });
   return r;
@@ -38,6 +39,22 @@ async function refreshTaskGauges(db: Db): Promise<void> {
     metrics.tasksTerminal.set({ kind: row.kind, status: row.state, reason: row.failureReason ?? 'none' }, row._count);
   }
   for (const pool of POOLS) metrics.slotsInUse.set({ pool }, await slotsInUse(db, pool));
+}
+
+/** Per account and pool, read from the database now (the same for every process). */
+async function refreshAccountGauges(db: Db): Promise<void> {
+  const accounts = await listAccounts(db);
+  for (const g of [metrics.accountSlotsInUse, metrics.accountSlotLimit, metrics.accountHealthy, metrics.accountRemainingUnits]) g.reset();
+  for (const a of accounts) {
+    for (const [pool, s] of Object.entries(a.slots)) {
+      metrics.accountSlotsInUse.set({ account: a.name, pool }, s.in_use);
+      metrics.accountSlotLimit.set({ account: a.name, pool }, s.usable);
+      const health = a.health === 'ok' ? a.health_by_pool[pool] : a.health;
+      metrics.accountHealthy.set({ account: a.name, pool, health }, health === 'ok' ? 1 : 0);
+    }
+    for (const p of a.balance ?? [])
+      if (p.remaining !== null) metrics.accountRemainingUnits.set({ account: a.name, pack: p.pack }, p.remaining);
+  }
 }
 
 /** For every queue of the catalogue. */

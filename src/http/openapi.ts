@@ -354,10 +354,15 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
     code: z.int().openapi({ enum: [0, 5001] }),
     message: z.string(),
     request_id: z.string(),
-    data: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']), workers: z.enum(['ok', 'down']) }),
+    data: z.object({
+      postgres: z.enum(['ok', 'down']),
+      redis: z.enum(['ok', 'down']),
+      workers: z.enum(['ok', 'down']),
+      accounts: z.literal('down').optional().describe('Present when no upstream account can take work (all disabled or out of rotation)'),
+    }),
   });
   health('/healthz', 'The process is alive', { 200: ok('Alive', envelopeOf('HealthResponse', z.object({ status: z.literal('alive') }))) });
-  health('/readyz', 'Postgres and Redis answer, and a worker heartbeat is recent', {
+  health('/readyz', 'Postgres and Redis answer, a worker heartbeat is recent, and an upstream account can take work', {
     200: ok('Ready', readiness),
     503: ok('Not ready (code 5001)', readiness),
   });

@@ -14,6 +14,16 @@ export interface KlingClientOptions extends KlingCredentials {
   /** May carry a path prefix (e.g. https://api.powertokens.ai/kling). */
   baseUrl: string;
   timeoutMs: number;
+  /** The pool account this client speaks for (metrics label); the environment's when unset. */
+  account?: string;
+}
+
+/** One resource pack as `GET /account/costs` lists it. */
+export interface ResourcePack {
+  pack: string;
+  type: string | null;
+  status: string | null;
+  remaining: number | null;
 }
 
 /** Kling's JWT lifetime; we renew well before it ends so a request never carries a dying token. */
@@ -52,6 +62,27 @@ export class KlingClient {
     return this.queryOrNull(`${path}?external_task_id=${encodeURIComponent(externalTaskId)}`);
   }
 
+  /**
+   * The account's resource packs and their remaining units (`GET /account/costs`, no `/v1`; Kling
+   * asks for at most one call a second, the caller reads it at most once a minute). The window is
+   * the last 30 days up to now, which covers every pack still effective.
+   */
+  async resourcePacks(): Promise<ResourcePack[]> {
+    const end = Date.now();
+    const data = (await this.request('GET', `/account/costs?start_time=${end - 30 * 86_400_000}&end_time=${end}`)) as
+      { resource_pack_subscribe_infos?: unknown } | undefined;
+    const infos = Array.isArray(data?.resource_pack_subscribe_infos)
+      ? (data.resource_pack_subscribe_infos as Record<string, unknown>[])
+      : [];
+    const str = (v: unknown) => (typeof v === 'string' ? v : null);
+    return infos.map((p) => ({
+      pack: str(p.resource_pack_name) ?? str(p.resource_pack_id) ?? '?',
+      type: str(p.resource_pack_type),
+      status: str(p.status),
+      remaining: typeof p.remaining_quantity === 'number' ? p.remaining_quantity : null,
+    }));
+  }
+
   private async queryOrNull(path: string): Promise<UpstreamTask | null> {
     try {
       const data = await this.request('GET', path);
@@ -70,9 +101,12 @@ export class KlingClient {
     try {
       const data = await this.send(method, path, body);
       metrics.upstreamRequests.inc({ op, outcome: 'ok' });
+      if (op === 'create') metrics.accountSubmissions.inc({ account: this.opts.account ?? 'env', outcome: 'ok' });
       return data;
     } catch (err) {
-      metrics.upstreamRequests.inc({ op, outcome: err instanceof UpstreamError ? err.kind : 'error' });
+      const outcome = err instanceof UpstreamError ? err.kind : 'error';
+      metrics.upstreamRequests.inc({ op, outcome });
+      if (op === 'create') metrics.accountSubmissions.inc({ account: this.opts.account ?? 'env', outcome: submissionOutcome(err) });
       throw err;
     } finally {
       end();
@@ -150,6 +184,12 @@ async function exchange(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A refused create by its business code when it has one (1101, 1303 ...), else the error kind. */
+function submissionOutcome(err: unknown): string {
+  if (!(err instanceof UpstreamError)) return 'error';
+  return err.code !== undefined && err.code !== 0 ? String(err.code) : err.kind;
 }
 
 function parseTask(data: unknown): UpstreamTask {

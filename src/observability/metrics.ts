@@ -96,6 +96,36 @@ export const metrics = {
     labelNames: ['pool'],
     registers: [registry],
   }),
+  accountSubmissions: new Counter({
+    name: 'kt_account_submissions_total',
+    help: 'Creates sent to each upstream account by this process, by outcome (ok, the business code of a refusal, or the error kind)',
+    labelNames: ['account', 'outcome'],
+    registers: [registry],
+  }),
+  accountSlotsInUse: new Gauge({
+    name: 'kt_account_slots_in_use',
+    help: 'Upstream slots held per account and pool',
+    labelNames: ['account', 'pool'],
+    registers: [registry],
+  }),
+  accountSlotLimit: new Gauge({
+    name: 'kt_account_slot_limit',
+    help: 'Usable upstream slots per account and pool (the configured limit, lowered for a while after a 1303)',
+    labelNames: ['account', 'pool'],
+    registers: [registry],
+  }),
+  accountHealthy: new Gauge({
+    name: 'kt_account_healthy',
+    help: '1 when the account takes work in the pool, 0 when disabled or out of rotation (the reason is the label)',
+    labelNames: ['account', 'pool', 'health'],
+    registers: [registry],
+  }),
+  accountRemainingUnits: new Gauge({
+    name: 'kt_account_remaining_units',
+    help: 'Remaining units per resource pack of each account, as GET /account/costs last said (Kling: up to 12 h stale)',
+    labelNames: ['account', 'pack'],
+    registers: [registry],
+  }),
   queueJobs: new Gauge({
     name: 'kt_queue_jobs',
     help: 'BullMQ jobs by queue and state',

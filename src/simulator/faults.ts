@@ -16,6 +16,8 @@ export function defaultFaults(): SimulatorFaults {
     concurrencyLimit: Infinity,
     videoConcurrencyLimit: Infinity,
     createLatencyMs: 0,
+    packsExhausted: false,
+    packUnits: 1_000_000,
   };
 }
 

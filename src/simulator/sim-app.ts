@@ -36,6 +36,9 @@ export function buildSimApp(deps: SimAppDeps): Express {
   app.use('/v1', () => {
     throw klingErrors.unknownRoute();
   });
+  // Kling's account endpoint has no /v1 prefix.
+  app.get('/account/costs', recordRequest(deps), apiRoute(deps, 'query', accountCosts(deps)));
+  app.post('/sim/faults', express.json(), simFaults(deps));
   app.get('/sim-files/:taskId/:name', serveResultFile(deps.engine));
   app.use(handleError(deps));
   return app;
@@ -78,6 +81,7 @@ function apiRoute(deps: SimAppDeps, kind: 'create' | 'query', handler: Handler):
     if (injected) throw toApiError(injected);
     const authError = checkAuthorization(req.get('authorization'), deps.auth);
     if (authError) throw authError;
+    if (kind === 'create' && deps.faults.packsExhausted) throw klingErrors.packExhausted();
     await handler(req, res);
   };
 }
@@ -123,6 +127,61 @@ function getTask(deps: SimAppDeps, kind: SimKindRoute): Handler {
     const task = deps.engine.find(kind, String(req.params.id));
     if (!task) throw klingErrors.taskNotFound();
     res.json(successEnvelope(toWireTask(task)));
+  };
+}
+
+/** `GET /account/costs`: one simulated resource pack, its remaining units falling with each task created. */
+function accountCosts(deps: SimAppDeps): Handler {
+  return async (req, res) => {
+    const start = Number(req.query.start_time);
+    const end = Number(req.query.end_time);
+    if (!Number.isInteger(start) || !Number.isInteger(end)) throw klingErrors.invalidParam('start_time and end_time are required (ms)');
+    const total = deps.faults.packUnits;
+    const remaining = deps.faults.packsExhausted ? 0 : Math.max(0, total - deps.engine.createdCount());
+    res.json(
+      successEnvelope({
+        code: 0,
+        msg: '',
+        resource_pack_subscribe_infos: [
+          {
+            resource_pack_name: 'simulated pack',
+            resource_pack_id: 'sim-pack-1',
+            resource_pack_type: 'decreasing_total',
+            total_quantity: total,
+            remaining_quantity: remaining,
+            purchase_time: 0,
+            effective_time: 0,
+            invalid_time: 4102444800000,
+            status: remaining > 0 ? 'online' : 'runOut',
+          },
+        ],
+      }),
+    );
+  };
+}
+
+/**
+ * `POST /sim/faults` (the simulator's own, with the account's credential): switches failure modes of
+ * a running simulator, e.g. `{"packs_exhausted": true}` to see an account run out mid-run, or
+ * `{"image_slots": 2}` to give it a smaller pack than its clients think.
+ */
+function simFaults(deps: SimAppDeps) {
+  return (req: Request, res: Response) => {
+    const authError = checkAuthorization(req.get('authorization'), deps.auth);
+    if (authError) throw authError;
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    if (typeof body.packs_exhausted === 'boolean') deps.faults.packsExhausted = body.packs_exhausted;
+    const slots = (v: unknown) => (v === null ? Infinity : typeof v === 'number' && v >= 0 ? v : undefined);
+    deps.faults.concurrencyLimit = slots(body.image_slots) ?? deps.faults.concurrencyLimit;
+    deps.faults.videoConcurrencyLimit = slots(body.video_slots) ?? deps.faults.videoConcurrencyLimit;
+    const limit = (n: number) => (Number.isFinite(n) ? n : null);
+    res.json(
+      successEnvelope({
+        packs_exhausted: deps.faults.packsExhausted,
+        image_slots: limit(deps.faults.concurrencyLimit),
+        video_slots: limit(deps.faults.videoConcurrencyLimit),
+      }),
+    );
   };
 }
 

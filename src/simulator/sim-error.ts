@@ -22,6 +22,7 @@ export const klingErrors = {
   duplicateExternalId: () => new KlingApiError(400, 1201, 'external_task_id already exists'),
   unknownRoute: () => new KlingApiError(404, 1202, 'invalid request method or path'),
   taskNotFound: () => new KlingApiError(404, 1203, 'task not found'),
+  packExhausted: () => new KlingApiError(429, 1102, 'resource pack exhausted or expired'),
   concurrencyExceeded: () => new KlingApiError(429, 1303, 'parallel task over resource pack limit'),
   internal: () => new KlingApiError(500, 5000, 'internal error'),
   closed: () => new KlingApiError(503, 5001, 'service under maintenance (simulator closed)'),

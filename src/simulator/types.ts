@@ -103,6 +103,14 @@ export interface SimulatorFaults {
   /** Video pool: max number of unfinished video tasks (each holds one slot), same answer past it. */
   videoConcurrencyLimit: number;
   createLatencyMs: number;
+  /**
+   * The account's resource packs are used up: creates answer HTTP 429 code 1102, and
+   * `GET /account/costs` lists the pack as `runOut` with nothing remaining. Switch it on mid-run
+   * to see an account run out.
+   */
+  packsExhausted: boolean;
+  /** Units of the simulated pack: `GET /account/costs` shows this minus one per task created. */
+  packUnits: number;
 }
 
 export interface KlingSimulator {

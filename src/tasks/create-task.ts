@@ -2,7 +2,8 @@ import { v7 as timeOrderedUuid } from 'uuid';
 import type { Db, Task, Tenant } from '../db/client';
 import { AppError, invalidParameter } from '../errors';
 import { groupCommit } from '../lib/group-commit';
-import type { ModelFamily, TaskKind } from '../kinds/kind';
+import type { ModelFamily, SlotPool, TaskKind } from '../kinds/kind';
+import { largestPoolLimits } from '../accounts/account-repository';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
 import { checkPublicUrl } from '../webhooks/ssrf';
@@ -19,6 +20,8 @@ export interface CreateDeps {
   /** How long an Idempotency-Key is remembered (IDEMPOTENCY_TTL_HOURS), in ms. */
   idempotencyTtlMs: number;
   maxUnfinishedTasks: number;
+  /** The environment account's slots per pool (UPSTREAM_CONCURRENCY_*), until its row is written; absent: no slot check at create. */
+  envPoolLimits?: Readonly<Record<SlotPool, number>>;
   /** Asks for the submission of committed tasks; false when it could not (the sweep enqueues them later). */
   enqueueSubmits(taskIds: string[]): Promise<boolean>;
 }
@@ -35,6 +38,9 @@ export interface Created {
 }
 
 export type CreateTask = (tenant: Tenant, kind: TaskKind, body: unknown, opts?: CreateOptions) => Promise<Created>;
+
+/** How long the accounts' largest slot limits are trusted before they are read again. */
+const CAPACITY_REREAD_MS = 2000;
 
 /** Creates written together at most (one statement, one commit). */
 const MAX_INSERT_BATCH = 100;
@@ -69,6 +75,7 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
     return taskIds.map(() => ok);
   }, MAX_INSERT_BATCH);
   const unfinished = unfinishedCounter(deps);
+  const capacity = poolCapacity(deps);
 
   return async (tenant, kind, body, opts = {}) => {
     const result = kind.validate(body, deps.models[kind.models]);
@@ -91,6 +98,13 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
       if (problem) throw invalidParameter(`callback_url: ${problem}`);
     }
     await unfinished.check(tenant.id);
+    // A task no enabled account could ever hold would wait forever: refused now, naming `n` (the
+    // only field that makes a task cost more than one slot).
+    const slotCost = kind.slotCost(result.value);
+    const largest = slotCost > 1 ? await capacity(kind.pool, slotCost) : Infinity;
+    if (slotCost > largest) {
+      throw invalidParameter(`n: asks for ${slotCost} ${kind.pool} slots, and the most any enabled upstream account has is ${largest}`);
+    }
     const newTask: NewTask = {
       // Time-ordered: the indexes on task ids (its own, its events', its deliveries') take each new
       // task at their newest end, in pages already in memory, not in a random page of the history.
@@ -102,7 +116,7 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
       modelName: request.model_name,
       kind: kind.id,
       pool: kind.pool,
-      slotCost: kind.slotCost(result.value),
+      slotCost,
       callbackUrl: callback_url,
     };
     const inserted = await insert({ task: newTask, at: new Date(), key });
@@ -118,6 +132,20 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
     if (!(await enqueue(inserted.id)))
       deps.log.warn({ task_id: inserted.id }, 'could not enqueue submission now; the sweep will pick the task up');
     return { task: inserted, replayed: false };
+  };
+}
+
+/** The most slots an enabled account has in a pool, read at most every CAPACITY_REREAD_MS (and afresh before a refusal). */
+function poolCapacity(deps: CreateDeps) {
+  let known: { limits: Record<string, number>; at: number } | undefined;
+  const env = deps.envPoolLimits;
+  const read = async () => (known = { limits: env ? await largestPoolLimits(deps.db, env) : {}, at: Date.now() });
+  return async (pool: SlotPool, cost = Infinity): Promise<number> => {
+    if (!env) return Infinity;
+    if (!known || Date.now() - known.at > CAPACITY_REREAD_MS) await read();
+    // A refusal reflects the database: an account just added or raised counts.
+    if ((known!.limits[pool] ?? 0) < cost) await read();
+    return known!.limits[pool] ?? 0;
   };
 }
 

@@ -1,6 +1,6 @@
 import type { Db } from '../db/client';
 import { kindOf } from '../kinds/registry';
-import type { KlingClient } from '../kling/kling-client';
+import type { AccountClients } from '../accounts/account-clients';
 import { UpstreamError } from '../kling/upstream-errors';
 import type { Logger } from '../logger';
 import { claimDuePolls, postponePolls, schedulePoll, type DuePoll } from './task-polling';
@@ -10,7 +10,8 @@ import { type TaskStore } from './status-machine';
 export interface ReconcileDeps {
   db: Db;
   store: TaskStore;
-  kling: KlingClient;
+  /** Each task is asked about through the account it was placed on. */
+  clients: AccountClients;
   log: Logger;
   pollAfterMs: number;
   /** Longest upstream call (KLING_TIMEOUT_MS): sizes the lease of a round's claimed tasks. */
@@ -71,7 +72,8 @@ async function pollOne(deps: ReconcileDeps, t: DuePoll): Promise<'applied' | 'un
   const log = deps.log.child({ task_id: t.id, upstream_task_id: t.upstreamTaskId });
   try {
     const path = kindOf(t.kind).path;
-    const upstream = t.upstreamTaskId ? await deps.kling.getTask(path, t.upstreamTaskId) : await deps.kling.findByExternalId(path, t.id);
+    const kling = await deps.clients.clientFor(t.accountId);
+    const upstream = t.upstreamTaskId ? await kling.getTask(path, t.upstreamTaskId) : await kling.findByExternalId(path, t.id);
     if (!upstream) {
       log.warn('ALERT: the upstream does not know a task it accepted; will ask again later');
       await schedulePoll(deps.db, t.id, t.pollCount, deps.pollAfterMs);

@@ -3,8 +3,8 @@ export interface SubmissionWindowDeps {
   inFlight(): Promise<number>;
   /** Whether an API process says its callbacks are congested (callbacksCongested). */
   congested(): Promise<boolean>;
-  /** The window never grows past this (the pools' limits together: beyond them the claim refuses anyway). */
-  max: number;
+  /** The window never grows past this (every account's limits together: beyond them the claim refuses anyway); read at each resize. */
+  max: number | (() => number);
   /** Reports each change of the window (a gauge). */
   onChange?(window: number): void;
 }
@@ -50,7 +50,7 @@ export class SubmissionWindow {
   private closed = false;
 
   constructor(private readonly deps: SubmissionWindowDeps) {
-    this.window = Math.min(INITIAL_WINDOW, Math.max(deps.max, MIN_WINDOW));
+    this.window = Math.min(INITIAL_WINDOW, Math.max(this.max(), MIN_WINDOW));
     deps.onChange?.(this.window);
   }
 
@@ -142,8 +142,12 @@ export class SubmissionWindow {
     this.resize(Math.floor(Math.min(this.window, this.held) * CUT));
   }
 
+  private max(): number {
+    return typeof this.deps.max === 'function' ? this.deps.max() : this.deps.max;
+  }
+
   private resize(to: number): void {
-    const next = Math.max(MIN_WINDOW, Math.min(to, Math.max(this.deps.max, MIN_WINDOW)));
+    const next = Math.max(MIN_WINDOW, Math.min(to, Math.max(this.max(), MIN_WINDOW)));
     if (next === this.window) return;
     this.window = next;
     this.deps.onChange?.(next);

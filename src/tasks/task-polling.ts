@@ -18,6 +18,8 @@ export interface DuePoll {
   kind: string;
   upstreamTaskId: string | null;
   pollCount: number;
+  /** The account the task was placed on: the only one that knows it. */
+  accountId: string | null;
 }
 
 /**
@@ -26,7 +28,9 @@ export interface DuePoll {
  * dies mid-round leaves its tasks due again once the lease ends.
  */
 export async function claimDuePolls(db: Db, limit: number, leaseMs: number): Promise<DuePoll[]> {
-  const rows = await db.$queryRaw<{ id: string; kind: string; upstream_task_id: string | null; poll_count: number }[]>`
+  const rows = await db.$queryRaw<
+    { id: string; kind: string; upstream_task_id: string | null; poll_count: number; account_id: string | null }[]
+  >`
     UPDATE tasks SET next_poll_at = now() + ${leaseMs} * interval '1 millisecond'
     WHERE id IN (
       SELECT id FROM tasks
@@ -35,8 +39,14 @@ export async function claimDuePolls(db: Db, limit: number, leaseMs: number): Pro
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, kind, upstream_task_id, poll_count`;
-  return rows.map((r) => ({ id: r.id, kind: r.kind, upstreamTaskId: r.upstream_task_id, pollCount: r.poll_count }));
+    RETURNING id, kind, upstream_task_id, poll_count, account_id`;
+  return rows.map((r) => ({
+    id: r.id,
+    kind: r.kind,
+    upstreamTaskId: r.upstream_task_id,
+    pollCount: r.poll_count,
+    accountId: r.account_id,
+  }));
 }
 
 /** After a poll without news: ask again later, a little later each time. */

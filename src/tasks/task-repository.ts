@@ -131,6 +131,7 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     submitAttempts: 0,
     slotsHeld: 0,
     slotsWaitSince: null,
+    accountId: null,
     nextPollAt: null,
     pollCount: 0,
     cancelRequestedAt: null,

@@ -11,7 +11,7 @@ import { taskColumns } from './task-repository';
  * nothing to recompute and nothing can leak.
  */
 
-/** The slots of each pool (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
+/** The slots of each pool of the environment's account (UPSTREAM_CONCURRENCY_IMAGE, UPSTREAM_CONCURRENCY_VIDEO). */
 export type PoolLimits = Readonly<Record<SlotPool, number>>;
 
 export type ClaimResult = 'claimed' | 'held' | 'wait' | 'gone' | 'missing';
@@ -26,6 +26,9 @@ export interface Claimed {
   /** The row as the claim left it ('claimed' and 'held' only). */
   task: Task | null;
 }
+
+/** Wait between probes of a pool the upstream took out of rotation, unless the caller says (ACCOUNT_PROBE_INTERVAL_MS). */
+const DEFAULT_PROBE_MS = 60_000;
 
 /** Claims written together at most (one lock, one commit). */
 const MAX_CLAIM_BATCH = 50;
@@ -42,23 +45,34 @@ const claimers = new WeakMap<Db, Map<string, (c: Claim) => Promise<Claimed>>>();
  * about to start, in the same commit. The claim is also the submission's read of the task: it
  * answers with the row it left.
  *
+ * The claim also places the task on an account of the pool (migration `upstream_accounts`): one in
+ * rotation, with the task's model allowed and enough free slots, by free slots times weight; the
+ * account is recorded on the task. `limits` keeps the environment's account in step with this
+ * process's environment (null: this process has none).
+ *
  * The SQL function `claim_task_slots` (migration `slot_counter`) checks and claims under one lock
  * for the whole deployment, held until its commit: concurrent claims of this process go together
  * (group commit), so a busy worker takes that lock once per batch rather than once per task. The
  * slots in use come from `slot_counts`, which triggers keep equal to the sum of tasks.slots_held.
  */
-export function claimSlots(db: Db, taskId: string, limits: PoolLimits, countFirstAttempt = false): Promise<Claimed> {
+export function claimSlots(
+  db: Db,
+  taskId: string,
+  limits: PoolLimits | null,
+  countFirstAttempt = false,
+  probeMs = DEFAULT_PROBE_MS,
+): Promise<Claimed> {
   let byLimits = claimers.get(db);
   if (!byLimits) claimers.set(db, (byLimits = new Map()));
-  const key = JSON.stringify(limits);
+  const key = JSON.stringify([limits, probeMs]);
   let claim = byLimits.get(key);
   if (!claim) {
     claim = groupCommit(async (claims: Claim[]) => {
-      const pools = Object.keys(limits) as SlotPool[];
+      const pools = limits ? (Object.keys(limits) as SlotPool[]) : null;
       const { rows } = await db.sql<ClaimRow>(
         `SELECT c.task_id, c.result AS claim_result, c.counted, c.version AS claim_version, ${taskColumns('(c.task).')}
-         FROM claim_task_slots($1::text[], $2::text[], $3::int[], $4::boolean[]) c`,
-        [claims.map((c) => c.taskId), pools, pools.map((p) => limits[p]), claims.map((c) => c.countFirst)],
+         FROM claim_task_slots($1::text[], $2::boolean[], $3::text[], $4::int[], $5::int) c`,
+        [claims.map((c) => c.taskId), claims.map((c) => c.countFirst), pools, pools?.map((p) => limits![p]) ?? null, probeMs],
       );
       const results = new Map(rows.map((r) => [r.task_id, claimed(r)]));
       return claims.map((c) => results.get(c.taskId) ?? new Error(`no claim result for task ${c.taskId}`));
@@ -71,6 +85,20 @@ export function claimSlots(db: Db, taskId: string, limits: PoolLimits, countFirs
 function claimed(r: ClaimRow): Claimed {
   const { task_id: _id, claim_result, counted, claim_version, ...task } = r;
   return { result: claim_result, counted, version: claim_version, task: task.id === null ? null : task };
+}
+
+/**
+ * Takes a queued task off the account that certainly refused it (an answer said so: nothing was
+ * created there), freeing its slots there, so that its next claim places it again. Guarded by the
+ * account: a task already moved elsewhere is left alone.
+ */
+export async function unplaceTask(db: Db, taskId: string, accountId: string): Promise<boolean> {
+  const { rowCount } = await db.sql(
+    `UPDATE tasks SET slots_held = 0, account_id = NULL, updated_at = now() AT TIME ZONE 'UTC'
+     WHERE id = $1 AND account_id = $2 AND state = 'queued'`,
+    [taskId, accountId],
+  );
+  return (rowCount ?? 0) > 0;
 }
 
 /** Upstream slots held, in one pool or in all (the counter the claims read: migrations `slot_counter`, `task_kinds`). */

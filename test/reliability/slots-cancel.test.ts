@@ -144,12 +144,21 @@ describe('upstream concurrency slots', () => {
     expect(await rows()).toBe(kept);
   });
 
-  it('gives a task asking for more images than the pool the whole pool instead of starving it', async () => {
+  it('refuses at create a task asking for more images than any enabled account has, naming n, and records nothing', async () => {
     h = await startHarness({ env: { UPSTREAM_CONCURRENCY: '2' } });
     const key = (await h.newTenant()).api_key;
+    const res = await create(h, key, { n: 5 });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ code: 1201, message: expect.stringMatching(/^n: /) });
+    expect(await h.api.db.task.count()).toBe(0);
+    expect((await create(h, key, { n: 2 })).status).toBe(200);
+  });
+
+  it('gives a task accepted before the limits were lowered the whole pool instead of starving it', async () => {
+    h = await startHarness({ workers: false, env: { UPSTREAM_CONCURRENCY: '10' } });
+    const key = (await h.newTenant()).api_key;
     const id = (await create(h, key, { n: 5 })).body.data.task_id;
-    const t = await h.waitForTask(id, (x) => x.state === 'succeed');
-    expect(t.slotsHeld).toBe(0);
+    expect(await claimSlots(h.api.db, id, images(2), true)).toMatchObject({ result: 'claimed', task: { slotsHeld: 2 } });
   });
 
   it('pauses submission on 1303 instead of failing tasks, and creates each upstream task once', async () => {
