@@ -50,6 +50,9 @@ export interface TaskPatch {
   pollCount?: number;
   submittedAt?: Date | null;
   finishedAt?: Date | null;
+  storingSince?: Date | null;
+  filesState?: string | null;
+  files?: unknown;
 }
 
 const PATCH_COLUMNS: Record<keyof TaskPatch, [column: string, cast: string]> = {
@@ -64,13 +67,16 @@ const PATCH_COLUMNS: Record<keyof TaskPatch, [column: string, cast: string]> = {
   pollCount: ['poll_count', 'int'],
   submittedAt: ['submitted_at', 'timestamp'],
   finishedAt: ['finished_at', 'timestamp'],
+  storingSince: ['storing_since', 'timestamp'],
+  filesState: ['files_state', 'text'],
+  files: ['files', 'jsonb'],
 };
 
 function sqlValue(key: keyof TaskPatch, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (v instanceof Date) return utc(v);
   if (typeof v === 'bigint') return v.toString();
-  return key === 'result' ? JSON.stringify(v) : v;
+  return key === 'result' || key === 'files' ? JSON.stringify(v) : v;
 }
 
 /** `col = $n::type, ...` for the patch's fields, appending their values to `params`. */
@@ -99,6 +105,8 @@ export interface NewTask {
   callbackUrl?: string;
   /** Only for tasks made as they were before callback tokens were derived (tests of that path). */
   callbackToken?: string;
+  /** When the durable copies of its results are deleted (the tenant's retention); absent: never. */
+  resultsExpireAt?: Date;
 }
 
 /** An Idempotency-Key recorded with its task, in the same statement. */
@@ -141,6 +149,11 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     updatedAt: createdAt,
     submittedAt: null,
     finishedAt: null,
+    resultsExpireAt: t.resultsExpireAt ?? null,
+    filesState: null,
+    files: null,
+    storingSince: null,
+    filesExpiredAt: null,
   };
 }
 
@@ -165,9 +178,9 @@ export async function insertTasks(
   const { rows } = await db.sql<{ id: string; inserted: boolean; keyed: boolean; external_taken: boolean }>(
     `WITH i AS (
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
-                            $10::text[], $11::text[], $12::timestamp[], $13::text[], $14::text[])
+                            $10::text[], $11::text[], $12::timestamp[], $13::text[], $14::text[], $16::timestamp[])
          AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at,
-              idem_key, idem_hash)),
+              idem_key, idem_hash, results_expire_at)),
      k AS (
        INSERT INTO idempotency_keys AS x (tenant_id, key, request_hash, task_id, created_at)
        SELECT DISTINCT ON (i.tenant_id, i.idem_key) i.tenant_id, i.idem_key, i.idem_hash, i.id, i.at FROM i
@@ -179,9 +192,9 @@ export async function insertTasks(
        RETURNING task_id),
      t AS (
        INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url,
-                          callback_token, state, event_seq, created_at, updated_at)
+                          callback_token, state, event_seq, created_at, updated_at, results_expire_at)
        SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
-              i.callback_token, 'queued', 1, i.at, i.at
+              i.callback_token, 'queued', 1, i.at, i.at, i.results_expire_at
        FROM i WHERE i.idem_key IS NULL OR i.id IN (SELECT task_id FROM k)
        ON CONFLICT (tenant_id, external_task_id) DO NOTHING
        RETURNING id, created_at),
@@ -208,6 +221,7 @@ export async function insertTasks(
       col((x) => x.key?.key ?? null),
       col((x) => x.key?.requestHash ?? null),
       utc(keysExpireBefore),
+      col((x) => (x.task.resultsExpireAt ? utc(x.task.resultsExpireAt) : null)),
     ],
   );
   const byId = new Map(rows.map((r) => [r.id, r]));
