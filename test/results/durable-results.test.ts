@@ -190,4 +190,17 @@ describe('durable copies in a directory (RESULT_URLS=mirror)', () => {
     const kept = await get(T2V, other);
     expect((await download(kept.task_result.videos[0].url)).status).toBe(200);
   });
+
+  it('keeps serving the copies once the upstream is gone', async () => {
+    const id = (await create(IMAGES, { prompt: 'an owl' }).expect(200)).body.data.task_id;
+    await succeeded(id);
+    const task = await get(IMAGES, id);
+    const upstreamBytes = (await download(task.tracker.files.upstream_urls[0])).body;
+    await h.sim.close();
+    await expect(fetch(task.tracker.files.upstream_urls[0])).rejects.toThrow();
+    const fresh = await get(IMAGES, id);
+    const again = await download(fresh.task_result.images[0].url);
+    expect(again.status).toBe(200);
+    expect(again.body.equals(upstreamBytes)).toBe(true);
+  });
 });
