@@ -204,14 +204,22 @@ export const ConfigSchema = z
     /** A task whose copies keep failing this long after the upstream succeeded succeeds with the upstream's URLs (copying goes on). */
     STORAGE_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
     /** Largest output copied (bytes); a larger one fails its copy. */
-    STORAGE_MAX_BYTES: z.coerce.number().int().min(1).default(1024 * 1024 * 1024),
+    STORAGE_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .default(1024 * 1024 * 1024),
     /** Deadline of one output's download from the upstream, connect to last byte. */
     STORAGE_DOWNLOAD_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
     /** Attempts of copying one task's outputs, and the first delay between them (doubling). */
     STORAGE_ATTEMPTS: z.coerce.number().int().min(1).default(12),
     STORAGE_RETRY_MS: z.coerce.number().int().min(1).default(2_000),
     /** Lifetime of a signed result link; each read of a task signs fresh ones. */
-    RESULT_LINK_TTL_S: z.coerce.number().int().min(60).default(7 * 86_400),
+    RESULT_LINK_TTL_S: z.coerce
+      .number()
+      .int()
+      .min(60)
+      .default(7 * 86_400),
     /** Days a new tenant's copies are kept (`keys create --retention-days` overrides); unset keeps them forever. */
     RESULT_RETENTION_DAYS: RetentionDays,
   })

@@ -57,9 +57,12 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'create') {
       const name = values.name?.trim();
       if (!name || name.length > 200) return usage('--name is required (1 to 200 characters)');
-      const days = values['retention-days'] ?? (config.RESULT_RETENTION_DAYS === undefined ? undefined : String(config.RESULT_RETENTION_DAYS));
+      const days =
+        values['retention-days'] ?? (config.RESULT_RETENTION_DAYS === undefined ? undefined : String(config.RESULT_RETENTION_DAYS));
       if (days !== undefined && !/^[1-9]\d{0,5}$/.test(days)) return usage('--retention-days must be a whole number of days, at least 1');
-      console.log(JSON.stringify(await createTenant(db, secrets, name, { resultRetentionDays: days === undefined ? undefined : Number(days) })));
+      console.log(
+        JSON.stringify(await createTenant(db, secrets, name, { resultRetentionDays: days === undefined ? undefined : Number(days) })),
+      );
       console.error('Store these credentials now: the api_key and secret_key cannot be shown again.');
       return 0;
     }
@@ -113,7 +116,11 @@ async function backfill(config: Config, db: Db, since: string | undefined): Prom
       storage: {
         blobs: createBlobStore(config),
         timeoutMs: config.STORAGE_TIMEOUT_MS,
-        limits: { maxBytes: config.STORAGE_MAX_BYTES, timeoutMs: config.STORAGE_DOWNLOAD_TIMEOUT_MS, allowPrivate: upstreamIsPrivate(config) },
+        limits: {
+          maxBytes: config.STORAGE_MAX_BYTES,
+          timeoutMs: config.STORAGE_DOWNLOAD_TIMEOUT_MS,
+          allowPrivate: upstreamIsPrivate(config),
+        },
       },
       log,
     },

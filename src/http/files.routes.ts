@@ -33,7 +33,8 @@ export function filesRouter(deps: FilesDeps): Router {
     const q = (name: string) => (typeof req.query[name] === 'string' ? (req.query[name] as string) : undefined);
     const check = deps.links.check(`${FILES_PATH}/${id}.${ext}`, q('expires'), q('signature'));
     if (check === 'invalid') return refuse('invalid', new AppError('link_invalid', 'the link signature is not valid'));
-    if (check === 'expired') return refuse('expired', new AppError('link_expired', 'the link has expired; read the task again for a fresh one'));
+    if (check === 'expired')
+      return refuse('expired', new AppError('link_expired', 'the link has expired; read the task again for a fresh one'));
     const file = await findServedFile(deps.db, id);
     if (!file || (file.expiresAt && file.expiresAt.getTime() <= Date.now())) {
       return refuse('gone', new AppError('file_gone', "this file has been deleted (the tenant's retention)"));

@@ -42,7 +42,12 @@ const MAX_REDIRECTS = 3;
  * in memory. The first bytes must be the expected kind of file (an image for images, a video for
  * videos), whatever Content-Type claims. Throws a DownloadError; the spool file is then removed.
  */
-export async function downloadOutput(url: string, expected: 'image' | 'video', spoolDir: string, limits: DownloadLimits): Promise<Downloaded> {
+export async function downloadOutput(
+  url: string,
+  expected: 'image' | 'video',
+  spoolDir: string,
+  limits: DownloadLimits,
+): Promise<Downloaded> {
   await fs.promises.mkdir(spoolDir, { recursive: true });
   const file = path.join(spoolDir, randomUUID());
   const abort = AbortSignal.timeout(limits.timeoutMs);
@@ -81,7 +86,8 @@ export async function downloadOutput(url: string, expected: 'image' | 'video', s
 
 function checkedType(head: Buffer, expected: 'image' | 'video'): FileType {
   const type = sniffFileType(head);
-  if (!type || type.kind !== expected) throw new DownloadError('wrong_type', `the bytes are not ${expected === 'image' ? 'an image' : 'a video'}`);
+  if (!type || type.kind !== expected)
+    throw new DownloadError('wrong_type', `the bytes are not ${expected === 'image' ? 'an image' : 'a video'}`);
   return type;
 }
 

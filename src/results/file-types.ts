@@ -14,7 +14,8 @@ const ascii = (b: Buffer, at: number, s: string) => b.length >= at + s.length &&
 export function sniffFileType(head: Buffer): FileType | null {
   if (head.length >= 8 && head.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])))
     return { kind: 'image', contentType: 'image/png', ext: 'png' };
-  if (head.length >= 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return { kind: 'image', contentType: 'image/jpeg', ext: 'jpg' };
+  if (head.length >= 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff)
+    return { kind: 'image', contentType: 'image/jpeg', ext: 'jpg' };
   if (ascii(head, 0, 'RIFF') && ascii(head, 8, 'WEBP')) return { kind: 'image', contentType: 'image/webp', ext: 'webp' };
   if (ascii(head, 0, 'GIF87a') || ascii(head, 0, 'GIF89a')) return { kind: 'image', contentType: 'image/gif', ext: 'gif' };
   if (ascii(head, 4, 'ftyp')) {

@@ -52,17 +52,23 @@ async function expireBatch(db: Db, now: Date): Promise<number> {
  * that lock and then writes the object again.
  */
 async function removeUnreferencedBlobs(db: Db, blobs: BlobStore, storedBefore: Date): Promise<number> {
-  return db.$transaction(async (tx) => {
-    const rows = await tx.$queryRawUnsafe<{ sha256: string; storage_key: string }[]>(
-      `SELECT sha256, storage_key FROM stored_blobs b WHERE last_stored_at < $1::timestamp
+  return db.$transaction(
+    async (tx) => {
+      const rows = await tx.$queryRawUnsafe<{ sha256: string; storage_key: string }[]>(
+        `SELECT sha256, storage_key FROM stored_blobs b WHERE last_stored_at < $1::timestamp
          AND NOT EXISTS (SELECT 1 FROM result_files f WHERE f.sha256 = b.sha256)
        ORDER BY last_stored_at LIMIT ${TASKS_PER_BATCH} FOR UPDATE SKIP LOCKED`,
-      utc(storedBefore),
-    );
-    if (!rows.length) return 0;
-    await blobs.remove(rows.map((r) => r.storage_key));
-    await tx.$executeRawUnsafe('DELETE FROM stored_blobs WHERE sha256 = ANY($1::text[])', rows.map((r) => r.sha256));
-    metrics.resultFilesExpired.inc({ what: 'objects' }, rows.length);
-    return rows.length;
-  }, { timeout: 60_000 });
+        utc(storedBefore),
+      );
+      if (!rows.length) return 0;
+      await blobs.remove(rows.map((r) => r.storage_key));
+      await tx.$executeRawUnsafe(
+        'DELETE FROM stored_blobs WHERE sha256 = ANY($1::text[])',
+        rows.map((r) => r.sha256),
+      );
+      metrics.resultFilesExpired.inc({ what: 'objects' }, rows.length);
+      return rows.length;
+    },
+    { timeout: 60_000 },
+  );
 }

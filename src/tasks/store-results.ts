@@ -120,10 +120,17 @@ export async function succeedWithUpstreamUrls(store: TaskStore, taskId: string):
   return retryOnRace(`task ${taskId}`, async (): Promise<boolean | typeof RACED> => {
     const task = await readTask(store.db, taskId);
     if (!task || task.state !== 'storing') return false;
-    const done = await transition(store, task, { to: 'succeed', data: { filesState: 'upstream', finishedAt: new Date() }, source: 'storage' });
+    const done = await transition(store, task, {
+      to: 'succeed',
+      data: { filesState: 'upstream', finishedAt: new Date() },
+      source: 'storage',
+    });
     if (!done) return RACED;
     metrics.resultStorageFallbacks.inc({ kind: task.kind });
-    store.log?.warn({ task_id: taskId }, 'results not copied within STORAGE_TIMEOUT_MS: the task succeeded with the upstream URLs; copying goes on');
+    store.log?.warn(
+      { task_id: taskId },
+      'results not copied within STORAGE_TIMEOUT_MS: the task succeeded with the upstream URLs; copying goes on',
+    );
     return true;
   });
 }

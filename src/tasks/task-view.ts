@@ -68,7 +68,7 @@ export const TrackerExtension = z
             '`none` (nothing to keep yet), `storing` (being copied), `stored` (task_result links to this service), ' +
               "`upstream` (copying failed; task_result has the upstream's URLs and copying is retried), `expired` (deleted by retention)",
           ),
-        expires_at: nullableMillis('When the copies are deleted (the tenant\'s retention); null: kept'),
+        expires_at: nullableMillis("When the copies are deleted (the tenant's retention); null: kept"),
         expired_at: nullableMillis('When retention deleted the copies'),
         upstream_urls: z.array(z.string()).describe("The upstream's own URLs of the outputs, in task_result order"),
       })

@@ -53,7 +53,8 @@ export async function applyUpstreamUpdate(
     const ended = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
     const data = upstreamFields(task, update, target);
     // With RESULT_URLS=mirror a success is shown once its outputs are copied (results/store-results.ts).
-    const storing = ended === 'succeed' && store.view?.resultUrls === 'mirror' && resultOutputs(kindOf(task.kind), data.result ?? task.result).length > 0;
+    const storing =
+      ended === 'succeed' && store.view?.resultUrls === 'mirror' && resultOutputs(kindOf(task.kind), data.result ?? task.result).length > 0;
     const to = storing ? 'storing' : ended;
     if (storing) data.storingSince = new Date();
     const updated = await transition(store, task, { to, data, source, payload: update });

@@ -77,7 +77,7 @@ describe('the job catalogue', () => {
 
   it('gives every queue of the catalogue a worker, a dashboard entry and queue metrics, and nothing else any', async () => {
     const names = namesOf(CATALOGUE).sort();
-    expect(names).toEqual(['task.maintenance', 'task.submit', 'webhook.deliver']);
+    expect(names).toEqual(['result.store', 'task.maintenance', 'task.submit', 'webhook.deliver']);
     expect(h.worker!.workers!.workers.map((w) => w.name).sort()).toEqual(names);
     expect(await dashboardAndMetrics(h.url)).toEqual({ dashboard: names, jobs: names, oldest: names });
   });

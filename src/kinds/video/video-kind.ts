@@ -25,7 +25,7 @@ export function videoKind(parts: VideoKindParts): TaskKind {
     readResult: (upstream) => readVideos(upstream as z.infer<typeof UpstreamVideos>),
     taskResult: (stored) => ({ videos: (stored as { videos?: unknown[] } | null)?.videos ?? [] }),
     outputs: { list: 'videos', kind: 'video' },
-  taskResultSchema: VideosResult,
+    taskResultSchema: VideosResult,
     trackerFields: () => ({}),
     // Videos take minutes upstream, and Kling's own queue can add more: limits in hours, not minutes.
     stageLimits: { queueMs: 3_600_000, startMs: 3_600_000, totalMs: 21_600_000 },
