@@ -8,6 +8,7 @@ import { createDirBlobStore } from '../../src/results/dir-blob-store';
 import { blobKey } from '../../src/results/blob-store';
 import { expireResults } from '../../src/tasks/expire-results';
 import { createTenant } from '../../src/tenants/tenants.service';
+import { metrics } from '../../src/observability/metrics';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { bearer } from '../helpers/fixtures';
@@ -145,6 +146,8 @@ describe('durable copies in a directory (RESULT_URLS=mirror)', () => {
   });
 
   it('stores identical content once, whichever tasks it came from', async () => {
+    const written = async () => (await metrics.resultObjectsStored.get()).values.reduce((a, v) => a + v.value, 0);
+    const before = await written();
     const ids: string[] = [];
     for (let i = 0; i < 2; i++) ids.push((await create(T2V, { prompt: `same clip ${i}`, duration: '5' }).expect(200)).body.data.task_id);
     for (const id of ids) await succeeded(id);
@@ -153,6 +156,7 @@ describe('durable copies in a directory (RESULT_URLS=mirror)', () => {
     expect(files[0].sha256).toBe(files[1].sha256);
     expect(files[0].id).not.toBe(files[1].id);
     expect(await h.api.db.storedBlob.count()).toBe(1);
+    expect(await written()).toBe(before + 1);
     const stored = fs.readFileSync(path.join(storageDir, blobKey(files[0].sha256)));
     expect(stored.length).toBe(Number(files[0].size));
   });
