@@ -149,7 +149,7 @@ describe('durable copies in a directory (RESULT_URLS=mirror)', () => {
     const written = async () => (await metrics.resultObjectsStored.get()).values.reduce((a, v) => a + v.value, 0);
     const before = await written();
     const ids: string[] = [];
-    for (let i = 0; i < 2; i++) ids.push((await create(T2V, { prompt: `same clip ${i}`, duration: '5' }).expect(200)).body.data.task_id);
+    for (let i = 0; i < 2; i++) ids.push((await create(T2V, { prompt: `same clip ${i}`, duration: '10' }).expect(200)).body.data.task_id);
     for (const id of ids) await succeeded(id);
     const files = await h.api.db.resultFile.findMany({ where: { taskId: { in: ids } } });
     expect(files).toHaveLength(2);
