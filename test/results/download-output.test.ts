@@ -38,6 +38,10 @@ afterAll(async () => {
   fs.rmSync(spool, { recursive: true, force: true });
 });
 
+beforeEach(() => {
+  for (const f of fs.readdirSync(spool)) fs.rmSync(path.join(spool, f));
+});
+
 const failure = (p: Promise<unknown>) =>
   p.then(
     () => 'succeeded',
@@ -56,7 +60,6 @@ describe('downloading an output from the upstream', () => {
   });
 
   it('refuses bytes of the wrong kind, oversized outputs, error answers and stalls, and leaves no spool file behind', async () => {
-    for (const f of spooled()) fs.rmSync(path.join(spool, f));
     expect(await failure(downloadOutput(`${base}/page.png`, 'image', spool, limits))).toBe('wrong_type');
     expect(await failure(downloadOutput(`${base}/clip.mp4`, 'image', spool, limits))).toBe('wrong_type');
     expect(await failure(downloadOutput(`${base}/a.png`, 'video', spool, limits))).toBe('wrong_type');
