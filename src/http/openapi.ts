@@ -352,6 +352,25 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
       ...errors('invalid_request', 'invalid_parameter', 'auth_invalid', 'payload_too_large', 'internal', 'unavailable'),
     },
   });
+  reg.registerPath({
+    method: 'get',
+    path: '/v1/files/{file}',
+    tags: ['Results'],
+    summary: 'A stored copy of a result (signed link)',
+    description:
+      'The links in `task_result` with RESULT_URLS=mirror. No Authorization: the signature is the credential. Answers ' +
+      'range requests (206) for seeking in videos. Links expire (read the task again for fresh ones); a changed link is refused.',
+    ...open,
+    request: {
+      params: z.object({ file: z.string().describe('`<file id>.<ext>`') }),
+      query: z.object({ expires: z.string().describe('Unix seconds'), signature: z.string().describe('HMAC of the path and expiry') }),
+    },
+    responses: {
+      200: { description: 'The file, with its content type, `Accept-Ranges: bytes`, an ETag and caching headers' },
+      206: { description: 'The requested byte range (`Content-Range`)' },
+      ...errors('link_invalid', 'link_expired', 'not_found', 'file_gone', 'range_not_satisfiable', 'unavailable'),
+    },
+  });
   const health = (path: string, summary: string, responses: Record<string, ResponseConfig>) =>
     reg.registerPath({ method: 'get', path, tags: ['Operations'], summary, ...open, responses });
   const readiness = z.object({
