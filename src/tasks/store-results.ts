@@ -79,7 +79,8 @@ async function copyOutput({ store, storage }: StoreDeps, expected: 'image' | 'vi
   };
   try {
     await touchBlob(store.db, copy);
-    // Content addressing: identical bytes already stored (this task's retry, another task) are not written again.
+    // Content addressing: identical bytes already stored (this task's retry, another task) are not
+    // written again. Two copies of the same bytes at the same moment may both write: same key, same bytes.
     if (!(await storage.blobs.has(copy.storageKey))) {
       await storage.blobs.putFile(copy.storageKey, got.path, got.contentType);
       metrics.resultBytesStored.inc({ store: storage.blobs.kind }, got.size);

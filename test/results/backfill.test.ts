@@ -51,6 +51,10 @@ describe('npm run cli -- results backfill', () => {
     }
     for (const id of ids) await h.waitForTask(id, (t) => t.state === 'succeed');
     expect(await h.api.db.task.count({ where: { id: { in: ids }, filesState: null } })).toBe(3);
+    // RESULT_URLS=upstream: nothing copied, and the task object exactly as before (no `files`).
+    expect(await h.api.db.resultFile.count()).toBe(0);
+    const shown = (await request(h.url).get(`/v1/images/generations/${ids[0]}`).set(bearer(api_key)).expect(200)).body.data;
+    expect(shown.tracker).not.toHaveProperty('files');
 
     expect(JSON.parse((await cli('results', 'backfill', '--since', '2999-01-01')).out)).toEqual({ stored: 0, failed: 0 });
 
