@@ -30,6 +30,10 @@ import { KINDS } from './kinds/registry';
 import { authFailureLimit } from './http/auth-failures';
 import { authenticate } from './http/auth.middleware';
 import type { TenantCache } from './tenants/tenant-cache';
+import { filesRouter } from './http/files.routes';
+import type { BlobStore } from './results/blob-store';
+import type { FileLinks } from './results/file-links';
+import type { TaskViewContext } from './tasks/task-view';
 
 export interface AppDeps {
   db: Db;
@@ -70,6 +74,11 @@ export interface AppDeps {
   callbackMaxInFlight: number;
   /** CALLBACK_TARGET_MS: callbacks slower than this slow the deployment's submissions. */
   callbackTargetMs: number;
+  /** How result URLs are shown (RESULT_URLS). */
+  view?: TaskViewContext;
+  /** The durable copies and their signed links (`/v1/files`). */
+  blobs?: BlobStore;
+  links?: FileLinks;
 }
 
 /** Kling's 10 MB image as base64 (4/3 of it) plus the rest of the body. */
@@ -107,6 +116,8 @@ export function createApp(deps: AppDeps): Express {
       }),
     }),
   );
+  // Result files are embedded by clients' pages (`<img>`, `<video>`): they set their own headers, not helmet's.
+  if (deps.blobs && deps.links) app.use(filesRouter({ db: deps.db, blobs: deps.blobs, links: deps.links, log: deps.log }));
   // A JSON API: helmet's defaults (no sniffing, no framing, HSTS, a locked-down CSP) cost little.
   app.use(helmet());
   // The hot routes first: every router mounted before them would be tried on each of their requests.

@@ -192,6 +192,42 @@ export const ConfigSchema = z
     EVENT_RETENTION_DAYS: RetentionDays,
     /** A finished webhook delivery (delivered, gone, dead) of a finished task is removed, with its attempts, this many days after its last attempt. */
     DELIVERY_RETENTION_DAYS: RetentionDays,
+
+    /** `mirror`: clients get this service's signed links to durable copies of results; `upstream`: Kling's own URLs (nothing copied). */
+    RESULT_URLS: z.enum(['mirror', 'upstream']).default('mirror'),
+    /** Where durable copies are kept when no S3 bucket is configured (created if missing). */
+    STORAGE_DIR: z.string().min(1).default('data/results'),
+    /** An S3-compatible bucket for the copies instead of STORAGE_DIR (set S3_BUCKET to use one). */
+    S3_ENDPOINT: HttpUrl.optional(),
+    S3_BUCKET: z.string().min(1).optional(),
+    S3_REGION: z.string().min(1).default('us-east-1'),
+    S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+    S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    /** Bucket in the path (`endpoint/bucket/key`), as most S3-compatible servers want, instead of the host name. */
+    S3_FORCE_PATH_STYLE: Bool.default(false),
+    /** Tasks whose outputs one worker process copies at once. */
+    STORAGE_CONCURRENCY: z.coerce.number().int().min(1).default(4),
+    /** A task whose copies keep failing this long after the upstream succeeded succeeds with the upstream's URLs (copying goes on). */
+    STORAGE_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
+    /** Largest output copied (bytes); a larger one fails its copy. */
+    STORAGE_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .default(1024 * 1024 * 1024),
+    /** Deadline of one output's download from the upstream, connect to last byte. */
+    STORAGE_DOWNLOAD_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
+    /** Attempts of copying one task's outputs, and the first delay between them (doubling). */
+    STORAGE_ATTEMPTS: z.coerce.number().int().min(1).default(12),
+    STORAGE_RETRY_MS: z.coerce.number().int().min(1).default(2_000),
+    /** Lifetime of a signed result link; each read of a task signs fresh ones. */
+    RESULT_LINK_TTL_S: z.coerce
+      .number()
+      .int()
+      .min(60)
+      .default(7 * 86_400),
+    /** Days a new tenant's copies are kept (`keys create --retention-days` overrides); unset keeps them forever. */
+    RESULT_RETENTION_DAYS: RetentionDays,
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.KLING_ACCESS_KEY) !== Boolean(c.KLING_SECRET_KEY)) {
@@ -200,6 +236,12 @@ export const ConfigSchema = z
     const clusterSeedProblem = c.REDIS_CLUSTER ? clusterSeedUrlProblem(c.REDIS_URL) : undefined;
     if (clusterSeedProblem) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: clusterSeedProblem });
     checkRetention(c, ctx);
+    if ((c.S3_ENDPOINT || c.S3_ACCESS_KEY_ID) && !c.S3_BUCKET) {
+      ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'is required once any other S3_ variable is set' });
+    }
+    if (Boolean(c.S3_ACCESS_KEY_ID) !== Boolean(c.S3_SECRET_ACCESS_KEY)) {
+      ctx.addIssue({ code: 'custom', path: ['S3_SECRET_ACCESS_KEY'], message: 'S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together' });
+    }
   });
 
 /**

@@ -23,6 +23,10 @@ import { createInlineDeliveries } from './webhooks/delivery-attempt';
 import { createTaskChanges, type TaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
 import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
+import { createBlobStore, upstreamIsPrivate } from './results/blob-stores';
+import { createFileLinks } from './results/file-links';
+import { enqueueStores } from './queues/queues';
+import type { TaskViewContext } from './tasks/task-view';
 
 export interface Service {
   db: Db;
@@ -65,6 +69,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     prefix: config.QUEUE_PREFIX,
     submitAttempts: config.SUBMIT_ATTEMPTS,
     submitBackoffMs: config.SUBMIT_BACKOFF_MS,
+    storageAttempts: config.STORAGE_ATTEMPTS,
+    storageBackoffMs: config.STORAGE_RETRY_MS,
   });
   const changes = createTaskChanges({
     db,
@@ -95,13 +101,26 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     video: config.UPSTREAM_CONCURRENCY_VIDEO,
   };
   const clients = createAccountClients({ db, secrets, envClient: kling, timeoutMs: config.KLING_TIMEOUT_MS });
+  const blobs = createBlobStore(config);
+  // Links name this service as the upstream and clients reach it; with PORT=0 that is known once it listens.
+  let publicBaseUrl = config.PUBLIC_BASE_URL;
+  const links = createFileLinks({
+    baseUrl: () => publicBaseUrl,
+    key: secrets.deriveKey('result-links'),
+    ttlMs: config.RESULT_LINK_TTL_S * 1000,
+  });
+  const view: TaskViewContext = { resultUrls: config.RESULT_URLS, links };
   const store: TaskStore = {
     db,
     inline,
     log,
+    view,
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
-    afterCommit: async ({ taskId, deliveryIds, slotsReleased, pool }) => {
+    afterCommit: async ({ taskId, deliveryIds, slotsReleased, pool, storeResults }) => {
       changes.publish(taskId);
+      if (storeResults && !(await enqueueStores(queues, [taskId]))) {
+        log.warn({ task_id: taskId }, 'could not enqueue the copy of results now; the results sweep will');
+      }
       if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
         log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
       }
@@ -147,11 +166,15 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         queuePrefix: config.QUEUE_PREFIX,
         adminToken: config.ADMIN_TOKEN,
         changes,
+        view,
+        blobs,
+        links,
       },
       config.PORT,
       config.HOST,
     );
     log.info({ url: service.server.url }, 'API listening');
+    if (publicBaseUrl.endsWith(':0')) publicBaseUrl = service.server.url;
   }
   if (config.ROLE !== 'api') {
     await syncEnvAccount(db, kling ? { baseUrl: redactCredentials(klingBaseUrl), slotLimits: envPoolLimits } : null);
@@ -183,6 +206,16 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         taskDays: config.TASK_RETENTION_DAYS,
         eventDays: config.EVENT_RETENTION_DAYS,
         deliveryDays: config.DELIVERY_RETENTION_DAYS,
+      },
+      storageConcurrency: config.STORAGE_CONCURRENCY,
+      storage: {
+        blobs,
+        timeoutMs: config.STORAGE_TIMEOUT_MS,
+        limits: {
+          maxBytes: config.STORAGE_MAX_BYTES,
+          timeoutMs: config.STORAGE_DOWNLOAD_TIMEOUT_MS,
+          allowPrivate: upstreamIsPrivate(config),
+        },
       },
     });
     log.info({ upstream: klingBaseUrl ? redactCredentials(klingBaseUrl) : '(accounts only)' }, 'workers started');

@@ -26,6 +26,10 @@ import { callbacksCongested } from '../src/queues/callback-pressure';
 import { metrics } from '../src/observability/metrics';
 import type { OpenWebhookSecrets } from '../src/tenants/secret-box';
 import type { WebhookSettings } from '../src/webhooks/delivery-attempt';
+import { enqueueStores } from '../src/queues/queues';
+import { expireResults } from '../src/tasks/expire-results';
+import { storeTaskResults, type ResultStorage } from '../src/tasks/store-results';
+import { sweepStoringTasks } from '../src/tasks/sweep-storing-tasks';
 import { startCatalogueWorkers } from './catalogue-workers';
 import { deliverWebhookProcessor } from './deliver-webhook.processor';
 import { keepJobsScheduled } from './job-schedulers';
@@ -61,6 +65,8 @@ export interface WorkerDeps extends WorkerSettings {
   limits: ReadonlyMap<KindId, StageLimits>;
   /** How long finished history is kept (TASK_, EVENT_, DELIVERY_RETENTION_DAYS). */
   retention: Retention;
+  /** Durable copies of results: the store, download bounds, STORAGE_TIMEOUT_MS. */
+  storage: ResultStorage;
 }
 
 export interface RunningWorkers {
@@ -81,6 +87,7 @@ function jobHandlers(
   return {
     submit: { submit: (payload, job) => submit(payload, job) },
     deliver: { deliver: (payload, job, token) => deliver(payload, job, token) },
+    store: { store: (payload) => storeTaskResults({ store: deps.store, storage: deps.storage, log: deps.log }, payload.taskId) },
     maintenance: {
       'tasks.fail-timed-out': () => failTimedOutTasks(deps),
       'tasks.requeue': () => sweepQueuedTasks(sweep),
@@ -90,6 +97,14 @@ function jobHandlers(
       // Only where autovacuum does not run: statistics for the hot path's plans.
       'tables.analyze': () => analyzeStaleTables(deps.db),
       'history.prune': () => pruneHistory(deps),
+      'results.sweep': () =>
+        sweepStoringTasks({
+          store: deps.store,
+          timeoutMs: deps.storage.timeoutMs,
+          minAgeMs: deps.sweepMinAgeMs,
+          enqueueStores: (ids) => enqueueStores(deps.queues, ids),
+        }),
+      'results.expire': () => expireResults(deps.db, deps.storage.blobs),
     },
   };
 }

@@ -13,9 +13,19 @@ import {
   rotateSecretKey,
   rotateWebhookSecret,
 } from '../tenants/tenants.service';
+import { createBlobStore, upstreamIsPrivate } from '../results/blob-stores';
+import { backfillResults } from '../tasks/backfill-results';
+import { createLogger } from '../logger';
+import type { Config } from '../config';
+import type { Db } from '../db/client';
 
 const USAGE = `usage:
-  npm run cli -- keys create --name NAME   create a tenant key (prints its credentials once, as JSON)
+  npm run cli -- keys create --name NAME [--retention-days N]
+                                           create a tenant key (prints its credentials once, as JSON); its results'
+                                           copies are kept N days (default RESULT_RETENTION_DAYS, unset: forever)
+  npm run cli -- results backfill [--since DATE]
+                                           copy the results of tasks that succeeded without copies (resumable:
+                                           run it again to go on); prints one JSON summary
   npm run cli -- keys list                 list keys (no secrets)
   npm run cli -- keys revoke ID            revoke a key
   npm run cli -- keys rotate-secret ID     new secret_key for the AK/SK pair (the old one stops working at once)
@@ -25,8 +35,8 @@ const USAGE = `usage:
 /** Prints results as JSON on stdout (for scripts); everything else goes to stderr. */
 async function main(argv: string[]): Promise<number> {
   const group = argv[0];
-  if (group !== 'keys' && group !== 'accounts') return usage();
-  if (group === 'keys' && !argv[1]) return usage();
+  if (group !== 'keys' && group !== 'accounts' && group !== 'results') return usage();
+  if (group !== 'accounts' && !argv[1]) return usage();
   loadDotEnv();
   const config = loadConfig();
   // The first run creates and migrates the database, which takes a few seconds: say so.
@@ -38,12 +48,25 @@ async function main(argv: string[]): Promise<number> {
   try {
     await resealLegacySecrets(db, key);
     if (group === 'accounts') return await accountsCommand(db, secrets, argv.slice(1), usage);
-    const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { name: { type: 'string' } } });
+    const { positionals, values } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { name: { type: 'string' }, 'retention-days': { type: 'string' }, since: { type: 'string' } },
+    });
     const [, command, arg] = positionals;
+    if (group === 'results') {
+      if (command !== 'backfill') return usage();
+      return await backfill(config, db, values.since);
+    }
     if (command === 'create') {
       const name = values.name?.trim();
       if (!name || name.length > 200) return usage('--name is required (1 to 200 characters)');
-      console.log(JSON.stringify(await createTenant(db, secrets, name)));
+      const days =
+        values['retention-days'] ?? (config.RESULT_RETENTION_DAYS === undefined ? undefined : String(config.RESULT_RETENTION_DAYS));
+      if (days !== undefined && !/^[1-9]\d{0,5}$/.test(days)) return usage('--retention-days must be a whole number of days, at least 1');
+      console.log(
+        JSON.stringify(await createTenant(db, secrets, name, { resultRetentionDays: days === undefined ? undefined : Number(days) })),
+      );
       console.error('Store these credentials now: the api_key and secret_key cannot be shown again.');
       return 0;
     }
@@ -84,6 +107,35 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     await db.$disconnect();
   }
+}
+
+/** `results backfill`: progress on stderr, one JSON summary on stdout; exit 1 when any task failed (run again to retry them). */
+async function backfill(config: Config, db: Db, since: string | undefined): Promise<number> {
+  const from = since === undefined ? undefined : new Date(since);
+  if (from && Number.isNaN(from.getTime())) return usage('--since must be a date (2026-01-31 or an ISO timestamp)');
+  const log = createLogger(config.LOG_LEVEL);
+  const report = await backfillResults(
+    {
+      store: { db, log },
+      storage: {
+        blobs: createBlobStore(config),
+        timeoutMs: config.STORAGE_TIMEOUT_MS,
+        limits: {
+          maxBytes: config.STORAGE_MAX_BYTES,
+          timeoutMs: config.STORAGE_DOWNLOAD_TIMEOUT_MS,
+          allowPrivate: upstreamIsPrivate(config),
+        },
+      },
+      log,
+    },
+    {
+      since: from,
+      concurrency: config.STORAGE_CONCURRENCY,
+      onTask: (id, outcome, err) => console.error(`${id} ${outcome}${err ? `: ${err.message}` : ''}`),
+    },
+  );
+  console.log(JSON.stringify(report));
+  return report.failed ? 1 : 0;
 }
 
 function usage(problem?: string): number {

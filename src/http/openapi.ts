@@ -25,6 +25,10 @@ const ERROR_TEXT: Record<ErrorName, string> = {
   token_expired: 'JWT expired',
   route_not_found: 'no such route',
   not_found: "task or delivery not found (another tenant's task too)",
+  link_invalid: 'a result link whose signature does not match (changed, or not made by this service)',
+  link_expired: 'a result link past its expiry; read the task again for a fresh one',
+  file_gone: "a stored result deleted by the tenant's retention",
+  range_not_satisfiable: 'a Range header outside the file',
   request_timeout: 'the request did not arrive in time',
   payload_too_large: 'body too large (15 MB; 1 MB for upstream callbacks)',
   unsupported_media_type: 'body is not JSON (Content-Type: application/json)',
@@ -346,6 +350,25 @@ function registerOperationRoutes(reg: OpenAPIRegistry): void {
     responses: {
       200: ok('Recorded or harmlessly ignored', envelopeOf('CallbackResponse', z.object({ applied: z.boolean() }))),
       ...errors('invalid_request', 'invalid_parameter', 'auth_invalid', 'payload_too_large', 'internal', 'unavailable'),
+    },
+  });
+  reg.registerPath({
+    method: 'get',
+    path: '/v1/files/{file}',
+    tags: ['Results'],
+    summary: 'A stored copy of a result (signed link)',
+    description:
+      'The links in `task_result` with RESULT_URLS=mirror. No Authorization: the signature is the credential. Answers ' +
+      'range requests (206) for seeking in videos. Links expire (read the task again for fresh ones); a changed link is refused.',
+    ...open,
+    request: {
+      params: z.object({ file: z.string().describe('`<file id>.<ext>`') }),
+      query: z.object({ expires: z.string().describe('Unix seconds'), signature: z.string().describe('HMAC of the path and expiry') }),
+    },
+    responses: {
+      200: { description: 'The file, with its content type, `Accept-Ranges: bytes`, an ETag and caching headers' },
+      206: { description: 'The requested byte range (`Content-Range`)' },
+      ...errors('link_invalid', 'link_expired', 'not_found', 'file_gone', 'range_not_satisfiable', 'unavailable'),
     },
   });
   const health = (path: string, summary: string, responses: Record<string, ResponseConfig>) =>

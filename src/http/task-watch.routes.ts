@@ -9,7 +9,7 @@ import { findTask } from '../tasks/task-repository';
 import type { Db } from '../db/client';
 import type { TaskChanges } from '../tasks/task-changes';
 import type { WatcherLimit } from './watcher-limit';
-import { toTaskObject } from '../tasks/task-view';
+import { toTaskObject, type TaskViewContext } from '../tasks/task-view';
 
 /** Longest long poll; clients wanting longer simply ask again. */
 export const MAX_WAIT_SECONDS = 60;
@@ -50,6 +50,8 @@ export interface WatchDeps {
   sseMaxSeconds: number;
   /** Aborted when the process stops: long polls answer at once and event streams end (clients reconnect elsewhere). */
   stopping: AbortSignal;
+  /** How result URLs are shown (RESULT_URLS); absent: the upstream's. */
+  view?: TaskViewContext;
 }
 
 export function addWatchRoutes(r: Router, deps: WatchDeps, kind: TaskKind): void {
@@ -65,7 +67,7 @@ export function addWatchRoutes(r: Router, deps: WatchDeps, kind: TaskKind): void
     }
     if (res.writableEnded || res.destroyed) return;
     const position = task.state === 'queued' ? await queuePosition(deps.db, task) : undefined;
-    res.json(envelope(res.locals.requestId, toTaskObject(task, position)));
+    res.json(envelope(res.locals.requestId, toTaskObject(task, { queuePosition: position, view: deps.view })));
   });
 
   r.get('/:id/events', async (req, res) => {
@@ -83,7 +85,7 @@ export function addWatchRoutes(r: Router, deps: WatchDeps, kind: TaskKind): void
     res.write(`retry: ${SSE_RETRY_MS}\n\n`);
     let lastStatus: string | undefined;
     const send = () => {
-      const object = toTaskObject(task);
+      const object = toTaskObject(task, { view: deps.view });
       if (object.task_status === lastStatus) return;
       lastStatus = object.task_status;
       res.write(`id: ${task.eventSeq}\nevent: task\ndata: ${JSON.stringify(object)}\n\n`);

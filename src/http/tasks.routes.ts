@@ -49,13 +49,13 @@ export function tasksRouter(deps: TasksDeps, kind: TaskKind): Router {
     const externalTaskId = queryParam(req, 'external_task_id', IdParam);
     if (externalTaskId !== undefined) {
       const task = await findTask(deps.db, res.locals.tenant.id, kind, externalTaskId);
-      res.json(envelope(res.locals.requestId, toTaskObject(task)));
+      res.json(envelope(res.locals.requestId, toTaskObject(task, { view: deps.view })));
       return;
     }
     const { pageNum, pageSize } = parseQuery(req, ListQuery);
     const tasks = await listTasks(deps.db, res.locals.tenant.id, kind, pageNum, pageSize);
     // Not `map(toTaskObject)`: map's index would be taken for the task's queue position.
-    const objects = tasks.map((task) => toTaskObject(task));
+    const objects = tasks.map((task) => toTaskObject(task, { view: deps.view }));
     res.json(envelope(res.locals.requestId, objects));
   });
 
@@ -65,7 +65,7 @@ export function tasksRouter(deps: TasksDeps, kind: TaskKind): Router {
     const task = await findTask(deps.db, res.locals.tenant.id, kind, pathId(req, 'id'));
     const { result, task: after } = await cancelTask(deps.store, task.id);
     if (result === 'finished') throw invalidParameter(`task: has already finished (${toTaskObject(after).task_status}); nothing to cancel`);
-    res.json(envelope(res.locals.requestId, toTaskObject(after)));
+    res.json(envelope(res.locals.requestId, toTaskObject(after, { view: deps.view })));
   });
 
   r.get('/:id/deliveries', async (req, res) => {

@@ -36,6 +36,15 @@ export interface StageLimits {
   totalMs: number;
 }
 
+/**
+ * Where a kind's outputs are in its `task_result`: the list (`images`, `videos`) whose entries each
+ * carry a file `url`, and what those files are (durable copies check their bytes against it).
+ */
+export interface OutputShape {
+  list: 'images' | 'videos';
+  kind: 'image' | 'video';
+}
+
 /** Which configured model list a kind takes: KLING_MODELS or KLING_VIDEO_MODELS. */
 export type ModelFamily = 'image' | 'video';
 
@@ -66,6 +75,8 @@ export interface TaskKind {
   readResult(upstreamResult: Record<string, unknown>): TaskResult | null;
   /** `task_result` shown for a stored result; null: none yet (`{images: []}` for images). */
   taskResult(stored: unknown): TaskResult;
+  /** Where the output files are in `task_result` (they are copied, and shown as this service's links). */
+  outputs: OutputShape;
   /** The zod schema of `task_result` (OpenAPI). */
   taskResultSchema: z.ZodType;
   /** Fields of this kind under the `tracker` extension, from the slots the task holds (e.g. images' `n`). */

@@ -138,4 +138,47 @@ export const metrics = {
     labelNames: ['queue'],
     registers: [registry],
   }),
+  resultDownloads: new Counter({
+    name: 'kt_result_downloads_total',
+    help: 'Downloads of result outputs from the upstream into the blob store, by outcome (ok, http_status, too_large, wrong_type, timeout, network)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  }),
+  resultBytesStored: new Counter({
+    name: 'kt_result_stored_bytes_total',
+    help: 'Bytes of new objects written to the blob store (identical content is written once)',
+    labelNames: ['store'],
+    registers: [registry],
+  }),
+  resultObjectsStored: new Counter({
+    name: 'kt_result_stored_objects_total',
+    help: 'New objects written to the blob store',
+    labelNames: ['store'],
+    registers: [registry],
+  }),
+  resultStoreLatency: new Histogram({
+    name: 'kt_result_store_duration_seconds',
+    help: 'Time to copy one output: download from the upstream and write to the blob store',
+    labelNames: ['store'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  }),
+  resultStorageFallbacks: new Counter({
+    name: 'kt_result_storage_fallbacks_total',
+    help: "Tasks that succeeded with the upstream's URLs because their copies failed past STORAGE_TIMEOUT_MS",
+    labelNames: ['kind'],
+    registers: [registry],
+  }),
+  resultFileReads: new Counter({
+    name: 'kt_result_file_reads_total',
+    help: 'Reads of signed result links, by outcome (ok, partial, invalid, expired, gone, error)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  }),
+  resultFilesExpired: new Counter({
+    name: 'kt_result_files_expired_total',
+    help: "Stored copies deleted by their tenant's retention (rows), and blobs no copy refers to any more (objects)",
+    labelNames: ['what'],
+    registers: [registry],
+  }),
 };

@@ -14,6 +14,9 @@ export type SubmitJob = z.infer<typeof SubmitJob>;
 export const DeliverJob = z.object({ deliveryId: z.string().min(1) });
 export type DeliverJob = z.infer<typeof DeliverJob>;
 
+export const StoreJob = z.object({ taskId: z.string().min(1) });
+export type StoreJob = z.infer<typeof StoreJob>;
+
 /** A scheduled job carries nothing: each run reads from Postgres what is due. */
 export const ScheduledJob = z.object({});
 export type ScheduledJob = z.infer<typeof ScheduledJob>;
@@ -23,6 +26,9 @@ export interface QueueSettings {
   prefix: string;
   submitAttempts: number;
   submitBackoffMs: number;
+  /** Attempts of copying a task's outputs, and the first retry delay (doubles each attempt). */
+  storageAttempts?: number;
+  storageBackoffMs?: number;
 }
 
 /** What workers and schedules depend on (set by worker processes). */
@@ -35,6 +41,8 @@ export interface WorkerSettings {
   reconcileIntervalMs: number;
   /** IDEMPOTENCY_TTL_HOURS in ms. */
   idempotencyTtlMs: number;
+  /** Tasks whose outputs one worker process copies at once (STORAGE_CONCURRENCY). */
+  storageConcurrency?: number;
 }
 
 export interface JobDefinition<P extends z.ZodType = z.ZodType> {
@@ -88,6 +96,10 @@ const MAINTENANCE_JOBS = {
   'tables.analyze': { payload: ScheduledJob, every: (s) => s.sweepIntervalMs },
   // Each run removes a bounded number of small batches: finished history leaves as a steady trickle.
   'history.prune': { payload: ScheduledJob, every: () => 60_000 },
+  /** Tasks in `storing`: past STORAGE_TIMEOUT_MS they succeed with the upstream's URLs; any without a live job gets one. */
+  'results.sweep': { payload: ScheduledJob, every: (s) => s.sweepIntervalMs },
+  // Copies past their tenant's retention leave in batches, as finished history does.
+  'results.expire': { payload: ScheduledJob, every: () => 60_000 },
 } satisfies Record<string, JobDefinition>;
 
 export const CATALOGUE = {
@@ -110,6 +122,19 @@ export const CATALOGUE = {
     jobOptions: () => ({ attempts: 1, removeOnComplete: true, removeOnFail: KEEP_FAILED }),
     worker: lockedWorker,
     jobs: { deliver: { payload: DeliverJob } },
+  },
+  store: {
+    name: 'result.store',
+    // Retried with back-off past STORAGE_TIMEOUT_MS too: a task that succeeded with the upstream's
+    // URLs gets this service's links when a later attempt stores them.
+    jobOptions: (s) => ({
+      attempts: s.storageAttempts ?? 12,
+      backoff: { type: 'exponential', delay: s.storageBackoffMs ?? 2000, jitter: 0.5 },
+      removeOnComplete: true,
+      removeOnFail: KEEP_FAILED,
+    }),
+    worker: (s) => ({ concurrency: s.storageConcurrency ?? 4, lockDuration: s.lockMs, stalledInterval: s.lockMs }),
+    jobs: { store: { payload: StoreJob } },
   },
   maintenance: {
     name: 'task.maintenance',

@@ -15,6 +15,8 @@ export const deliverJobId = (d: { id: string; chain: number; attemptCount: numbe
 /** BullMQ job ids may not contain ':' nor be all digits; task ids are UUIDs, so a prefix suffices. */
 export const submitJobId = (taskId: string) => `submit-${taskId}`;
 
+export const storeJobId = (taskId: string) => `store-${taskId}`;
+
 /** Options with the deterministic job id every enqueue of this project sets. */
 export type IdentifiedJobOptions = JobsOptions & { jobId: string };
 
@@ -92,6 +94,15 @@ export async function requeueSubmits(queues: Queues, taskIds: string[]): Promise
   let added = 0;
   for (const id of taskIds) if (await ensureJob(queues.submit, 'submit', { taskId: id }, submitJobOptions(queues.settings, id))) added++;
   return added;
+}
+
+/** Gives each task a `result.store` job unless it has a live one (bounded: the results sweep covers what does not get through). */
+export async function enqueueStores(queues: Queues, taskIds: string[]): Promise<boolean> {
+  if (!queues.connected() || !taskIds.length) return false;
+  const opts = (id: string) => ({ ...CATALOGUE.store.jobOptions(queues.settings), jobId: storeJobId(id) });
+  return bounded(async () => {
+    for (const id of taskIds) await ensureJob(queues.store, 'store', { taskId: id }, opts(id));
+  }, 2000);
 }
 
 export function deliverJobOptions(d: { id: string; chain: number; attemptCount: number }, delayMs = 0): IdentifiedJobOptions {

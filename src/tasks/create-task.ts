@@ -118,6 +118,8 @@ export function createTaskCreator(deps: CreateDeps): CreateTask {
       pool: kind.pool,
       slotCost,
       callbackUrl: callback_url,
+      // Known from the start, so clients see from the first answer how long the copies are kept.
+      resultsExpireAt: tenant.resultRetentionDays ? new Date(Date.now() + tenant.resultRetentionDays * 86_400_000) : undefined,
     };
     const inserted = await insert({ task: newTask, at: new Date(), key });
     if (inserted === 'duplicate') throw invalidParameter('external_task_id: is already used by another task of yours');

@@ -2,7 +2,7 @@ import type { Task } from '../db/client';
 import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { transition, type EventSource, type TaskStore } from './status-machine';
 import { markEndRequested, readTask, type ReadTask } from './task-repository';
-import { isTerminal } from './task-state';
+import { isPastUpstream } from './task-state';
 
 export const CANCELED_MESSAGE = 'canceled by the client';
 
@@ -52,7 +52,8 @@ export async function requestEnd(store: TaskStore, taskId: string, end: EndReque
   return retryOnRace(`task ${taskId}`, async (): Promise<EndOutcome | null | typeof RACED> => {
     const task = await readTask(store.db, taskId);
     if (!task) return null;
-    if (isTerminal(task.state)) return { result: 'finished', task };
+    // A task whose outputs are being copied has ended upstream with a success: nothing is left to end.
+    if (isPastUpstream(task.state)) return { result: 'finished', task };
     const submissionStarted = task.state !== 'queued' || task.submitAttempts > 0;
     const atUpstream = task.state !== 'queued';
     if (!submissionStarted || (atUpstream && end.atUpstream === 'end')) {
@@ -91,7 +92,7 @@ export async function failTask(
 ): Promise<Task | null> {
   return retryOnRace(`task ${taskId}`, async () => {
     const task = await readTask(store.db, taskId);
-    if (!task || isTerminal(task.state)) return null;
+    if (!task || isPastUpstream(task.state)) return null;
     const ends = task.cancelRequestedAt ? requestedEnd(task) : { failureReason: reason, statusMsg: message };
     return (await endNow(store, task, ends, source)) ?? RACED;
   });

@@ -6,8 +6,8 @@ import { metrics } from '../observability/metrics';
 import type { InlineDeliveries } from '../webhooks/delivery-attempt';
 import { outboxEntry, type OutboxEntry } from '../webhooks/outbox';
 import { patchAssignments, type ReadTask, type TaskPatch } from './task-repository';
-import { isTerminal, toClientStatus } from './task-state';
-import { toTaskObject } from './task-view';
+import { isPastUpstream, isTerminal, toClientStatus } from './task-state';
+import { toTaskObject, type TaskViewContext } from './task-view';
 
 /**
  * The task status machine: every state change is one guarded SQL statement (a data-modifying CTE)
@@ -33,6 +33,8 @@ export interface CommitEffects {
   slotsReleased: number;
   /** The pool of the task (whose waiting tasks may take the freed slots). */
   pool: SlotPool;
+  /** The task entered `storing`: its outputs are to be copied (a `result.store` job). */
+  storeResults: boolean;
 }
 
 export interface TaskStore {
@@ -45,9 +47,14 @@ export interface TaskStore {
   afterCommit?: (effects: CommitEffects) => Promise<void>;
   /** Where alerts about what the upstream says go. */
   log?: Logger;
+  /**
+   * RESULT_URLS and the links to this service's copies: with `mirror`, an upstream `succeed` moves
+   * the task to `storing` and webhook bodies carry signed links. Absent: `upstream`.
+   */
+  view?: TaskViewContext;
 }
 
-export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep';
+export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep' | 'storage';
 
 export interface Change {
   to: TaskState;
@@ -60,7 +67,7 @@ const DEFAULT_POLL_AFTER_MS = 30_000;
 
 /** Bookkeeping every change implies: polling while at the upstream, no slots and no polls once ended. */
 function lifecycleFields(store: TaskStore, to: TaskState, now: Date): TaskPatch {
-  if (isTerminal(to)) return { slotsHeld: 0, nextPollAt: null };
+  if (isPastUpstream(to)) return { slotsHeld: 0, nextPollAt: null };
   if (to === 'submitted' || to === 'processing') {
     return { nextPollAt: new Date(now.getTime() + (store.pollAfterMs ?? DEFAULT_POLL_AFTER_MS)), pollCount: 0 };
   }
@@ -100,13 +107,13 @@ export async function transition(store: TaskStore, task: ReadTask, change: Chang
           seq: next.eventSeq,
           url: next.callbackUrl,
           status: toClientStatus(change.to),
-          body: JSON.stringify(toTaskObject(next)),
+          body: JSON.stringify(toTaskObject(next, { view: store.view })),
           now,
           param,
           refs: { taskId: '$1', now: '$4' },
         })
       : null;
-  const releases = isTerminal(change.to) && task.slotsHeld > 0;
+  const releases = isPastUpstream(change.to) && task.slotsHeld > 0;
   // Whether anyone waits for the slots this frees: usually nobody, and then nothing more is asked.
   const waiters = releases ? slotWaitersExist(param(task.pool)) : 'false';
   let rows: { waiters: boolean; version: string; behind?: boolean; secrets?: (string | null)[] }[];
@@ -138,6 +145,7 @@ export async function transition(store: TaskStore, task: ReadTask, change: Chang
     deliveryIds: outbox?.committed(rows[0]) ?? [],
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
     pool: task.pool as SlotPool,
+    storeResults: change.to === 'storing',
   };
   await store.afterCommit?.(effects).catch(() => undefined);
   return { ...next, version: rows[0].version };

@@ -50,6 +50,9 @@ export interface TaskPatch {
   pollCount?: number;
   submittedAt?: Date | null;
   finishedAt?: Date | null;
+  storingSince?: Date | null;
+  filesState?: string | null;
+  files?: unknown;
 }
 
 const PATCH_COLUMNS: Record<keyof TaskPatch, [column: string, cast: string]> = {
@@ -64,13 +67,16 @@ const PATCH_COLUMNS: Record<keyof TaskPatch, [column: string, cast: string]> = {
   pollCount: ['poll_count', 'int'],
   submittedAt: ['submitted_at', 'timestamp'],
   finishedAt: ['finished_at', 'timestamp'],
+  storingSince: ['storing_since', 'timestamp'],
+  filesState: ['files_state', 'text'],
+  files: ['files', 'jsonb'],
 };
 
 function sqlValue(key: keyof TaskPatch, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   if (v instanceof Date) return utc(v);
   if (typeof v === 'bigint') return v.toString();
-  return key === 'result' ? JSON.stringify(v) : v;
+  return key === 'result' || key === 'files' ? JSON.stringify(v) : v;
 }
 
 /** `col = $n::type, ...` for the patch's fields, appending their values to `params`. */
@@ -99,6 +105,8 @@ export interface NewTask {
   callbackUrl?: string;
   /** Only for tasks made as they were before callback tokens were derived (tests of that path). */
   callbackToken?: string;
+  /** When the durable copies of its results are deleted (the tenant's retention); absent: never. */
+  resultsExpireAt?: Date;
 }
 
 /** An Idempotency-Key recorded with its task, in the same statement. */
@@ -142,6 +150,11 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     updatedAt: createdAt,
     submittedAt: null,
     finishedAt: null,
+    resultsExpireAt: t.resultsExpireAt ?? null,
+    filesState: null,
+    files: null,
+    storingSince: null,
+    filesExpiredAt: null,
   };
 }
 
@@ -177,6 +190,7 @@ export async function insertTasks(
     col((x) => x.task.callbackUrl ?? null),
     col((x) => x.task.callbackToken ?? null),
     col((x) => utc(x.at)),
+    col((x) => (x.task.resultsExpireAt ? utc(x.task.resultsExpireAt) : null)),
   ];
   const keyed = items.some((x) => x.key);
   const { rows } = await db.sql<{ id: string; inserted: boolean; keyed: boolean; external_taken: boolean }>(
@@ -269,27 +283,27 @@ export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
   SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`;
 
 const NEW_TASKS = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
-                       $10::text[], $11::text[], $12::timestamp[]`;
+                       $10::text[], $11::text[], $12::timestamp[], $13::timestamp[]`;
+const NEW_TASK_FIELDS = `id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at,
+                         results_expire_at`;
 const INSERT_TASK_COLUMNS = `INSERT INTO tasks (id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url,
-                          callback_token, state, event_seq, created_at, updated_at)`;
+                          callback_token, state, event_seq, created_at, updated_at, results_expire_at)`;
+const NEW_TASK_VALUES = `i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
+           i.callback_token, 'queued', 1, i.at, i.at, i.results_expire_at`;
 const INSERT_FIRST_EVENTS = `INSERT INTO task_events (task_id, seq, from_state, to_state, source, created_at) SELECT id, 1, NULL, 'queued', 'api', created_at FROM t`;
 
 /** The common case, a batch without Idempotency-Keys: no key to write, no row of the batch to look at twice. */
 const INSERT_WITHOUT_KEYS = `WITH t AS (
     ${INSERT_TASK_COLUMNS}
-    SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
-           i.callback_token, 'queued', 1, i.at, i.at
-    FROM ${NEW_TASKS})
-      AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at)
+    SELECT ${NEW_TASK_VALUES}
+    FROM ${NEW_TASKS}) AS i(${NEW_TASK_FIELDS})
     ON CONFLICT (tenant_id, external_task_id) DO NOTHING
     RETURNING id, created_at),
   e AS (${INSERT_FIRST_EVENTS})
   SELECT id, true AS inserted, false AS keyed, false AS external_taken FROM t`;
 
 const INSERT_WITH_KEYS = `WITH i AS (
-       SELECT * FROM ${NEW_TASKS}, $13::text[], $14::text[])
-         AS i(id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at,
-              idem_key, idem_hash)),
+       SELECT * FROM ${NEW_TASKS}, $14::text[], $15::text[]) AS i(${NEW_TASK_FIELDS}, idem_key, idem_hash)),
      k AS (
        INSERT INTO idempotency_keys AS x (tenant_id, key, request_hash, task_id, created_at)
        SELECT DISTINCT ON (i.tenant_id, i.idem_key) i.tenant_id, i.idem_key, i.idem_hash, i.id, i.at FROM i
@@ -297,12 +311,11 @@ const INSERT_WITH_KEYS = `WITH i AS (
          AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.tenant_id = i.tenant_id AND o.external_task_id = i.external_task_id)
        ORDER BY i.tenant_id, i.idem_key, i.at
        ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, task_id = EXCLUDED.task_id, created_at = EXCLUDED.created_at
-         WHERE x.created_at < $15::timestamp
+         WHERE x.created_at < $16::timestamp
        RETURNING task_id),
      t AS (
        ${INSERT_TASK_COLUMNS}
-       SELECT i.id, i.request_id, i.tenant_id, i.external_task_id, i.request, i.model_name, i.kind, i.pool, i.slot_cost, i.callback_url,
-              i.callback_token, 'queued', 1, i.at, i.at
+       SELECT ${NEW_TASK_VALUES}
        FROM i WHERE i.idem_key IS NULL OR i.id IN (SELECT task_id FROM k)
        ON CONFLICT (tenant_id, external_task_id) DO NOTHING
        RETURNING id, created_at),

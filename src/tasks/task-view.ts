@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import type { Task } from '../db/client';
+import type { TaskKind, TaskResult } from '../kinds/kind';
 import { kindOf } from '../kinds/registry';
+import { resultOutputs, withOutputUrls } from '../kinds/result-outputs';
 import { KLING_STATUSES } from '../kinds/upstream-task';
+import type { FileLinks, StoredFileRef } from '../results/file-links';
 import { toClientStatus } from './task-state';
 
 /**
@@ -23,6 +26,7 @@ export const TRACKER_STATES = [
   'queued',
   'submitted',
   'processing',
+  'storing',
   'succeed',
   'failed',
   'canceling',
@@ -32,6 +36,8 @@ export const TRACKER_STATES = [
 ] as const;
 /** The internal state under the extension. */
 export type TrackerState = (typeof TRACKER_STATES)[number];
+
+const FILES_STATES = ['none', 'storing', 'stored', 'upstream', 'expired'] as const;
 
 export const TrackerExtension = z
   .object({
@@ -54,8 +60,31 @@ export const TrackerExtension = z
     submit_attempts: z.int(),
     submitted_at: nullableMillis('Accepted by the upstream'),
     finished_at: nullableMillis('Reached succeed or failed'),
+    files: z
+      .object({
+        state: z
+          .enum(FILES_STATES)
+          .describe(
+            '`none` (nothing to keep yet), `storing` (being copied), `stored` (task_result links to this service), ' +
+              "`upstream` (copying failed; task_result has the upstream's URLs and copying is retried), `expired` (deleted by retention)",
+          ),
+        expires_at: nullableMillis("When the copies are deleted (the tenant's retention); null: kept"),
+        expired_at: nullableMillis('When retention deleted the copies'),
+        upstream_urls: z.array(z.string()).describe("The upstream's own URLs of the outputs, in task_result order"),
+      })
+      .optional()
+      .describe('Durable copies of the outputs (RESULT_URLS=mirror only)'),
   })
   .describe("kling-tracker's extension: everything that is not Kling's lives under this one key.");
+
+/**
+ * How result URLs are shown (RESULT_URLS): `mirror`, this service's signed links once the copies
+ * are stored; `upstream`, the upstream's own (and no `files` under the extension).
+ */
+export interface TaskViewContext {
+  resultUrls: 'mirror' | 'upstream';
+  links: FileLinks;
+}
 
 /** Kling's task object (GET answer and webhook body) plus our extension; `task_result` is the kind's. */
 export const TaskObject = z.object({
@@ -93,14 +122,20 @@ export function trackerState(t: Pick<Task, 'state' | 'failureReason' | 'cancelRe
   return t.state;
 }
 
-export function toTaskObject(t: Task, queuePosition?: number): TaskObject {
+export interface ViewOptions {
+  queuePosition?: number;
+  view?: TaskViewContext;
+}
+
+export function toTaskObject(t: Task, { queuePosition, view }: ViewOptions = {}): TaskObject {
   const kind = kindOf(t.kind);
+  const mirror = view?.resultUrls === 'mirror' ? view : undefined;
   return {
     task_id: t.id,
     task_status: toClientStatus(t.state),
     task_status_msg: t.statusMsg ?? '',
     task_info: t.externalTaskId ? { external_task_id: t.externalTaskId } : {},
-    task_result: kind.taskResult(t.result),
+    task_result: mirror ? mirroredResult(kind, t, mirror.links) : kind.taskResult(t.result),
     created_at: t.createdAt.getTime(),
     updated_at: t.updatedAt.getTime(),
     [EXTENSION_KEY]: {
@@ -115,7 +150,26 @@ export function toTaskObject(t: Task, queuePosition?: number): TaskObject {
       submit_attempts: t.submitAttempts,
       submitted_at: t.submittedAt?.getTime() ?? null,
       finished_at: t.finishedAt?.getTime() ?? null,
+      ...(mirror ? { files: filesView(kind, t) } : {}),
     },
+  };
+}
+
+/** The copies' links once stored; nothing while they are copied; the upstream's URLs otherwise. */
+function mirroredResult(kind: TaskKind, t: Task, links: FileLinks): TaskResult {
+  if (t.state === 'storing') return kind.taskResult(null);
+  if (t.filesState !== 'stored' || !Array.isArray(t.files)) return kind.taskResult(t.result);
+  const urls = new Map((t.files as unknown as (StoredFileRef & { index: number })[]).map((f) => [f.index, links.url(f)]));
+  return withOutputUrls(kind, t.result, urls);
+}
+
+function filesView(kind: TaskKind, t: Task): NonNullable<TaskObject['tracker']['files']> {
+  const state = t.state === 'storing' ? 'storing' : ((t.filesState ?? 'none') as (typeof FILES_STATES)[number]);
+  return {
+    state,
+    expires_at: t.resultsExpireAt?.getTime() ?? null,
+    expired_at: t.filesExpiredAt?.getTime() ?? null,
+    upstream_urls: resultOutputs(kind, t.result).map((o) => o.url),
   };
 }
 

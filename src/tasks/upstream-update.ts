@@ -1,6 +1,7 @@
 import type { Task, TaskState } from '../db/client';
 import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { kindOf } from '../kinds/registry';
+import { resultOutputs } from '../kinds/result-outputs';
 import { withSaneTimes, type UpstreamTask } from '../kinds/upstream-task';
 import { requestedEnd } from './end-task';
 import { transition, type EventSource, type TaskStore } from './status-machine';
@@ -41,14 +42,22 @@ export async function applyUpstreamUpdate(
     if (at !== null && task.upstreamUpdatedAt !== null && BigInt(Math.trunc(at)) < task.upstreamUpdatedAt) {
       return { applied: false, reason: 'stale', task };
     }
+    // The upstream is done with a task whose outputs are being copied: whatever it says now is a repeat.
+    if (task.state === 'storing') return { applied: false, reason: 'duplicate', task };
     if (!canTransition(task.state, target)) {
       // The upstream id may still be news (a callback can beat the submit answer to us).
       if (!task.upstreamTaskId) await adoptUpstreamId(db, task.id, update.task_id);
       return { applied: false, reason: task.state === target ? 'duplicate' : 'not_forward', task };
     }
     // A task to be ended (canceled, or timed out during its submission) fails once the upstream ends.
-    const to = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
-    const updated = await transition(store, task, { to, data: upstreamFields(task, update, target), source, payload: update });
+    const ended = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
+    const data = upstreamFields(task, update, target);
+    // With RESULT_URLS=mirror a success is shown once its outputs are copied (results/store-results.ts).
+    const storing =
+      ended === 'succeed' && store.view?.resultUrls === 'mirror' && resultOutputs(kindOf(task.kind), data.result ?? task.result).length > 0;
+    const to = storing ? 'storing' : ended;
+    if (storing) data.storingSince = new Date();
+    const updated = await transition(store, task, { to, data, source, payload: update });
     return updated ? { applied: true, task: updated } : RACED;
   });
 }

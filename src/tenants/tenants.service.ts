@@ -27,7 +27,13 @@ export const hashApiKey = (apiKey: string) => createHash('sha256').update(apiKey
 const newWebhookSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
 
 /** Creates a tenant; the credentials are returned once and only the api_key's hash is kept. */
-export async function createTenant(db: Db, secrets: SecretBox, name: string): Promise<NewTenantCredentials> {
+export async function createTenant(
+  db: Db,
+  secrets: SecretBox,
+  name: string,
+  /** Days the tenant's result copies are kept; absent: forever. */
+  opts: { resultRetentionDays?: number } = {},
+): Promise<NewTenantCredentials> {
   const apiKey = newApiKey();
   const creds = {
     id: randomUUID(),
@@ -46,6 +52,7 @@ export async function createTenant(db: Db, secrets: SecretBox, name: string): Pr
       accessKey: creds.access_key,
       secretKey: secrets.seal(creds.secret_key, sealContext(creds.id, 'secret_key')),
       webhookSecret: secrets.seal(creds.webhook_secret, sealContext(creds.id, 'webhook_secret')),
+      resultRetentionDays: opts.resultRetentionDays ?? null,
     },
   });
   return creds;

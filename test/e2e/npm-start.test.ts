@@ -1,5 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'pg';
@@ -39,6 +41,7 @@ let server: ChildProcess;
 let output = '';
 let base = '';
 let env: NodeJS.ProcessEnv;
+const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-start-results-'));
 
 beforeAll(async () => {
   const admin = new Client({ connectionString: maintenanceUrl(databaseUrl) });
@@ -55,6 +58,8 @@ beforeAll(async () => {
     QUEUE_PREFIX: `kt-start-${port}`,
     LOG_LEVEL: 'info',
     NODE_ENV: 'production',
+    // The durable copies' default directory (data/results) is relative to the checkout: not in a test.
+    STORAGE_DIR: storageDir,
   });
   server = spawn('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   server.stdout!.on('data', (d) => (output += d));
@@ -68,6 +73,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (server.exitCode === null) process.kill(-server.pid!, 'SIGKILL');
+  fs.rmSync(storageDir, { recursive: true, force: true });
 });
 
 const cli = (...args: string[]) => run('npm', ['run', '--silent', 'cli', '--', ...args], { cwd: ROOT, env });
@@ -92,7 +98,7 @@ describe('npm start, then the CLI and the API', () => {
       body: JSON.stringify({ prompt: 'a lighthouse', n: 2 }),
     }).then((r) => r.json() as Promise<{ data: { task_id: string } }>);
     expect(created).toMatchObject({ code: 0, data: { task_status: 'submitted' } });
-    let task: { task_status: string; task_result: { images: unknown[] } } | undefined;
+    let task: { task_status: string; task_result: { images: { url: string }[] } } | undefined;
     for (let i = 0; i < 200 && task?.task_status !== 'succeed'; i++) {
       await new Promise((r) => setTimeout(r, 100));
       const res = (await fetch(`${base}/v1/images/generations/${created.data.task_id}`, { headers: auth }).then((r) => r.json())) as {
@@ -102,6 +108,10 @@ describe('npm start, then the CLI and the API', () => {
     }
     expect(task?.task_status).toBe('succeed');
     expect(task?.task_result.images).toHaveLength(2);
+    // RESULT_URLS=mirror by default: the links are this service's durable copies, readable without a key.
+    const copy = await fetch(task!.task_result.images[0].url);
+    expect(task!.task_result.images[0].url.startsWith(`${base}/v1/files/`)).toBe(true);
+    expect([copy.status, copy.headers.get('content-type')]).toEqual([200, 'image/png']);
 
     const listed = (await cli('keys', 'list')).stdout;
     expect(JSON.parse(listed)).toEqual([expect.objectContaining({ id: key.id, name: 'smoke', revoked_at: null })]);

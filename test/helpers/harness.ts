@@ -1,4 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Client } from 'pg';
 import { loadConfig, type Config } from '../../src/config';
 import type { Task } from '../../src/db/client';
@@ -48,6 +51,8 @@ export interface Harness {
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const sim = createKlingSimulator({ apiKey: UPSTREAM_KEY, processingAfterMs: 20, finishAfterMs: 30, ...opts.simulator });
   const simUrl = await sim.listen();
+  // Durable copies go to a directory of this harness's own (removed on close) unless the test names one.
+  const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-results-'));
   const env = {
     DATABASE_URL: process.env.DATABASE_URL,
     QUEUE_PREFIX: `kt-test-${randomUUID().slice(0, 8)}`,
@@ -66,6 +71,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     // the limit itself set it low.
     AUTH_FAILURES_PER_MINUTE: '1000000',
     SECRETS_KEY: TEST_SECRETS_KEY,
+    // Most tests assert the upstream's result URLs (and their exact extension): the durable copies'
+    // tests set RESULT_URLS=mirror, the product's default, themselves.
+    RESULT_URLS: 'upstream',
+    STORAGE_DIR: storageDir,
+    STORAGE_RETRY_MS: '50',
     ...opts.env,
   };
   let config: Config;
@@ -116,6 +126,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       await worker?.close();
       await api.close();
       await sim.close();
+      fs.rmSync(storageDir, { recursive: true, force: true });
     },
   };
 }

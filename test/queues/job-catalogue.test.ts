@@ -77,7 +77,7 @@ describe('the job catalogue', () => {
 
   it('gives every queue of the catalogue a worker, a dashboard entry and queue metrics, and nothing else any', async () => {
     const names = namesOf(CATALOGUE).sort();
-    expect(names).toEqual(['task.maintenance', 'task.submit', 'webhook.deliver']);
+    expect(names).toEqual(['result.store', 'task.maintenance', 'task.submit', 'webhook.deliver']);
     expect(h.worker!.workers!.workers.map((w) => w.name).sort()).toEqual(names);
     expect(await dashboardAndMetrics(h.url)).toEqual({ dashboard: names, jobs: names, oldest: names });
   });
@@ -156,6 +156,8 @@ describe('maintenance duties', () => {
       },
       'tables.analyze': count('tables.analyze'),
       'history.prune': count('history.prune'),
+      'results.sweep': count('results.sweep'),
+      'results.expire': count('results.expire'),
     };
     const workers = startCatalogueWorkers(
       queues,
@@ -164,7 +166,7 @@ describe('maintenance duties', () => {
     );
     const scheduling = keepJobsScheduled(queues, SETTINGS, log);
     try {
-      await eventually('every scheduler declared', async () => (await queues.maintenance.getJobSchedulersCount()) === 7, 10_000);
+      await eventually('every scheduler declared', async () => (await queues.maintenance.getJobSchedulersCount()) === 9, 10_000);
       const schedulers = await queues.maintenance.getJobSchedulers();
       expect(Object.fromEntries(schedulers.map((s) => [s.key, s.every]))).toEqual({
         'tasks.fail-timed-out': 100,
@@ -174,6 +176,8 @@ describe('maintenance duties', () => {
         'idempotency-keys.forget': 1000,
         'tables.analyze': 100,
         'history.prune': 60_000,
+        'results.sweep': 100,
+        'results.expire': 60_000,
       });
       const others: MaintenanceJobName[] = ['tasks.requeue', 'deliveries.requeue', 'tasks.reconcile', 'tables.analyze'];
       await eventually(

@@ -18,6 +18,7 @@ export const imageGeneration: TaskKind = {
   upstreamResult: UpstreamImages,
   readResult: (upstream) => readImages(upstream as Parameters<typeof readImages>[0]),
   taskResult: (stored) => ({ images: (stored as { images?: unknown[] } | null)?.images ?? [] }),
+  outputs: { list: 'images', kind: 'image' },
   taskResultSchema: ImagesResult,
   trackerFields: ({ slotCost }) => ({ n: slotCost }),
   // Images take seconds upstream; a task still waiting after these is stuck, not slow.

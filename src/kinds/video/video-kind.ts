@@ -24,6 +24,7 @@ export function videoKind(parts: VideoKindParts): TaskKind {
     upstreamResult: UpstreamVideos,
     readResult: (upstream) => readVideos(upstream as z.infer<typeof UpstreamVideos>),
     taskResult: (stored) => ({ videos: (stored as { videos?: unknown[] } | null)?.videos ?? [] }),
+    outputs: { list: 'videos', kind: 'video' },
     taskResultSchema: VideosResult,
     trackerFields: () => ({}),
     // Videos take minutes upstream, and Kling's own queue can add more: limits in hours, not minutes.

@@ -1,0 +1,120 @@
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { deliveryAgent } from '../webhooks/ssrf';
+import { SNIFF_BYTES, sniffFileType, type FileType } from './file-types';
+
+export interface DownloadLimits {
+  /** STORAGE_MAX_BYTES: an output larger than this is refused (counted as it streams, whatever Content-Length says). */
+  maxBytes: number;
+  /** STORAGE_DOWNLOAD_TIMEOUT_MS: the whole download, connect to last byte. */
+  timeoutMs: number;
+  /** Fetch from private addresses (an upstream on a private network, e.g. the simulator); otherwise as client webhooks. */
+  allowPrivate: boolean;
+}
+
+export interface Downloaded extends FileType {
+  /** The spooled file (the caller stores or deletes it). */
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** Why a download failed, as the downloads metric counts it. */
+export type DownloadFailure = 'http_status' | 'too_large' | 'wrong_type' | 'timeout' | 'network';
+
+export class DownloadError extends Error {
+  constructor(
+    readonly outcome: DownloadFailure,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const MAX_REDIRECTS = 3;
+
+/**
+ * Streams one output from the upstream into a spool file, hashing it on the way: never held whole
+ * in memory. The first bytes must be the expected kind of file (an image for images, a video for
+ * videos), whatever Content-Type claims. Throws a DownloadError; the spool file is then removed.
+ */
+export async function downloadOutput(
+  url: string,
+  expected: 'image' | 'video',
+  spoolDir: string,
+  limits: DownloadLimits,
+): Promise<Downloaded> {
+  await fs.promises.mkdir(spoolDir, { recursive: true });
+  const file = path.join(spoolDir, randomUUID());
+  const abort = AbortSignal.timeout(limits.timeoutMs);
+  try {
+    const res = await openFollowingRedirects(url, limits, abort);
+    const hash = createHash('sha256');
+    let size = 0;
+    let head = Buffer.alloc(0);
+    let type: FileType | null = null;
+    await pipeline(
+      res,
+      async function* (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          size += chunk.length;
+          if (size > limits.maxBytes) throw new DownloadError('too_large', `larger than ${limits.maxBytes} bytes`);
+          if (!type) {
+            head = Buffer.concat([head, chunk]).subarray(0, SNIFF_BYTES);
+            if (head.length >= SNIFF_BYTES) type = checkedType(head, expected);
+          }
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      fs.createWriteStream(file),
+      { signal: abort },
+    );
+    type ??= checkedType(head, expected);
+    return { ...type, path: file, size, sha256: hash.digest('hex') };
+  } catch (err) {
+    await fs.promises.rm(file, { force: true });
+    if (err instanceof DownloadError) throw err;
+    if (abort.aborted) throw new DownloadError('timeout', `no complete answer within ${limits.timeoutMs} ms`);
+    throw new DownloadError('network', (err as Error).message);
+  }
+}
+
+function checkedType(head: Buffer, expected: 'image' | 'video'): FileType {
+  const type = sniffFileType(head);
+  if (!type || type.kind !== expected)
+    throw new DownloadError('wrong_type', `the bytes are not ${expected === 'image' ? 'an image' : 'a video'}`);
+  return type;
+}
+
+async function openFollowingRedirects(url: string, limits: DownloadLimits, signal: AbortSignal): Promise<http.IncomingMessage> {
+  let target = new URL(url);
+  for (let hop = 0; ; hop++) {
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new DownloadError('network', 'not an http(s) URL');
+    const res = await get(target, limits.allowPrivate, signal);
+    const status = res.statusCode ?? 0;
+    if (status >= 300 && status < 400 && res.headers.location && hop < MAX_REDIRECTS) {
+      res.resume();
+      target = new URL(res.headers.location, target);
+      continue;
+    }
+    if (status !== 200) {
+      res.resume();
+      throw new DownloadError('http_status', `the upstream answered ${status}`);
+    }
+    return res;
+  }
+}
+
+/** A GET through the same address checks as client webhooks (unless private addresses are allowed). */
+function get(url: URL, allowPrivate: boolean, signal: AbortSignal): Promise<http.IncomingMessage> {
+  const mod = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.get(url, { agent: deliveryAgent(url, allowPrivate), signal }, resolve);
+    req.once('error', reject);
+  });
+}

@@ -1,0 +1,137 @@
+import fs from 'node:fs';
+import type { Logger } from '../logger';
+import { RACED, retryOnRace } from '../lib/retry-on-race';
+import { kindOf } from '../kinds/registry';
+import { resultOutputs } from '../kinds/result-outputs';
+import { metrics } from '../observability/metrics';
+import { blobKey, type BlobStore } from '../results/blob-store';
+import { DownloadError, downloadOutput, type DownloadLimits } from '../results/download-output';
+import { recordCopies, touchBlob, type CopiedOutput } from '../results/result-files';
+import { transition, type TaskStore } from './status-machine';
+import { readTask, type ReadTask } from './task-repository';
+
+/** What copying results needs: the store, the download bounds, and when a task stops waiting for its copies. */
+export interface ResultStorage {
+  blobs: BlobStore;
+  limits: DownloadLimits;
+  /** STORAGE_TIMEOUT_MS, counted from the task's entry into `storing`. */
+  timeoutMs: number;
+}
+
+export interface StoreDeps {
+  store: TaskStore;
+  storage: ResultStorage;
+  log?: Logger;
+}
+
+export type StoreOutcome = 'stored' | 'replaced' | 'nothing_to_do';
+
+/** Whether a task's outputs are to be copied: it waits for them, or succeeded without them (upstream fallback, or before copies existed). */
+export function needsCopies(t: Pick<ReadTask, 'state' | 'filesState'>): boolean {
+  return t.state === 'storing' || (t.state === 'succeed' && (t.filesState === null || t.filesState === 'upstream'));
+}
+
+/**
+ * Copies every output of a task into the blob store, then shows them: a task in `storing` succeeds
+ * (its `succeed` webhook carries the links); one that already succeeded gets its URLs replaced,
+ * with no new event and no webhook. A failure is thrown for the job's retry; past
+ * STORAGE_TIMEOUT_MS a task still in `storing` first succeeds with the upstream's URLs.
+ */
+export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise<StoreOutcome> {
+  const task = await readTask(deps.store.db, taskId);
+  if (!task || !needsCopies(task)) return 'nothing_to_do';
+  const kind = kindOf(task.kind);
+  const outputs = resultOutputs(kind, task.result);
+  let copies: CopiedOutput[];
+  try {
+    copies = [];
+    for (const o of outputs) copies.push(await copyOutput(deps, kind.outputs.kind, o.index, o.url));
+  } catch (err) {
+    if (task.state === 'storing' && task.storingSince && Date.now() - task.storingSince.getTime() >= deps.storage.timeoutMs) {
+      await succeedWithUpstreamUrls(deps.store, taskId);
+    }
+    throw err;
+  }
+  const ids = await recordCopies(deps.store.db, taskId, task.resultsExpireAt, copies);
+  const files = copies.map((c) => ({ index: c.index, id: ids.get(c.index)!, ext: c.ext }));
+  return showCopies(deps.store, taskId, files);
+}
+
+async function copyOutput({ store, storage }: StoreDeps, expected: 'image' | 'video', index: number, url: string): Promise<CopiedOutput> {
+  const started = process.hrtime.bigint();
+  let got;
+  try {
+    got = await downloadOutput(url, expected, storage.blobs.spoolDir, storage.limits);
+  } catch (err) {
+    metrics.resultDownloads.inc({ outcome: err instanceof DownloadError ? err.outcome : 'network' });
+    throw err;
+  }
+  metrics.resultDownloads.inc({ outcome: 'ok' });
+  const copy: CopiedOutput = {
+    index,
+    outputKind: expected,
+    contentType: got.contentType,
+    ext: got.ext,
+    size: got.size,
+    sha256: got.sha256,
+    storageKey: blobKey(got.sha256),
+    upstreamUrl: url,
+  };
+  try {
+    await touchBlob(store.db, copy);
+    // Content addressing: identical bytes already stored (this task's retry, another task) are not
+    // written again. Two copies of the same bytes at the same moment may both write: same key, same bytes.
+    if (!(await storage.blobs.has(copy.storageKey))) {
+      await storage.blobs.putFile(copy.storageKey, got.path, got.contentType);
+      metrics.resultBytesStored.inc({ store: storage.blobs.kind }, got.size);
+      metrics.resultObjectsStored.inc({ store: storage.blobs.kind });
+    }
+  } finally {
+    await fs.promises.rm(got.path, { force: true });
+  }
+  metrics.resultStoreLatency.observe({ store: storage.blobs.kind }, Number(process.hrtime.bigint() - started) / 1e9);
+  return copy;
+}
+
+type FileEntry = { index: number; id: string; ext: string };
+
+async function showCopies(store: TaskStore, taskId: string, files: FileEntry[]): Promise<StoreOutcome> {
+  return retryOnRace(`task ${taskId}`, async (): Promise<StoreOutcome | typeof RACED> => {
+    const task = await readTask(store.db, taskId);
+    if (!task || !needsCopies(task)) return 'nothing_to_do';
+    if (task.state === 'storing') {
+      const done = await transition(store, task, {
+        to: 'succeed',
+        data: { filesState: 'stored', files, finishedAt: new Date() },
+        source: 'storage',
+      });
+      return done ? 'stored' : RACED;
+    }
+    // Already succeeded (its webhook went with the upstream's URLs): the links replace them, quietly.
+    const { rowCount } = await store.db.sql(
+      `UPDATE tasks SET files_state = 'stored', files = $3::jsonb, updated_at = now() WHERE id = $1 AND xmin = $2::xid`,
+      [task.id, task.version, JSON.stringify(files)],
+    );
+    return rowCount === 1 ? 'replaced' : RACED;
+  });
+}
+
+/** A task that waited too long for its copies succeeds with the upstream's URLs (and says so under `files`). */
+export async function succeedWithUpstreamUrls(store: TaskStore, taskId: string): Promise<boolean> {
+  return retryOnRace(`task ${taskId}`, async (): Promise<boolean | typeof RACED> => {
+    const task = await readTask(store.db, taskId);
+    if (!task || task.state !== 'storing') return false;
+    const done = await transition(store, task, {
+      to: 'succeed',
+      data: { filesState: 'upstream', finishedAt: new Date() },
+      source: 'storage',
+    });
+    if (!done) return RACED;
+    metrics.resultStorageFallbacks.inc({ kind: task.kind });
+    store.log?.warn(
+      { task_id: taskId },
+      'results not copied within STORAGE_TIMEOUT_MS: the task succeeded with the upstream URLs; copying goes on',
+    );
+    return true;
+  });
+}

@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { PNG } from 'pngjs';
+import { DownloadError, downloadOutput, type DownloadLimits } from '../../src/results/download-output';
+
+const png = PNG.sync.write(new PNG({ width: 64, height: 64 }));
+const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x20]), Buffer.from('ftypisom'), Buffer.alloc(2000, 1)]);
+let server: http.Server;
+let base = '';
+const spool = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-spool-'));
+const limits: DownloadLimits = { maxBytes: 1_000_000, timeoutMs: 5_000, allowPrivate: true };
+
+beforeAll(async () => {
+  // An upstream's file server: real HTTP on loopback.
+  server = http.createServer((req, res) => {
+    if (req.url === '/a.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end(png);
+    if (req.url === '/moved.png') return void res.writeHead(302, { location: '/a.png' }).end();
+    if (req.url === '/clip.mp4') return void res.writeHead(200, { 'content-type': 'video/mp4' }).end(mp4);
+    // Claims to be an image, is a page.
+    if (req.url === '/page.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end('<!DOCTYPE html><html>expired</html>');
+    if (req.url === '/slow.png') {
+      res.writeHead(200, { 'content-type': 'image/png' });
+      res.write(png.subarray(0, 20));
+      return; // never ends
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  fs.rmSync(spool, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  for (const f of fs.readdirSync(spool)) fs.rmSync(path.join(spool, f));
+});
+
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => 'succeeded',
+    (e: unknown) => (e instanceof DownloadError ? e.outcome : `unexpected: ${String(e)}`),
+  );
+const spooled = () => fs.readdirSync(spool);
+
+describe('downloading an output from the upstream', () => {
+  it('streams it into a spool file with its SHA-256, size and type, following a redirect', async () => {
+    const got = await downloadOutput(`${base}/moved.png`, 'image', spool, limits);
+    expect(got).toMatchObject({ kind: 'image', contentType: 'image/png', ext: 'png', size: png.length });
+    expect(fs.readFileSync(got.path).equals(png)).toBe(true);
+    expect(got.sha256).toBe(createHash('sha256').update(png).digest('hex'));
+    fs.rmSync(got.path);
+    expect((await downloadOutput(`${base}/clip.mp4`, 'video', spool, limits)).contentType).toBe('video/mp4');
+  });
+
+  it('refuses bytes of the wrong kind, oversized outputs, error answers and stalls, and leaves no spool file behind', async () => {
+    expect(await failure(downloadOutput(`${base}/page.png`, 'image', spool, limits))).toBe('wrong_type');
+    expect(await failure(downloadOutput(`${base}/clip.mp4`, 'image', spool, limits))).toBe('wrong_type');
+    expect(await failure(downloadOutput(`${base}/a.png`, 'video', spool, limits))).toBe('wrong_type');
+    expect(await failure(downloadOutput(`${base}/a.png`, 'image', spool, { ...limits, maxBytes: png.length - 1 }))).toBe('too_large');
+    expect(await failure(downloadOutput(`${base}/gone.png`, 'image', spool, limits))).toBe('http_status');
+    expect(await failure(downloadOutput(`${base}/slow.png`, 'image', spool, { ...limits, timeoutMs: 300 }))).toBe('timeout');
+    expect(spooled()).toEqual([]);
+  });
+
+  it('refuses loopback and private addresses unless the upstream itself is on a private network', async () => {
+    expect(await failure(downloadOutput(`${base}/a.png`, 'image', spool, { ...limits, allowPrivate: false }))).toBe('network');
+    expect(
+      await failure(
+        downloadOutput(`http://169.254.169.254/latest/meta-data`, 'image', spool, { ...limits, allowPrivate: false, timeoutMs: 2000 }),
+      ),
+    ).toBe('network');
+    expect(spooled()).toEqual([]);
+  });
+});
