@@ -23,7 +23,7 @@ import { createInlineDeliveries } from './webhooks/delivery-attempt';
 import { createTaskChanges, type TaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
 import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
-import { createBlobStore, upstreamIsPrivate } from './results/blob-stores';
+import { createBlobStore, resultStorageOf } from './results/blob-stores';
 import { createFileLinks } from './results/file-links';
 import { enqueueStores } from './queues/queues';
 import type { TaskViewContext } from './tasks/task-view';
@@ -208,15 +208,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         deliveryDays: config.DELIVERY_RETENTION_DAYS,
       },
       storageConcurrency: config.STORAGE_CONCURRENCY,
-      storage: {
-        blobs,
-        timeoutMs: config.STORAGE_TIMEOUT_MS,
-        limits: {
-          maxBytes: config.STORAGE_MAX_BYTES,
-          timeoutMs: config.STORAGE_DOWNLOAD_TIMEOUT_MS,
-          allowPrivate: upstreamIsPrivate(config),
-        },
-      },
+      storage: resultStorageOf(config, db, blobs),
     });
     log.info({ upstream: klingBaseUrl ? redactCredentials(klingBaseUrl) : '(accounts only)' }, 'workers started');
   }

@@ -146,6 +146,12 @@ function toView(r: AccountRow, inUse: Record<string, number>): AccountView {
   };
 }
 
+/** An account's base URL (it never holds credentials), or null when there is no such account. */
+export async function accountBaseUrl(db: Db, id: string): Promise<string | null> {
+  const { rows } = await db.sql<{ base_url: string }>('SELECT base_url FROM upstream_accounts WHERE id = $1', [id]);
+  return rows[0]?.base_url ?? null;
+}
+
 /** Where an account is and how to sign its requests, opened for building its client; null when unknown. */
 export async function accountEndpoint(
   db: Db,

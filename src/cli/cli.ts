@@ -13,7 +13,7 @@ import {
   rotateSecretKey,
   rotateWebhookSecret,
 } from '../tenants/tenants.service';
-import { createBlobStore, upstreamIsPrivate } from '../results/blob-stores';
+import { resultStorageOf } from '../results/blob-stores';
 import { backfillResults } from '../tasks/backfill-results';
 import { createLogger } from '../logger';
 import type { Config } from '../config';
@@ -117,15 +117,7 @@ async function backfill(config: Config, db: Db, since: string | undefined): Prom
   const report = await backfillResults(
     {
       store: { db, log },
-      storage: {
-        blobs: createBlobStore(config),
-        timeoutMs: config.STORAGE_TIMEOUT_MS,
-        limits: {
-          maxBytes: config.STORAGE_MAX_BYTES,
-          timeoutMs: config.STORAGE_DOWNLOAD_TIMEOUT_MS,
-          allowPrivate: upstreamIsPrivate(config),
-        },
-      },
+      storage: resultStorageOf(config, db),
       log,
     },
     {

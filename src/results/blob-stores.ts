@@ -1,5 +1,7 @@
 import ipaddr from 'ipaddr.js';
+import { accountBaseUrl, ENV_ACCOUNT_ID } from '../accounts/account-repository';
 import type { Config } from '../config';
+import type { Db } from '../db/client';
 import type { BlobStore } from './blob-store';
 import { createDirBlobStore } from './dir-blob-store';
 import { createS3BlobStore } from './s3-blob-store';
@@ -24,7 +26,35 @@ export function createBlobStore(c: Config): BlobStore {
  */
 export function upstreamIsPrivate(c: Pick<Config, 'useSimulator' | 'KLING_BASE_URL'>): boolean {
   if (c.useSimulator || !c.KLING_BASE_URL) return true;
-  const host = new URL(c.KLING_BASE_URL).hostname.replace(/^\[|\]$/g, '');
+  return baseUrlIsPrivate(c.KLING_BASE_URL);
+}
+
+/** Whether an upstream's base URL names a loopback or private address (an account of the pool on a private network). */
+export function baseUrlIsPrivate(baseUrl: string): boolean {
+  let host: string;
+  try {
+    host = new URL(baseUrl).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return false;
+  }
   if (host === 'localhost' || host.endsWith('.localhost')) return true;
   return ipaddr.isValid(host) && ipaddr.process(host).range() !== 'unicast';
+}
+
+/**
+ * How the copying of results is set up (workers and `results backfill`): the store, the download
+ * bounds, and which upstreams' file URLs may be on a private network (the environment's, as
+ * upstreamIsPrivate says; an account of the pool, as its own base URL says).
+ */
+export function resultStorageOf(c: Config, db: Db, blobs: BlobStore = createBlobStore(c)) {
+  return {
+    blobs,
+    timeoutMs: c.STORAGE_TIMEOUT_MS,
+    limits: { maxBytes: c.STORAGE_MAX_BYTES, timeoutMs: c.STORAGE_DOWNLOAD_TIMEOUT_MS, allowPrivate: upstreamIsPrivate(c) },
+    accountIsPrivate: async (accountId: string): Promise<boolean> => {
+      if (accountId === ENV_ACCOUNT_ID) return false;
+      const baseUrl = await accountBaseUrl(db, accountId);
+      return baseUrl !== null && baseUrlIsPrivate(baseUrl);
+    },
+  };
 }

@@ -30,9 +30,17 @@ export class DownloadError extends Error {
   constructor(
     readonly outcome: DownloadFailure,
     message: string,
+    /** Trying again cannot help: the bytes are refused, the file is gone, or its address is not one we may fetch or find. */
+    readonly permanent = outcome === 'too_large' || outcome === 'wrong_type',
   ) {
     super(message);
   }
+}
+
+/** A failure to reach the URL that a retry would meet again: a name that does not exist, an address the checks refuse. */
+function unreachableForGood(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e.code === 'ENOTFOUND' || /is not allowed/i.test(e.message ?? '');
 }
 
 const MAX_REDIRECTS = 3;
@@ -80,7 +88,7 @@ export async function downloadOutput(
     await fs.promises.rm(file, { force: true });
     if (err instanceof DownloadError) throw err;
     if (abort.aborted) throw new DownloadError('timeout', `no complete answer within ${limits.timeoutMs} ms`);
-    throw new DownloadError('network', (err as Error).message);
+    throw new DownloadError('network', (err as Error).message, unreachableForGood(err));
   }
 }
 
@@ -104,7 +112,12 @@ async function openFollowingRedirects(url: string, limits: DownloadLimits, signa
     }
     if (status !== 200) {
       res.resume();
-      throw new DownloadError('http_status', `the upstream answered ${status}`);
+      // 4xx: the file is gone or refused to us (408 and 429 excepted); 5xx and the rest may pass.
+      throw new DownloadError(
+        'http_status',
+        `the upstream answered ${status}`,
+        status >= 400 && status < 500 && status !== 408 && status !== 429,
+      );
     }
     return res;
   }

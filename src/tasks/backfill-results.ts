@@ -41,7 +41,7 @@ export async function backfillResults(deps: StoreDeps, opts: BackfillOptions): P
       for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
         try {
           const outcome = await storeTaskResults(deps, id);
-          if (outcome !== 'nothing_to_do') report.stored++;
+          if (outcome === 'stored' || outcome === 'replaced') report.stored++;
           opts.onTask?.(id, outcome);
         } catch (err) {
           report.failed++;

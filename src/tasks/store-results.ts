@@ -14,6 +14,11 @@ import { readTask, type ReadTask } from './task-repository';
 export interface ResultStorage {
   blobs: BlobStore;
   limits: DownloadLimits;
+  /**
+   * Whether the account a task ran on is on a private network (its base URL): its file URLs are
+   * then fetched there too, as the environment's upstream's are with `limits.allowPrivate`.
+   */
+  accountIsPrivate?(accountId: string): Promise<boolean>;
   /** STORAGE_TIMEOUT_MS, counted from the task's entry into `storing`. */
   timeoutMs: number;
 }
@@ -24,7 +29,7 @@ export interface StoreDeps {
   log?: Logger;
 }
 
-export type StoreOutcome = 'stored' | 'replaced' | 'nothing_to_do';
+export type StoreOutcome = 'stored' | 'replaced' | 'nothing_to_do' | 'upstream_urls';
 
 /** Whether a task's outputs are to be copied: it waits for them, or succeeded without them (upstream fallback, or before copies existed). */
 export function needsCopies(t: Pick<ReadTask, 'state' | 'filesState'>): boolean {
@@ -45,8 +50,18 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
   let copies: CopiedOutput[];
   try {
     copies = [];
-    for (const o of outputs) copies.push(await copyOutput(deps, kind.outputs.kind, o.index, o.url));
+    const limits = { ...deps.storage.limits };
+    if (!limits.allowPrivate && task.accountId && deps.storage.accountIsPrivate)
+      limits.allowPrivate = await deps.storage.accountIsPrivate(task.accountId);
+    for (const o of outputs) copies.push(await copyOutput(deps, limits, kind.outputs.kind, o.index, o.url));
   } catch (err) {
+    // A failure no retry can cure (the file is gone, not what it says, too large, at an address we
+    // may not fetch) does not keep the client waiting: the task succeeds with the upstream's URLs now.
+    if (err instanceof DownloadError && err.permanent && task.state === 'storing') {
+      deps.log?.warn({ task_id: taskId, reason: err.message }, 'result cannot be copied');
+      await succeedWithUpstreamUrls(deps.store, taskId);
+      return 'upstream_urls';
+    }
     if (task.state === 'storing' && task.storingSince && Date.now() - task.storingSince.getTime() >= deps.storage.timeoutMs) {
       await succeedWithUpstreamUrls(deps.store, taskId);
     }
@@ -57,11 +72,17 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
   return showCopies(deps.store, taskId, files);
 }
 
-async function copyOutput({ store, storage }: StoreDeps, expected: 'image' | 'video', index: number, url: string): Promise<CopiedOutput> {
+async function copyOutput(
+  { store, storage }: StoreDeps,
+  limits: DownloadLimits,
+  expected: 'image' | 'video',
+  index: number,
+  url: string,
+): Promise<CopiedOutput> {
   const started = process.hrtime.bigint();
   let got;
   try {
-    got = await downloadOutput(url, expected, storage.blobs.spoolDir, storage.limits);
+    got = await downloadOutput(url, expected, storage.blobs.spoolDir, limits);
   } catch (err) {
     metrics.resultDownloads.inc({ outcome: err instanceof DownloadError ? err.outcome : 'network' });
     throw err;
