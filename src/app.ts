@@ -30,6 +30,8 @@ import { KINDS } from './kinds/registry';
 import { authFailureLimit } from './http/auth-failures';
 import { authenticate } from './http/auth.middleware';
 import type { TenantCache } from './tenants/tenant-cache';
+import { consoleRouter } from './http/console/console.routes';
+import type { PoolLimits } from './tasks/task-slots';
 
 export interface AppDeps {
   db: Db;
@@ -68,6 +70,12 @@ export interface AppDeps {
   callbackMaxInFlight: number;
   /** CALLBACK_TARGET_MS: callbacks slower than this slow the deployment's submissions. */
   callbackTargetMs: number;
+  /** The environment account's slots per pool (UPSTREAM_CONCURRENCY_IMAGE / _VIDEO), shown by the console. */
+  poolLimits: PoolLimits;
+  /** The upstream the environment's credential points at (the console's accounts panel). */
+  upstreamBaseUrl?: string;
+  /** CONSOLE_SESSION_HOURS. */
+  consoleSessionHours: number;
 }
 
 /** Kling's 10 MB image as base64 (4/3 of it) plus the rest of the body. */
@@ -120,6 +128,16 @@ export function createApp(deps: AppDeps): Express {
   const createTask = createTaskCreator({ ...deps, enqueueSubmits: (ids) => enqueueSubmits(deps.queues, ids) });
   for (const kind of KINDS) app.post(kind.path, requireJsonBody, ...tenantOnly, json, createTaskHandler(createTask, kind));
   for (const kind of KINDS) app.use(kind.path, ...tenantOnly, json, tasksRouter(tasks, kind));
+  app.use(
+    consoleRouter({
+      ...tasks,
+      failures,
+      createTask,
+      keyPrefix: deps.queuePrefix,
+      sessionTtlMs: deps.consoleSessionHours * 3_600_000,
+      maxBody: MAX_BODY,
+    }),
+  );
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
   app.use(docsRouter({ models: deps.models }));
   app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));
