@@ -22,7 +22,7 @@ export interface TaskChanges {
    * Messages can be lost: a listener re-reads what it shows on its own schedule too.
    */
   listenAll(listener: (taskId: string) => void): () => void;
-  /** Waiters of this process right now. */
+  /** Waiters and listeners of this process right now. */
   waiting(): number;
   close(): Promise<void>;
 }

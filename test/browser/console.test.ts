@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { bearer } from '../helpers/fixtures';
+import { bearer, pngBase64 } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
@@ -120,7 +120,6 @@ describe('the web console in a real browser', () => {
     expect(await card(page, taskId).getByText('a lighthouse at dawn').count()).toBe(1);
     // Never reloaded.
     expect(await page.evaluate('window.marker')).toBe(42);
-    await page.screenshot({ path: path.join(SHOTS, 'console-gallery.png') });
 
     await card(page, taskId).click();
     await page.getByRole('heading', { name: /Image generation/ }).waitFor({ timeout: UI_TIMEOUT });
@@ -191,6 +190,8 @@ describe('the web console in a real browser', () => {
     await card(page, images[0].id).waitFor({ timeout: UI_TIMEOUT });
 
     await page.getByRole('button', { name: 'Clear filters' }).click();
+    await card(page, images[0].id).waitFor({ timeout: UI_TIMEOUT });
+    await page.screenshot({ path: path.join(SHOTS, 'console-gallery.png') });
     await page.getByLabel('Search by task_id or external_task_id').fill('my-wave');
     await page.getByLabel('Search by task_id or external_task_id').press('Enter');
     await page.locator('[data-task-id]').nth(1).waitFor({ state: 'detached', timeout: UI_TIMEOUT });
@@ -207,7 +208,7 @@ describe('the web console in a real browser', () => {
   it("shows the API's validation message next to the field, then creates the task and follows it until canceled", async () => {
     const { context, page } = await signIn(alice.api_key);
     await page.getByRole('link', { name: 'New task' }).click();
-    await page.getByLabel('prompt').fill('   ');
+    await page.getByRole('textbox', { name: 'prompt (required)', exact: true }).fill('   ');
     await page.getByLabel('n', { exact: true }).fill('12');
     await page.getByRole('button', { name: 'Create image generation task' }).click();
     const api = await request(h.url).post('/v1/images/generations').set(bearer(alice.api_key)).send({ prompt: '   ', n: 12 });
@@ -218,7 +219,7 @@ describe('the web console in a real browser', () => {
     await page.screenshot({ path: path.join(SHOTS, 'console-create-error.png'), fullPage: true });
     const count = await h.api.db.task.count();
 
-    await page.getByLabel('prompt').fill('a red kite over hills');
+    await page.getByRole('textbox', { name: 'prompt (required)', exact: true }).fill('a red kite over hills');
     await page.getByLabel('n', { exact: true }).fill('2');
     await page.getByRole('button', { name: 'Create image generation task' }).click();
     await page.getByRole('heading', { name: /Image generation/ }).waitFor({ timeout: UI_TIMEOUT });
@@ -231,6 +232,23 @@ describe('the web console in a real browser', () => {
     await page.getByTestId('detail-status').getByText('failed').waitFor({ timeout: 30_000 });
     await page.getByText('canceled by the client').first().waitFor({ timeout: UI_TIMEOUT });
     expect((await h.api.db.task.findUniqueOrThrow({ where: { id: created.id } })).failureReason).toBe('canceled');
+    await context.close();
+  });
+
+  it('creates an image-to-video task from an uploaded image, sent as bare base64', async () => {
+    const { context, page } = await signIn(alice.api_key);
+    await page.goto(`${h.url}/console#/new/image-to-video`);
+    const png = pngBase64(400, 400);
+    await page
+      .getByLabel('Upload image', { exact: true })
+      .setInputFiles({ name: 'first.png', mimeType: 'image/png', buffer: Buffer.from(png, 'base64') });
+    await page.getByText('first.png').waitFor({ timeout: UI_TIMEOUT });
+    await page.getByRole('textbox', { name: 'prompt', exact: true }).fill('the picture comes alive');
+    await page.getByRole('button', { name: 'Create image to video task' }).click();
+    await page.getByRole('heading', { name: /Image to video/ }).waitFor({ timeout: UI_TIMEOUT });
+    const created = await h.api.db.task.findFirstOrThrow({ where: { kind: 'image-to-video' } });
+    expect((created.request as { image: string }).image).toBe(png);
+    expect(page.url()).toContain(created.id);
     await context.close();
   });
 
