@@ -4,6 +4,7 @@ import request from 'supertest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { bearer, pngBase64 } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { eventually } from '../helpers/invariants';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
 /**
@@ -286,7 +287,17 @@ describe('the web console in a real browser', () => {
     await context.close();
   });
 
-  it('shows the operator the upstream accounts with their health, the queues and the tenants', async () => {
+  it('shows the operator the upstream accounts with their health, the queues and the tenants, and resends dead webhooks in bulk', async () => {
+    // A receiver that always fails: the task's two webhooks die after the (short) retry schedule.
+    const failing = await startReceiver();
+    failing.reply = () => ({ status: 500, body: 'down for maintenance' });
+    const doomed = await createImage(alice.api_key, 'nobody hears me', { callback_url: failing.url });
+    await eventually(
+      'two dead deliveries',
+      async () => (await h.api.db.webhookDelivery.count({ where: { taskId: doomed, status: 'dead' } })) === 2,
+      30_000,
+    );
+    const attemptsBefore = failing.received.length;
     const { context, page } = await signIn(ADMIN);
     await page.getByRole('heading', { name: 'Upstream accounts' }).waitFor({ timeout: UI_TIMEOUT });
     const account = page.locator('[data-account-id="environment"]');
@@ -297,7 +308,15 @@ describe('the web console in a real browser', () => {
     await page.getByRole('cell', { name: 'alice' }).waitFor({ timeout: UI_TIMEOUT });
     await page.getByRole('button', { name: /^Disable / }).click();
     await page.getByText(/Refused: account: .*cannot be disabled/).waitFor({ timeout: UI_TIMEOUT });
+    await page.getByRole('cell', { name: 'HTTP 500' }).first().waitFor({ timeout: UI_TIMEOUT });
     await page.screenshot({ path: path.join(SHOTS, 'console-operator.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Select all' }).click();
+    await page.getByRole('button', { name: 'Redeliver selected (2)' }).click();
+    await page.getByText('2 of 2 deliveries queued again.').waitFor({ timeout: UI_TIMEOUT });
+    await eventually('both sent again', async () => failing.received.length >= attemptsBefore + 2, 15_000);
+    const chains = await h.api.db.webhookDelivery.findMany({ where: { taskId: doomed }, select: { chain: true } });
+    expect(chains.map((d) => d.chain)).toEqual([2, 2]);
     await context.close();
+    await failing.close();
   });
 });

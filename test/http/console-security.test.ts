@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { revokeTenant } from '../../src/tenants/tenants.service';
 
 /**
  * The web console's API (/console/api): sessions, CSRF and tenant isolation, over real HTTP against
@@ -149,6 +150,17 @@ describe('CSRF', () => {
     expect(String(out.headers['set-cookie'])).toMatch(/kt_console=;/);
     const after = await request(h.url).get('/console/api/tasks').set('cookie', cookie);
     expect(after.status).toBe(401);
+  });
+});
+
+describe('a revoked key', () => {
+  it('ends the sessions it opened, at their next call', async () => {
+    const alice = await h.newTenant('alice');
+    const { cookie } = await signIn(alice.api_key);
+    expect((await request(h.url).get('/console/api/tasks').set('cookie', cookie)).status).toBe(200);
+    expect(await revokeTenant(h.api.db, alice.id)).toBe(true);
+    expect((await request(h.url).get('/console/api/tasks').set('cookie', cookie)).status).toBe(401);
+    expect((await request(h.url).post('/console/api/session').send({ api_key: alice.api_key })).status).toBe(401);
   });
 });
 
