@@ -291,32 +291,39 @@ describe('the web console in a real browser', () => {
     // A receiver that always fails: the task's two webhooks die after the (short) retry schedule.
     const failing = await startReceiver();
     failing.reply = () => ({ status: 500, body: 'down for maintenance' });
-    const doomed = await createImage(alice.api_key, 'nobody hears me', { callback_url: failing.url });
-    await eventually(
-      'two dead deliveries',
-      async () => (await h.api.db.webhookDelivery.count({ where: { taskId: doomed, status: 'dead' } })) === 2,
-      30_000,
-    );
-    const attemptsBefore = failing.received.length;
-    const { context, page } = await signIn(ADMIN);
-    await page.getByRole('heading', { name: 'Upstream accounts' }).waitFor({ timeout: UI_TIMEOUT });
-    const account = page.locator('[data-account-id="environment"]');
-    await account.waitFor({ timeout: UI_TIMEOUT });
-    expect(await account.locator('.health').textContent()).toBe('ok');
-    expect(await page.getByRole('cell', { name: 'task.submit' }).count()).toBe(1);
-    expect(await page.getByRole('link', { name: 'Open the queue dashboard' }).getAttribute('href')).toBe('/admin/queues');
-    await page.getByRole('cell', { name: 'alice' }).waitFor({ timeout: UI_TIMEOUT });
-    await page.getByRole('button', { name: /^Disable / }).click();
-    await page.getByText(/Refused: account: .*cannot be disabled/).waitFor({ timeout: UI_TIMEOUT });
-    await page.getByRole('cell', { name: 'HTTP 500' }).first().waitFor({ timeout: UI_TIMEOUT });
-    await page.screenshot({ path: path.join(SHOTS, 'console-operator.png'), fullPage: true });
-    await page.getByRole('button', { name: 'Select all' }).click();
-    await page.getByRole('button', { name: 'Redeliver selected (2)' }).click();
-    await page.getByText('2 of 2 deliveries queued again.').waitFor({ timeout: UI_TIMEOUT });
-    await eventually('both sent again', async () => failing.received.length >= attemptsBefore + 2, 15_000);
-    const chains = await h.api.db.webhookDelivery.findMany({ where: { taskId: doomed }, select: { chain: true } });
-    expect(chains.map((d) => d.chain)).toEqual([2, 2]);
-    await context.close();
-    await failing.close();
+    let context: BrowserContext | undefined;
+    // However the test ends: a receiver left open would keep jest from exiting.
+    try {
+      const doomed = await createImage(alice.api_key, 'nobody hears me', { callback_url: failing.url });
+      await eventually(
+        'two dead deliveries',
+        async () => (await h.api.db.webhookDelivery.count({ where: { taskId: doomed, status: 'dead' } })) === 2,
+        30_000,
+      );
+      const attemptsBefore = failing.received.length;
+      const opened = await signIn(ADMIN);
+      context = opened.context;
+      const page = opened.page;
+      await page.getByRole('heading', { name: 'Upstream accounts' }).waitFor({ timeout: UI_TIMEOUT });
+      const account = page.locator('[data-account-id="environment"]');
+      await account.waitFor({ timeout: UI_TIMEOUT });
+      expect(await account.locator('.health').textContent()).toBe('ok');
+      expect(await page.getByRole('cell', { name: 'task.submit' }).count()).toBe(1);
+      expect(await page.getByRole('link', { name: 'Open the queue dashboard' }).getAttribute('href')).toBe('/admin/queues');
+      await page.getByRole('cell', { name: 'alice' }).waitFor({ timeout: UI_TIMEOUT });
+      await page.getByRole('button', { name: /^Disable / }).click();
+      await page.getByText(/Refused: account: .*cannot be disabled/).waitFor({ timeout: UI_TIMEOUT });
+      await page.getByRole('cell', { name: 'HTTP 500' }).first().waitFor({ timeout: UI_TIMEOUT });
+      await page.screenshot({ path: path.join(SHOTS, 'console-operator.png'), fullPage: true });
+      await page.getByRole('button', { name: 'Select all' }).click();
+      await page.getByRole('button', { name: 'Redeliver selected (2)' }).click();
+      await page.getByText('2 of 2 deliveries queued again.').waitFor({ timeout: UI_TIMEOUT });
+      await eventually('both sent again', async () => failing.received.length >= attemptsBefore + 2, 15_000);
+      const chains = await h.api.db.webhookDelivery.findMany({ where: { taskId: doomed }, select: { chain: true } });
+      expect(chains.map((d) => d.chain)).toEqual([2, 2]);
+    } finally {
+      await context?.close();
+      await failing.close();
+    }
   });
 });
