@@ -104,6 +104,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   };
   const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };
   const models = { image: config.KLING_MODELS, video: config.KLING_VIDEO_MODELS };
+  /** The environment account's slots per pool: the claims' limits, and what the console shows. */
+  const poolLimits = { image: config.UPSTREAM_CONCURRENCY_IMAGE ?? config.UPSTREAM_CONCURRENCY, video: config.UPSTREAM_CONCURRENCY_VIDEO };
   let tenants: TenantCache | undefined;
   const stopping = new AbortController();
   // Every open long poll and event stream listens to it (each removes its listener when it ends).
@@ -138,7 +140,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         queuePrefix: config.QUEUE_PREFIX,
         adminToken: config.ADMIN_TOKEN,
         changes,
-        poolLimits: { image: config.UPSTREAM_CONCURRENCY_IMAGE ?? config.UPSTREAM_CONCURRENCY, video: config.UPSTREAM_CONCURRENCY_VIDEO },
+        poolLimits,
         upstreamBaseUrl: klingBaseUrl,
         consoleSessionHours: config.CONSOLE_SESSION_HOURS,
       },
@@ -167,7 +169,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
       pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
       upstreamTimeoutMs: config.KLING_TIMEOUT_MS,
-      poolLimits: { image: config.UPSTREAM_CONCURRENCY_IMAGE ?? config.UPSTREAM_CONCURRENCY, video: config.UPSTREAM_CONCURRENCY_VIDEO },
+      poolLimits,
       throttlePauseMs: config.UPSTREAM_THROTTLE_PAUSE_MS,
       idempotencyTtlMs: config.IDEMPOTENCY_TTL_HOURS * 3_600_000,
       limits: stageLimits,
