@@ -6,7 +6,10 @@ COPY package.json package-lock.json ./
 COPY prisma ./prisma
 COPY scripts ./scripts
 COPY prisma.config.ts ./
-# postinstall generates the Prisma client offline (see README, "Development").
+COPY console ./console
+# postinstall generates the Prisma client offline (see README, "Development") and builds the web
+# console into console/dist (vite and preact are dependencies for this reason: NODE_ENV=production
+# leaves devDependencies out).
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src

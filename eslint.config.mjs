@@ -11,7 +11,7 @@ const above = (...dirs) => dirs.flatMap((d) => [d]);
 const composition = ['./src/app.ts', './src/server.ts', './src/service.ts', './src/main.ts', './src/cli'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'src/generated/**', 'coverage/**', 'test-results/**', 'docs/**'] },
+  { ignores: ['node_modules/**', 'src/generated/**', 'coverage/**', 'test-results/**', 'docs/**', 'console/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -67,6 +67,20 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.mjs', '**/*.js', '**/*.cjs'], languageOptions: { globals: globals.node } },
+  // The web console runs in the browser and imports nothing of the server's.
+  {
+    files: ['console/src/**/*.{ts,tsx}'],
+    plugins: { 'import-x': importX },
+    settings: { 'import-x/resolver': { node: { extensions: ['.ts', '.tsx', '.js'] } } },
+    languageOptions: { globals: globals.browser },
+    rules: {
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      'import-x/no-restricted-paths': [
+        'error',
+        { zones: [{ target: './console', from: ['./src', './workers'], message: 'the console talks to the server over HTTP only' }] },
+      ],
+    },
+  },
   // Tests read JSON answers loosely (`body.data.tracker.state`): `any` there is the point, not a leak.
   { files: ['test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   {

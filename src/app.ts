@@ -34,6 +34,7 @@ import { filesRouter } from './http/files.routes';
 import type { BlobStore } from './results/blob-store';
 import type { FileLinks } from './results/file-links';
 import type { TaskViewContext } from './tasks/task-view';
+import { consoleRouter } from './http/console/console.routes';
 
 export interface AppDeps {
   db: Db;
@@ -79,6 +80,8 @@ export interface AppDeps {
   /** The durable copies and their signed links (`/v1/files`). */
   blobs?: BlobStore;
   links?: FileLinks;
+  /** CONSOLE_SESSION_HOURS. */
+  consoleSessionHours: number;
 }
 
 /** Kling's 10 MB image as base64 (4/3 of it) plus the rest of the body. */
@@ -133,6 +136,16 @@ export function createApp(deps: AppDeps): Express {
   const createTask = createTaskCreator({ ...deps, enqueueSubmits: (ids) => enqueueSubmits(deps.queues, ids) });
   for (const kind of KINDS) app.post(kind.path, requireJsonBody, ...tenantOnly, json, createTaskHandler(createTask, kind));
   for (const kind of KINDS) app.use(kind.path, ...tenantOnly, json, tasksRouter(tasks, kind));
+  app.use(
+    consoleRouter({
+      ...tasks,
+      failures,
+      createTask,
+      keyPrefix: deps.queuePrefix,
+      sessionTtlMs: deps.consoleSessionHours * 3_600_000,
+      maxBody: MAX_BODY,
+    }),
+  );
   app.use(healthRouter({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix }));
   app.use(docsRouter({ models: deps.models }));
   app.use(metricsRouter({ db: deps.db, queues: deps.queues, adminToken: deps.adminToken }));

@@ -185,6 +185,8 @@ export const ConfigSchema = z
     SECRETS_KEY_FILE: z.string().min(1).default('.secrets.key'),
 
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** How long a web console sign-in lasts (hours); signing out ends it at once. */
+    CONSOLE_SESSION_HOURS: z.coerce.number().positive().max(720).default(12),
 
     /** A finished task (succeed or failed) is removed this many days after it finished, with all of its rows. */
     TASK_RETENTION_DAYS: RetentionDays,

@@ -169,6 +169,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         view,
         blobs,
         links,
+        consoleSessionHours: config.CONSOLE_SESSION_HOURS,
       },
       config.PORT,
       config.HOST,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { envelope, invalidParameter } from '../errors';
 import { IdParam, parseQuery, pathId, queryParam } from './request-input';
 import { enqueueDeliveryAttempt } from '../queues/queues';
-import { listDeliveries, redeliver } from '../webhooks/deliveries.service';
+import { listDeliveries, redeliver, type DeliveryView } from '../webhooks/deliveries.service';
 import type { TaskKind } from '../kinds/kind';
 import { findTask, listTasks } from '../tasks/task-repository';
 import type { Db } from '../db/client';
@@ -76,12 +76,18 @@ export function tasksRouter(deps: TasksDeps, kind: TaskKind): Router {
   r.post('/:id/deliveries/:webhook_id/redeliver', async (req, res) => {
     const [id, webhookId] = [pathId(req, 'id'), pathId(req, 'webhook_id')];
     const task = await findTask(deps.db, res.locals.tenant.id, kind, id);
-    const d = await redeliver(deps.db, task.id, webhookId);
-    const queued = await enqueueDeliveryAttempt(deps.queues, d);
-    if (!queued) deps.log.warn({ webhook_id: d.id }, 'could not enqueue the redelivery now; the sweep will');
-    const view = (await listDeliveries(deps.db, task.id)).find((v) => v.webhook_id === d.id);
-    res.json(envelope(res.locals.requestId, view));
+    res.json(envelope(res.locals.requestId, await redeliverNow(deps, task.id, webhookId)));
   });
 
   return r;
+}
+
+export type RedeliverDeps = Pick<TasksDeps, 'db' | 'queues' | 'log'>;
+
+/** Starts a new attempt chain of a finished delivery of the task and queues its first attempt; the delivery as listed. */
+export async function redeliverNow(deps: RedeliverDeps, taskId: string, webhookId: string): Promise<DeliveryView | undefined> {
+  const d = await redeliver(deps.db, taskId, webhookId);
+  const queued = await enqueueDeliveryAttempt(deps.queues, d);
+  if (!queued) deps.log.warn({ webhook_id: d.id }, 'could not enqueue the redelivery now; the sweep will');
+  return (await listDeliveries(deps.db, taskId)).find((v) => v.webhook_id === d.id);
 }

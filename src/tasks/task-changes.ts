@@ -16,7 +16,13 @@ export interface TaskChanges {
   publish(taskId: string): void;
   /** Resolves true as soon as the task's event count passes `sinceSeq`, false after `timeoutMs`. */
   waitForChange(taskId: string, sinceSeq: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
-  /** Waiters of this process right now. */
+  /**
+   * Calls `listener` with the id of every change published while it is registered (a tenant-wide
+   * view filters them itself), and keeps publishers publishing meanwhile. Returns its removal.
+   * Messages can be lost: a listener re-reads what it shows on its own schedule too.
+   */
+  listenAll(listener: (taskId: string) => void): () => void;
+  /** Waiters and listeners of this process right now. */
   waiting(): number;
   close(): Promise<void>;
 }
@@ -53,6 +59,7 @@ export function createTaskChanges(opts: TaskChangesOptions): TaskChanges {
   const recheckMs = opts.recheckMs ?? DEFAULT_RECHECK_MS;
   /** This process's waiters, by task id. */
   const waiters = new Map<string, Set<Waiter>>();
+  const listeners = new Set<(taskId: string) => void>();
   let count = 0;
 
   /** Wakes the waiters of `ids` whose task has moved past their sequence, or no longer exists. */
@@ -86,6 +93,7 @@ export function createTaskChanges(opts: TaskChangesOptions): TaskChanges {
     subscriber = opts.openSubscriber();
     subscriber.on('error', () => undefined);
     subscriber.on('message', (_ch, id: string) => {
+      for (const listener of listeners) listener(id);
       if (waiters.has(id)) checkSoon(id);
     });
     void subscriber.subscribe(channel).catch(() => undefined);
@@ -168,6 +176,18 @@ export function createTaskChanges(opts: TaskChangesOptions): TaskChanges {
         // A change committed before this waiter existed was published to nobody here: read once now.
         checkSoon(taskId);
       });
+    },
+    listenAll(listener) {
+      subscribe();
+      startWatching();
+      listeners.add(listener);
+      let removed = false;
+      return () => {
+        if (removed) return;
+        removed = true;
+        listeners.delete(listener);
+        stopWatching();
+      };
     },
     waiting: () => count,
     async close() {

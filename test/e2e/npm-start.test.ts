@@ -85,6 +85,15 @@ describe('npm start, then the CLI and the API', () => {
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
   });
 
+  it('serves the web console that npm ci built, with no extra step', async () => {
+    const page = await fetch(`${base}/console`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toBeDefined();
+    expect((await fetch(`${base}${script}`)).status).toBe(200);
+  });
+
   it('creates a key, takes a task to succeed, lists keys without secrets, and revokes', async () => {
     const { stdout } = await cli('keys', 'create', '--name', 'smoke');
     const key = JSON.parse(stdout);

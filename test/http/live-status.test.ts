@@ -188,4 +188,36 @@ describe('change messages', () => {
       for (const c of [publisherConn, watcherConn, listener]) c.disconnect();
     }
   });
+
+  it('reach a listener of every change (a tenant-wide view) from another process, and make publishers publish while it listens', async () => {
+    const prefix = `kt-test-all-${randomUUID().slice(0, 8)}`;
+    const redisUrl = h.config.REDIS_URL;
+    const [publisherConn, listenerConn] = [new Redis(redisUrl), new Redis(redisUrl)];
+    const openSubscriber = () => new Redis(redisUrl);
+    const publisher = createTaskChanges({ db: h.api.db, publisher: publisherConn, openSubscriber, prefix });
+    const tenantView = createTaskChanges({ db: h.api.db, publisher: listenerConn, openSubscriber, prefix });
+    const heard: string[] = [];
+    try {
+      const stopListening = tenantView.listenAll((id) => heard.push(id));
+      expect(tenantView.waiting()).toBe(1);
+      // The publisher may have read "nobody watches" before the listener's mark: past a second it reads again.
+      await eventually(
+        'the change heard',
+        async () => {
+          publisher.publish('task-a');
+          return heard.includes('task-a');
+        },
+        10_000,
+      );
+      stopListening();
+      expect(tenantView.waiting()).toBe(0);
+      const before = heard.length;
+      publisher.publish('task-b');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard.length).toBe(before);
+    } finally {
+      await Promise.all([publisher.close(), tenantView.close()]);
+      for (const c of [publisherConn, listenerConn]) c.disconnect();
+    }
+  });
 });
