@@ -1,4 +1,6 @@
 import type { SimTask } from '../../src/simulator/kling-simulator';
+import type { TaskState } from '../../src/db/client';
+import { toClientStatus } from '../../src/tasks/task-state';
 import type { Arrival } from './webhook-receiver';
 import type { StoredState, TaskRow } from './soak-state';
 
@@ -25,7 +27,7 @@ export interface Observed {
 }
 
 const TERMINAL = new Set(['succeed', 'failed']);
-const clientStatus = (state: string) => (state === 'queued' ? 'submitted' : state);
+const clientStatus = (state: string) => toClientStatus(state as TaskState);
 const EVENT_TYPE: Record<string, string> = { processing: 'task.processing', succeed: 'task.succeeded', failed: 'task.failed' };
 
 function check(name: string, checked: number, unit: string, violations: string[]): CheckResult {
@@ -107,7 +109,7 @@ function webhooksInOrder(s: StoredState, o: Observed): CheckResult {
   for (const t of s.tasks) {
     const expected = (events.get(t.id) ?? [])
       .filter((e) => e.from_state && clientStatus(e.from_state) !== clientStatus(e.to_state))
-      .map((e) => ({ seq: e.seq, type: EVENT_TYPE[e.to_state] }));
+      .map((e) => ({ seq: e.seq, type: EVENT_TYPE[clientStatus(e.to_state)] }));
     const rows = deliveries.get(t.id) ?? [];
     const got = (arrivals.get(t.id) ?? []).map((a) => `${a.webhookId}=${EVENT_TYPE[a.status]}`);
     checked += expected.length;

@@ -26,6 +26,7 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
   const gate = new RequestGate();
   const faults = createFaults(() => gate.releaseHung());
   const received: ReceivedRequest[] = [];
+  const accountRequests: ReceivedRequest[] = [];
   const callbacks: SentCallback[] = [];
   const dispatcher = new CallbackDispatcher({
     faults,
@@ -52,6 +53,7 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
     faults,
     kinds: simulatorKinds(models, videoModels),
     received,
+    accountRequests,
     log,
     auth: { apiKey: options.apiKey, accessKey: options.accessKey, secretKey: options.secretKey },
     isClosed: () => closed,
@@ -62,6 +64,7 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
     faults,
     tasks: engine.tasks,
     received,
+    accountRequests,
     callbacks,
     fileBaseUrl: undefined,
     async listen(port = 0, host = '127.0.0.1') {
@@ -91,6 +94,7 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
       engine.reset();
       dispatcher.reset();
       received.length = 0;
+      accountRequests.length = 0;
       callbacks.length = 0;
       // Assigning (not replacing) keeps references held by tests valid and releases hung requests.
       Object.assign(faults, defaultFaults());
@@ -104,6 +108,7 @@ export function createKlingSimulator(options: SimulatorOptions = {}): KlingSimul
         xs.splice(0, first < 0 ? xs.length : first);
       };
       dropBefore(received);
+      dropBefore(accountRequests);
       dropBefore(callbacks);
       return gone.length;
     },

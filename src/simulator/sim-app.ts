@@ -16,6 +16,8 @@ export interface SimAppDeps {
   auth: AuthConfig;
   kinds: readonly SimKindRoute[];
   received: ReceivedRequest[];
+  /** The account endpoint's requests (balance reads), apart from the task API's. */
+  accountRequests: ReceivedRequest[];
   isClosed: () => boolean;
   log: (msg: string, extra?: object) => void;
 }
@@ -27,7 +29,7 @@ export function buildSimApp(deps: SimAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   // Bodies are read as text so invalid JSON can be answered (and recorded) the way Kling does.
-  app.use('/v1', express.text({ type: () => true, limit: '20mb' }), recordRequest(deps));
+  app.use('/v1', express.text({ type: () => true, limit: '20mb' }), recordRequest(deps.received));
   for (const kind of deps.kinds) {
     app.post(kind.path, apiRoute(deps, 'create', createTask(deps, kind)));
     app.get(kind.path, apiRoute(deps, 'query', queryTasks(deps, kind)));
@@ -37,16 +39,16 @@ export function buildSimApp(deps: SimAppDeps): Express {
     throw klingErrors.unknownRoute();
   });
   // Kling's account endpoint has no /v1 prefix.
-  app.get('/account/costs', recordRequest(deps), apiRoute(deps, 'query', accountCosts(deps)));
+  app.get('/account/costs', recordRequest(deps.accountRequests), apiRoute(deps, 'query', accountCosts(deps)));
   app.post('/sim/faults', express.json(), simFaults(deps));
   app.get('/sim-files/:taskId/:name', serveResultFile(deps.engine));
   app.use(handleError(deps));
   return app;
 }
 
-function recordRequest(deps: SimAppDeps) {
+function recordRequest(into: ReceivedRequest[]) {
   return (req: Request, _res: Response, next: NextFunction) => {
-    deps.received.push({
+    into.push({
       method: req.method,
       path: req.originalUrl.split('?')[0],
       query: { ...(req.query as Record<string, unknown>) },

@@ -124,6 +124,8 @@ export interface KlingSimulator {
   tasks: Map<string, SimTask>;
   /** Every API request received (not result file fetches), in arrival order. */
   received: ReceivedRequest[];
+  /** Every request to the account endpoint (`GET /account/costs`, balance reads), in arrival order. */
+  accountRequests: ReceivedRequest[];
   /** Every callback attempt, in completion order. */
   callbacks: SentCallback[];
   /**

@@ -297,7 +297,7 @@ describe('balance and metrics per account', () => {
     const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; balance: { remaining: number }[] }[];
     expect(shown.find((x) => x.id === b.id)!.balance[0].remaining).toBeLessThanOrEqual(500);
     // Once a minute at most: the workers asked each account once since they started.
-    for (const x of [a, b]) expect(x.sim.received.filter((r) => r.path === '/account/costs')).toHaveLength(1);
+    for (const x of [a, b]) expect(x.sim.accountRequests.filter((r) => r.path === '/account/costs')).toHaveLength(1);
     const text = (await request(h.url).get('/metrics').set(bearer(ADMIN_TOKEN))).text;
     expect(text).toMatch(/kt_account_slot_limit\{account="alpha",pool="image"\} 2/);
     expect(text).toMatch(/kt_account_slot_limit\{account="beta",pool="image"\} 3/);

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { bearer } from '../helpers/fixtures';
+import { syncEnvAccount } from '../../src/accounts/account-repository';
 import { startHarness, type Harness } from '../helpers/harness';
 import { revokeTenant } from '../../src/tenants/tenants.service';
 
@@ -193,6 +194,8 @@ describe('tenant isolation', () => {
     expect((await request(h.url).get('/console/api/operator/overview').set('cookie', cookie)).status).toBe(404);
     const op = await signIn(ADMIN);
     expect(op.body.data.role).toBe('operator');
+    // What a worker process does at start (this harness runs none): the environment's account in the pool.
+    await syncEnvAccount(h.api.db, { baseUrl: 'http://upstream.example', slotLimits: { image: 10, video: 10 } });
     const overview = await request(h.url).get('/console/api/operator/overview').set('cookie', op.cookie);
     expect(overview.status).toBe(200);
     expect(overview.body.data.accounts[0]).toMatchObject({

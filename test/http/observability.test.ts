@@ -32,7 +32,12 @@ describe('operator endpoints', () => {
     expect(page.status).toBe(200);
     expect(page.text).toMatch(/<html/i);
     const api = await request(h.url).get('/admin/queues/api/queues').auth('admin', ADMIN);
-    expect(api.body.queues.map((q: { name: string }) => q.name).sort()).toEqual(['task.maintenance', 'task.submit', 'webhook.deliver']);
+    expect(api.body.queues.map((q: { name: string }) => q.name).sort()).toEqual([
+      'result.store',
+      'task.maintenance',
+      'task.submit',
+      'webhook.deliver',
+    ]);
   });
 
   it('exposes metrics that agree with the database', async () => {
