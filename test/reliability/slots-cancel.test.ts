@@ -7,6 +7,7 @@ import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { slotsHeldByTasks } from '../helpers/invariants';
 import { startReceiver } from '../helpers/receiver';
+import { moveUpstream, upstreamTaskOf } from '../helpers/video';
 import { recordSlotPeaks } from '../helpers/slot-peaks';
 
 /** Pool limits with `n` image slots (and video slots enough not to matter here). */
@@ -42,10 +43,11 @@ describe('upstream concurrency slots', () => {
   });
 
   it('lets no task overtake an older one waiting for slots, even a small one that would fit', async () => {
-    h = await startHarness({ simulator: { processingAfterMs: 100, finishAfterMs: 200 }, env: { UPSTREAM_CONCURRENCY: '3' } });
+    // Upstream tasks run until the test moves them, so no task can end before the checks are made.
+    h = await startHarness({ simulator: { processingAfterMs: 600_000 }, env: { UPSTREAM_CONCURRENCY: '3' } });
     const key = (await h.newTenant()).api_key;
     const first = (await create(h, key, { n: 2 })).body.data.task_id;
-    await h.waitForTask(first, (t) => t.slotsHeld === 2);
+    await upstreamTaskOf(h, first);
     // 1 slot is free: the big task waits for the whole pool, and the small ones behind it must not
     // take that slot although it would fit them; they start only once the big one has ended.
     const big = (await create(h, key, { n: 3 })).body.data.task_id;
@@ -53,7 +55,16 @@ describe('upstream concurrency slots', () => {
     const small = [(await create(h, key, { n: 1 })).body.data.task_id, (await create(h, key, { n: 1 })).body.data.task_id];
     for (const id of small) await h.waitForTask(id, (t) => t.slotsWaitSince !== null);
     expect((await h.api.db.task.findUniqueOrThrow({ where: { id: big } })).state).toBe('queued');
-    for (const id of [first, big, ...small]) await h.waitForTask(id, (t) => t.state === 'succeed');
+    await moveUpstream(h, first, 'succeed');
+    await upstreamTaskOf(h, big);
+    // The big task holds the whole pool now: the small ones are still waiting.
+    const waiting = await h.api.db.task.findMany({ where: { id: { in: small } } });
+    expect(waiting.map((t) => [t.state, t.upstreamTaskId])).toEqual([
+      ['queued', null],
+      ['queued', null],
+    ]);
+    await moveUpstream(h, big, 'succeed');
+    for (const id of small) await moveUpstream(h, id, 'succeed');
     const tasks = await h.api.db.task.findMany({ where: { id: { in: [big, ...small] } } });
     const bigEnded = tasks.find((t) => t.id === big)!.finishedAt!.getTime();
     for (const id of small) expect(tasks.find((t) => t.id === id)!.submittedAt!.getTime()).toBeGreaterThanOrEqual(bigEnded);

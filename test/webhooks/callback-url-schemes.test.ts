@@ -26,7 +26,9 @@ beforeAll(async () => {
   cert = makeTestCertificate();
   rx = { http: await startReceiver(), https: await startReceiver({ tls: cert }) };
   // The harness gives the simulator and the database; its own API and workers send no webhooks here.
-  h = await startHarness({ workers: false });
+  // Processing lasts long enough for the service to see it even when the processing callback is slow
+  // (a cold process under load): the test asserts both webhooks.
+  h = await startHarness({ workers: false, simulator: { finishAfterMs: 2000 } });
   tenant = await h.newTenant('schemes');
   const port = await freePort();
   api = `http://127.0.0.1:${port}`;
