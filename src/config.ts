@@ -27,6 +27,36 @@ const ModelList = (fallback: string) =>
 
 const StageMs = z.coerce.number().int().min(1);
 
+/**
+ * `name:key[:image_slots[:video_slots]]`, comma-separated: the accounts one standalone simulator
+ * serves, each under `/name`. A slot limit left out (or `-`) is unlimited.
+ */
+const SimulatedAccountList = z.string().transform((s, ctx) => {
+  const specs = [];
+  for (const entry of s
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const [name, apiKey, image, video, ...rest] = entry.split(':');
+    const slots = (v: string | undefined) => (v === undefined || v === '' || v === '-' ? undefined : Number(v));
+    const spec = { name, apiKey, imageSlots: slots(image), videoSlots: slots(video) };
+    const badSlots = [spec.imageSlots, spec.videoSlots].some((n) => n !== undefined && !(Number.isInteger(n) && n >= 1));
+    if (rest.length > 0 || !/^[a-z0-9][a-z0-9-]{0,31}$/.test(name) || !apiKey || badSlots) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${entry.split(':')[0]}:…" must be name:key[:image_slots[:video_slots]], name of a-z, 0-9 and -, slots whole numbers >= 1`,
+      });
+      return z.NEVER;
+    }
+    specs.push(spec);
+  }
+  if (new Set(specs.map((a) => a.name)).size !== specs.length) {
+    ctx.addIssue({ code: 'custom', message: 'each account name once' });
+    return z.NEVER;
+  }
+  return specs;
+});
+
 /** Key-safe characters, with at most one Redis Cluster hash tag: the part of a key in braces picks its slot. */
 const HASH_TAGGED_PREFIX = /^[A-Za-z0-9_-]*(\{[A-Za-z0-9_-]+\}[A-Za-z0-9_-]*)?$/;
 
@@ -110,6 +140,8 @@ export const ConfigSchema = z
     SIMULATOR_FINISH_MS: Ms.default(3000),
     /** Simulator: share of tasks that end "failed" (0..1), to see failures without a real upstream. */
     SIMULATOR_FAIL_RATE: z.coerce.number().min(0).max(1).default(0),
+    /** Standalone simulator: several accounts on one port (`a:key-a:3,b:key-b:5:2`); unset: one account, KLING_* credential. */
+    SIMULATOR_ACCOUNTS: SimulatedAccountList.optional(),
 
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: Bool.default(false),
     /** Deadline of one webhook attempt (connect, send, first KB of the answer). */

@@ -126,7 +126,7 @@ function assertValidOptions(options: SimulatorOptions, models: string[], videoMo
   }
 }
 
-function listenOn(server: http.Server, port: number, host: string): Promise<void> {
+export function listenOn(server: http.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -136,7 +136,7 @@ function listenOn(server: http.Server, port: number, host: string): Promise<void
   });
 }
 
-function closeServer(server: http.Server): Promise<void> {
+export function closeServer(server: http.Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();
@@ -144,7 +144,7 @@ function closeServer(server: http.Server): Promise<void> {
 }
 
 // A wildcard bind address is not something a client can connect to.
-function urlHost(host: string): string {
+export function urlHost(host: string): string {
   if (host === '0.0.0.0') return '127.0.0.1';
   if (host === '::') return '[::1]';
   return host.includes(':') ? `[${host}]` : host;

@@ -368,3 +368,102 @@ describe('the accounts CLI', () => {
     expect(bad.code).toBe(2);
   });
 });
+
+/** `npm run simulator` with SIMULATOR_ACCOUNTS, as a process; resolves with its base URL once it listens. */
+async function startSimulatorProcess(env: Record<string, string>): Promise<{ url: string; output: () => string; stop: () => void }> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KLING_') && !k.startsWith('SIMULATOR_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/simulator.ts'], {
+    cwd: ROOT,
+    env: { ...base, SIMULATOR_PROCESSING_MS: '150', SIMULATOR_FINISH_MS: '250', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stderr.on('data', (d) => (out += d));
+  child.stdout.on('data', (d) => (out += d));
+  const stop = () => void child.kill('SIGKILL');
+  await eventually('the simulator listens', async () => /listening on (\S+)/.test(out) || child.exitCode !== null, 30_000);
+  const url = /listening on (\S+)/.exec(out)?.[1];
+  if (!url) throw new Error(`simulator did not start:\n${out}`);
+  return { url, output: () => out, stop };
+}
+
+describe('several accounts in one simulator process (SIMULATOR_ACCOUNTS)', () => {
+  let sim: Awaited<ReturnType<typeof startSimulatorProcess>> | undefined;
+  afterEach(() => sim?.stop());
+
+  /** The upstream tasks an account of the simulator holds, read through its own API with its own key. */
+  async function upstreamTasks(
+    name: string,
+  ): Promise<
+    { task_id: string; task_status: string; task_info?: { external_task_id: string }; task_result?: { images: { url: string }[] } }[]
+  > {
+    const res = await request(`${sim!.url}/${name}`)
+      .get('/v1/images/generations?pageNum=1&pageSize=500')
+      .set(bearer(`key-${name}`));
+    expect(res.status).toBe(200);
+    return res.body.data;
+  }
+
+  it('serves each account under its own path with its own key, slots and faults, and the pool runs on them', async () => {
+    sim = await startSimulatorProcess({ SIMULATOR_ACCOUNTS: 'alpha:key-alpha:2,beta:key-beta:3' });
+    expect(sim.output()).toMatch(/account alpha: base URL http:\/\/\S+\/alpha, image slots 2/);
+    // One account's key is refused by the other, as two real accounts would.
+    const crossed = await request(`${sim.url}/beta`).get('/v1/images/generations').set(bearer('key-alpha'));
+    expect({ status: crossed.status, code: crossed.body.code }).toEqual({ status: 401, code: 1002 });
+    for (const name of ['alpha', 'beta']) {
+      const added = await cli([
+        'accounts',
+        'add',
+        '--name',
+        name,
+        '--base-url',
+        `${sim.url}/${name}`,
+        '--api-key',
+        `key-${name}`,
+        '--image-slots',
+        name === 'alpha' ? '2' : '3',
+      ]);
+      expect(added.code).toBe(0);
+    }
+    const ids = Object.fromEntries((await h.api.db.upstreamAccount.findMany()).map((a) => [a.name, a.id]));
+    await workers.start();
+    const tasks = await createTasks(16);
+    await eventually(
+      'both accounts busy',
+      async () => (await upstreamTasks('alpha')).length >= 1 && (await upstreamTasks('beta')).length >= 1,
+    );
+    // alpha's pack runs out mid-run; beta must take the rest.
+    const faults = await request(`${sim.url}/alpha`).post('/sim/faults').set(bearer('key-alpha')).send({ packs_exhausted: true });
+    expect(faults.body.data).toMatchObject({ packs_exhausted: true, image_slots: 2 });
+    await eventually(
+      'every task ended',
+      async () => (await h.api.db.task.count({ where: { id: { in: tasks }, state: { in: ['succeed', 'failed'] } } })) === tasks.length,
+    );
+    const held = { alpha: await upstreamTasks('alpha'), beta: await upstreamTasks('beta') };
+    for (const t of await h.api.db.task.findMany({ where: { id: { in: tasks } } })) {
+      const where = (['alpha', 'beta'] as const).flatMap((name) =>
+        held[name].filter((u) => u.task_info?.external_task_id === t.id).map((u) => ({ account: ids[name], upstreamTaskId: u.task_id })),
+      );
+      expect({ task: t.id, state: t.state, where }).toEqual({
+        task: t.id,
+        state: 'succeed',
+        where: [{ account: t.accountId, upstreamTaskId: t.upstreamTaskId }],
+      });
+    }
+    // Result files are served under the account's path too.
+    const file = held.beta.find((u) => u.task_result)!.task_result!.images[0].url;
+    expect(file.startsWith(`${sim.url}/beta/`)).toBe(true);
+    const png = await request(file).get('');
+    expect({ status: png.status, type: png.headers['content-type'] }).toEqual({ status: 200, type: 'image/png' });
+    const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { name: string; health: string }[];
+    expect(shown.find((x) => x.name === 'alpha')).toMatchObject({ health: 'pack_exhausted' });
+    expect(shown.find((x) => x.name === 'beta')).toMatchObject({ health: 'ok' });
+    expect({ counter: await slotsInUse(h.api.db), tasks: await slotsHeldByTasks(h.api.db) }).toEqual({ counter: 0, tasks: 0 });
+  });
+
+  it('refuses a malformed SIMULATOR_ACCOUNTS with a message that shows the form', async () => {
+    await expect(startSimulatorProcess({ SIMULATOR_ACCOUNTS: 'alpha:key-alpha:0' })).rejects.toThrow(
+      /name:key\[:image_slots\[:video_slots\]\]/,
+    );
+  });
+});
