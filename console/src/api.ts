@@ -17,6 +17,8 @@ export interface TaskObject {
     upstream_task_id: string | null;
     model_name: string;
     finished_at: number | null;
+    /** Durable copies (RESULT_URLS=mirror only). */
+    files?: { state: 'none' | 'storing' | 'stored' | 'upstream' | 'expired'; expires_at: number | null; expired_at: number | null };
   };
 }
 
@@ -56,6 +58,21 @@ export interface TaskDetail {
   request: Record<string, unknown>;
   events: { seq: number; from: string | null; to: string; source: string; at: number }[];
   deliveries: Delivery[];
+  /** Where each output's copy lives (none with RESULT_URLS=upstream, or before the copies are stored). */
+  files: StoredFile[];
+}
+
+export interface StoredFile {
+  output: string;
+  content_type: string;
+  size: number;
+  sha256: string;
+  /** `directory` or `s3`. */
+  store: string | null;
+  storage_key: string;
+  upstream_url: string;
+  stored_at: number;
+  expires_at: number | null;
 }
 
 export interface JsonSchema {

@@ -11,6 +11,13 @@ export function age(ms: number, now = Date.now()): string {
 
 export const time = (ms: number) => new Date(ms).toLocaleString();
 
+/** "512 B", "1.4 MB". */
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
 const FINISHED = new Set(['succeed', 'failed']);
 export const isFinished = (t: TaskObject) => FINISHED.has(t.task_status);
 
@@ -20,6 +27,7 @@ export function stage(t: TaskObject): string {
   if (s === 'queued') return t.tracker.queue_position ? `queued here, position ${t.tracker.queue_position}` : 'queued here';
   if (s === 'submitted') return 'at the upstream, waiting to start';
   if (s === 'processing') return 'at the upstream, generating';
+  if (s === 'storing') return 'generated; storing the results here';
   if (s === 'canceling') return 'canceling (ends when the upstream task ends)';
   if (s === 'timing_out') return 'timing out (ends when the upstream task ends)';
   if (s === 'canceled') return 'canceled';

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Delivery, type TaskDetail } from './api';
-import { isFinished, stage, time } from './format';
+import { bytes, isFinished, stage, time } from './format';
 import { onLiveTask } from './live';
 
 /** How often an open detail re-reads while a delivery may still change (deliveries publish no live change). */
@@ -86,6 +86,7 @@ export function TaskDetailView({ id }: { id: string }) {
         {notice}
       </p>
       <Results detail={detail} />
+      <FileLocations detail={detail} />
       <section aria-labelledby="params-title">
         <h2 id="params-title">Request</h2>
         <dl class="params">
@@ -169,6 +170,59 @@ function Results({ detail }: { detail: TaskDetail }) {
           </figure>
         ))}
       </div>
+    </section>
+  );
+}
+
+/** Where each result lives: this service's copy (store, key, digest, retention) and the upstream's URL it came from. */
+function FileLocations({ detail }: { detail: TaskDetail }) {
+  const files = detail.task.tracker.files;
+  if (!files) return null;
+  const note = {
+    none: null,
+    storing: 'Copying the results into this service’s store…',
+    stored: files.expires_at ? `Kept here until ${time(files.expires_at)}.` : 'Kept here with no expiry.',
+    upstream: 'Copying failed so far (it is retried): the links are the upstream’s own, which it deletes after about 30 days.',
+    expired: `The copies were deleted by retention${files.expired_at ? ` on ${time(files.expired_at)}` : ''}.`,
+  }[files.state];
+  if (!note && detail.files.length === 0) return null;
+  return (
+    <section aria-labelledby="files-title">
+      <h2 id="files-title">Where the files live</h2>
+      {note && <p data-testid="files-state">{note}</p>}
+      {detail.files.length > 0 && (
+        <div class="table-wrap">
+          <table>
+            <caption class="visually-hidden">Stored copies of the results</caption>
+            <thead>
+              <tr>
+                <th scope="col">output</th>
+                <th scope="col">type</th>
+                <th scope="col">size</th>
+                <th scope="col">store</th>
+                <th scope="col">key</th>
+                <th scope="col">stored</th>
+                <th scope="col">copied from</th>
+              </tr>
+            </thead>
+            <tbody>
+              {detail.files.map((f) => (
+                <tr key={f.output} data-testid="stored-file">
+                  <td>{f.output}</td>
+                  <td>{f.content_type}</td>
+                  <td>{bytes(f.size)}</td>
+                  <td>{f.store ?? '—'}</td>
+                  <td class="answer">
+                    <code>{f.storage_key}</code>
+                  </td>
+                  <td>{time(f.stored_at)}</td>
+                  <td class="url">{f.upstream_url}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
     </section>
   );
 }

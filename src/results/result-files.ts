@@ -75,3 +75,46 @@ export async function findServedFile(db: Db, id: string): Promise<ServedFile | n
   if (!r) return null;
   return { contentType: r.content_type, size: Number(r.size), sha256: r.sha256, storageKey: r.storage_key, expiresAt: r.expires_at };
 }
+
+/** A task's copy of one output, where it lives and where it came from (the console's task detail). */
+export interface StoredFileRow {
+  index: number;
+  outputKind: string;
+  contentType: string;
+  size: number;
+  sha256: string;
+  storageKey: string;
+  upstreamUrl: string;
+  storedAt: Date;
+  expiresAt: Date | null;
+}
+
+/** The copies of a task's outputs, in task_result order. */
+export async function listTaskFiles(db: Db, taskId: string): Promise<StoredFileRow[]> {
+  const { rows } = await db.sql<{
+    index: number;
+    output_kind: string;
+    content_type: string;
+    size: string;
+    sha256: string;
+    storage_key: string;
+    upstream_url: string;
+    stored_at: Date;
+    expires_at: Date | null;
+  }>(
+    `SELECT index, output_kind, content_type, size::text, sha256, storage_key, upstream_url, stored_at, expires_at
+     FROM result_files WHERE task_id = $1 ORDER BY output_kind, index`,
+    [taskId],
+  );
+  return rows.map((r) => ({
+    index: r.index,
+    outputKind: r.output_kind,
+    contentType: r.content_type,
+    size: Number(r.size),
+    sha256: r.sha256,
+    storageKey: r.storage_key,
+    upstreamUrl: r.upstream_url,
+    storedAt: r.stored_at,
+    expiresAt: r.expires_at,
+  }));
+}

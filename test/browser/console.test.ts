@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -26,11 +27,17 @@ let h: Harness;
 let browser: Browser;
 let receiver: Receiver;
 let alice: { api_key: string };
+let storageDir: string;
 /** Problems the page reported (CSP violations, script errors): none is expected. */
 const pageProblems: string[] = [];
 
 beforeAll(async () => {
-  h = await startHarness({ env: { ADMIN_TOKEN: ADMIN }, simulator: { processingAfterMs: 1500, finishAfterMs: 2000 } });
+  // RESULT_URLS=mirror, the product's default: pictures are this service's durable copies.
+  storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-console-files-'));
+  h = await startHarness({
+    env: { ADMIN_TOKEN: ADMIN, RESULT_URLS: 'mirror', STORAGE_DIR: storageDir },
+    simulator: { processingAfterMs: 1500, finishAfterMs: 2000 },
+  });
   receiver = await startReceiver();
   alice = await h.newTenant('alice');
   browser = await chromium.launch({
@@ -52,6 +59,7 @@ afterAll(async () => {
   await browser?.close();
   await receiver?.close();
   await h?.close();
+  fs.rmSync(storageDir, { recursive: true, force: true });
 });
 afterEach(() => {
   expect(pageProblems).toEqual([]);
@@ -132,6 +140,14 @@ describe('the web console in a real browser', () => {
     // The timeline: queued -> submitted -> processing -> succeed.
     await page.locator('.timeline li').nth(3).waitFor({ timeout: UI_TIMEOUT });
     expect(await page.locator('.timeline li').last().textContent()).toContain('succeed');
+    // The picture is this service's copy, and the detail says where it lives and where it came from.
+    expect(await full.first().getAttribute('src')).toMatch(/\/v1\/files\//);
+    const copy = await h.api.db.resultFile.findFirstOrThrow({ where: { taskId } });
+    const row = page.getByTestId('stored-file');
+    await row.first().waitFor({ timeout: UI_TIMEOUT });
+    const shown = await row.first().textContent();
+    for (const part of ['image 1', 'image/png', 'directory', copy.storageKey, copy.upstreamUrl]) expect(shown).toContain(part);
+    expect(await page.getByTestId('files-state').textContent()).toMatch(/^Kept here/);
     await context.close();
   });
 

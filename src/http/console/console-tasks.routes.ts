@@ -5,6 +5,8 @@ import type { Db, Task, Tenant } from '../../db/client';
 import { envelope, invalidParameter } from '../../errors';
 import type { TaskKind } from '../../kinds/kind';
 import { KINDS } from '../../kinds/registry';
+import type { BlobStore } from '../../results/blob-store';
+import { listTaskFiles } from '../../results/result-files';
 import { KLING_STATUSES } from '../../kinds/upstream-task';
 import type { CreateTask } from '../../tasks/create-task';
 import { cancelTask } from '../../tasks/end-task';
@@ -24,6 +26,8 @@ export interface ConsoleTasksDeps extends RedeliverDeps {
   models: Parameters<typeof kindForms>[0];
   /** How results are shown (durable copies' signed links with RESULT_URLS=mirror), as the API shows them. */
   view?: TaskViewContext;
+  /** The store the copies are in (its kind is shown with each file). */
+  blobs?: Pick<BlobStore, 'kind'>;
 }
 
 export const PAGE_SIZE = 24;
@@ -102,10 +106,11 @@ export function consoleTasksRouter(deps: ConsoleTasksDeps): Router {
   r.get('/tasks/:id', async (req, res) => {
     const tenant = tenantOf(res.locals);
     const task = await findTenantTask(deps.db, tenant.id, pathId(req, 'id'));
-    const [position, events, deliveries] = await Promise.all([
+    const [position, events, deliveries, files] = await Promise.all([
       task.state === 'queued' ? queuePosition(deps.db, task) : undefined,
       taskEvents(deps.db, task.id),
       listDeliveries(deps.db, task.id),
+      listTaskFiles(deps.db, task.id),
     ]);
     res.json(
       envelope(res.locals.requestId, {
@@ -115,6 +120,17 @@ export function consoleTasksRouter(deps: ConsoleTasksDeps): Router {
         request: requestShown(task),
         events: events.map((e) => ({ seq: e.seq, from: e.fromState, to: e.toState, source: e.source, at: e.createdAt.getTime() })),
         deliveries,
+        files: files.map((f) => ({
+          output: `${f.outputKind} ${f.index + 1}`,
+          content_type: f.contentType,
+          size: f.size,
+          sha256: f.sha256,
+          store: deps.blobs?.kind ?? null,
+          storage_key: f.storageKey,
+          upstream_url: f.upstreamUrl,
+          stored_at: f.storedAt.getTime(),
+          expires_at: f.expiresAt?.getTime() ?? null,
+        })),
       }),
     );
   });
