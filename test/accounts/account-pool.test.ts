@@ -307,6 +307,25 @@ describe('balance and metrics per account', () => {
   });
 });
 
+describe('an account whose balance says its packs are used up', () => {
+  it('is avoided before the upstream has to refuse a task', async () => {
+    const a = await addSimAccount('alpha', 3);
+    const b = await addSimAccount('beta', 3);
+    a.sim.faults.packsExhausted = true;
+    await workers.start();
+    await eventually('both balances read', async () => {
+      const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; balance: unknown }[];
+      return shown.filter((x) => x.id !== 'env' && x.balance !== null).length === 2;
+    });
+    const ids = await createTasks(8);
+    await expectAllSucceededOnTheirAccounts(ids);
+    expect(posts(a)).toHaveLength(0);
+    expect(b.sim.createdCount()).toBe(ids.length);
+    const shown = JSON.parse((await cli(['accounts', 'list', '--json'])).stdout) as { id: string; health: string }[];
+    expect(shown.find((x) => x.id === a.id)).toMatchObject({ health: 'pack_exhausted' });
+  });
+});
+
 describe('the accounts CLI', () => {
   it('adds an account without printing its secrets, and refuses to remove one holding tasks in flight', async () => {
     const added = await cli([

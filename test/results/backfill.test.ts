@@ -10,6 +10,9 @@ import { bearer } from '../helpers/fixtures';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '../..');
+// Each CLI run is a process of its own (tsx compiling the CLI): several of them outlast jest's default under load.
+jest.setTimeout(120_000);
+
 const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-backfill-'));
 let h: Harness;
 
