@@ -25,8 +25,17 @@ export function createDirBlobStore(dir: string): BlobStore {
     },
     async putFile(key, file) {
       const target = fileOf(key);
-      await fs.promises.mkdir(path.dirname(target), { recursive: true });
-      await fs.promises.rename(file, target);
+      try {
+        // The fan-out directory usually exists already: made only when the rename says it is missing.
+        await fs.promises.rename(file, target).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          await fs.promises.mkdir(path.dirname(target), { recursive: true });
+          await fs.promises.rename(file, target);
+        });
+      } catch (err) {
+        await fs.promises.rm(file, { force: true });
+        throw err;
+      }
     },
     async read(key, range) {
       const stream: Readable = fs.createReadStream(fileOf(key), range ? { start: range.start, end: range.end } : {});

@@ -69,7 +69,7 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
   }
   const ids = await recordCopies(deps.store.db, taskId, task.resultsExpireAt, copies);
   const files = copies.map((c) => ({ index: c.index, id: ids.get(c.index)!, ext: c.ext }));
-  return showCopies(deps.store, taskId, files);
+  return showCopies(deps.store, task, files);
 }
 
 async function copyOutput(
@@ -98,17 +98,19 @@ async function copyOutput(
     storageKey: blobKey(got.sha256),
     upstreamUrl: url,
   };
+  let spooled = true;
   try {
     await touchBlob(store.db, copy);
     // Content addressing: identical bytes already stored (this task's retry, another task) are not
     // written again. Two copies of the same bytes at the same moment may both write: same key, same bytes.
     if (!(await storage.blobs.has(copy.storageKey))) {
+      spooled = false; // putFile moves or deletes the spooled file, whatever it meets
       await storage.blobs.putFile(copy.storageKey, got.path, got.contentType);
       metrics.resultBytesStored.inc({ store: storage.blobs.kind }, got.size);
       metrics.resultObjectsStored.inc({ store: storage.blobs.kind });
     }
   } finally {
-    await fs.promises.rm(got.path, { force: true });
+    if (spooled) await fs.promises.rm(got.path, { force: true });
   }
   metrics.resultStoreLatency.observe({ store: storage.blobs.kind }, Number(process.hrtime.bigint() - started) / 1e9);
   return copy;
@@ -116,9 +118,12 @@ async function copyOutput(
 
 type FileEntry = { index: number; id: string; ext: string };
 
-async function showCopies(store: TaskStore, taskId: string, files: FileEntry[]): Promise<StoreOutcome> {
-  return retryOnRace(`task ${taskId}`, async (): Promise<StoreOutcome | typeof RACED> => {
-    const task = await readTask(store.db, taskId);
+/** Shows the copies on the task; `read` is the task as read before copying, tried first (a change since is a race, and re-read). */
+async function showCopies(store: TaskStore, read: ReadTask, files: FileEntry[]): Promise<StoreOutcome> {
+  let known: ReadTask | null = read;
+  return retryOnRace(`task ${read.id}`, async (): Promise<StoreOutcome | typeof RACED> => {
+    const task = known ?? (await readTask(store.db, read.id));
+    known = null;
     if (!task || !needsCopies(task)) return 'nothing_to_do';
     if (task.state === 'storing') {
       const done = await transition(store, task, {
