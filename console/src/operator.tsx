@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api';
 import { age, time } from './format';
+import { Head } from './table';
 
 interface Overview {
   accounts: {
@@ -153,16 +154,7 @@ export function OperatorView() {
       </p>
       <div class="table-wrap">
         <table aria-labelledby="queues-title">
-          <thead>
-            <tr>
-              <th scope="col">queue</th>
-              <th scope="col">waiting</th>
-              <th scope="col">active</th>
-              <th scope="col">delayed</th>
-              <th scope="col">failed</th>
-              <th scope="col">oldest waiting</th>
-            </tr>
-          </thead>
+          <Head columns={['queue', 'waiting', 'active', 'delayed', 'failed', 'oldest waiting']} />
           <tbody>
             {data.queues.map((q) => (
               <tr key={q.name}>
@@ -184,13 +176,7 @@ export function OperatorView() {
       ) : (
         <div class="table-wrap">
           <table aria-labelledby="failures-title">
-            <thead>
-              <tr>
-                <th scope="col">tasks</th>
-                <th scope="col">reason</th>
-                <th scope="col">message</th>
-              </tr>
-            </thead>
+            <Head columns={['tasks', 'reason', 'message']} />
             <tbody>
               {data.failures.map((f, i) => (
                 <tr key={i}>
@@ -212,17 +198,7 @@ export function OperatorView() {
       ) : (
         <div class="table-wrap">
           <table aria-labelledby="tenants-title">
-            <thead>
-              <tr>
-                <th scope="col">tenant</th>
-                <th scope="col">key</th>
-                <th scope="col">tasks</th>
-                <th scope="col">unfinished</th>
-                <th scope="col">succeeded</th>
-                <th scope="col">failed</th>
-                <th scope="col">slots used</th>
-              </tr>
-            </thead>
+            <Head columns={['tenant', 'key', 'tasks', 'unfinished', 'succeeded', 'failed', 'slots used']} />
             <tbody>
               {data.tenants.map((t) => (
                 <tr key={t.id}>

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, type Delivery, type TaskDetail } from './api';
 import { bytes, isFinished, stage, time } from './format';
 import { onLiveTask } from './live';
+import { Head } from './table';
 
 /** How often an open detail re-reads while a delivery may still change (deliveries publish no live change). */
 const DELIVERY_REFRESH_MS = 2000;
@@ -194,17 +195,7 @@ function FileLocations({ detail }: { detail: TaskDetail }) {
         <div class="table-wrap">
           <table>
             <caption class="visually-hidden">Stored copies of the results</caption>
-            <thead>
-              <tr>
-                <th scope="col">output</th>
-                <th scope="col">type</th>
-                <th scope="col">size</th>
-                <th scope="col">store</th>
-                <th scope="col">key</th>
-                <th scope="col">stored</th>
-                <th scope="col">copied from</th>
-              </tr>
-            </thead>
+            <Head columns={['output', 'type', 'size', 'store', 'key', 'stored', 'copied from']} />
             <tbody>
               {detail.files.map((f) => (
                 <tr key={f.output} data-testid="stored-file">
@@ -244,15 +235,7 @@ function DeliveryBlock({ d, onRedeliver }: { d: Delivery; onRedeliver: () => voi
       <div class="table-wrap">
         <table>
           <caption class="visually-hidden">Attempts of {d.event_type}</caption>
-          <thead>
-            <tr>
-              <th scope="col">attempt</th>
-              <th scope="col">time</th>
-              <th scope="col">duration</th>
-              <th scope="col">HTTP status</th>
-              <th scope="col">answer (first bytes) or error</th>
-            </tr>
-          </thead>
+          <Head columns={['attempt', 'time', 'duration', 'HTTP status', 'answer (first bytes) or error']} />
           <tbody>
             {d.attempts.map((a) => (
               <tr key={`${a.chain}-${a.attempt}`}>

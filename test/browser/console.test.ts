@@ -2,8 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { bearer, pngBase64 } from '../helpers/fixtures';
+import { launchChromium, SCREENSHOTS } from '../helpers/browser';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';
 import { startReceiver, type Receiver } from '../helpers/receiver';
@@ -16,10 +17,7 @@ import { startReceiver, type Receiver } from '../helpers/receiver';
  */
 jest.setTimeout(120_000);
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const SHOTS = path.resolve(ROOT, process.env.SCREENSHOTS_DIR ?? path.join('test-results', 'screenshots'));
 const ADMIN = 'console-browser-admin-token';
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WIDE = { width: 1440, height: 960 };
 const UI_TIMEOUT = 20_000;
 
@@ -40,20 +38,8 @@ beforeAll(async () => {
   });
   receiver = await startReceiver();
   alice = await h.newTenant('alice');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  fs.mkdirSync(SHOTS, { recursive: true });
+  browser = await launchChromium();
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
 });
 afterAll(async () => {
   await browser?.close();
@@ -101,7 +87,7 @@ describe('the web console in a real browser', () => {
     await page.getByLabel('API key').fill('kt_wrong-key');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').getByText('API key not recognised').waitFor({ timeout: UI_TIMEOUT });
-    await page.screenshot({ path: path.join(SHOTS, 'console-sign-in.png') });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'console-sign-in.png') });
     await page.getByLabel('API key').fill(alice.api_key);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: UI_TIMEOUT });
@@ -178,7 +164,7 @@ describe('the web console in a real browser', () => {
     expect(got[2].headers['webhook-id']).toBe(got[1].headers['webhook-id']);
     // The new attempt shows up in the detail (a second chain).
     await page.getByText('redelivery 1, #1').waitFor({ timeout: UI_TIMEOUT });
-    await page.screenshot({ path: path.join(SHOTS, 'console-detail.png'), fullPage: true });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'console-detail.png'), fullPage: true });
     await context.close();
   });
 
@@ -208,7 +194,7 @@ describe('the web console in a real browser', () => {
 
     await page.getByRole('button', { name: 'Clear filters' }).click();
     await card(page, images[0].id).waitFor({ timeout: UI_TIMEOUT });
-    await page.screenshot({ path: path.join(SHOTS, 'console-gallery.png') });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'console-gallery.png') });
     await page.getByLabel('Search by task_id or external_task_id').fill('my-wave');
     await page.getByLabel('Search by task_id or external_task_id').press('Enter');
     await page.locator('[data-task-id]').nth(1).waitFor({ state: 'detached', timeout: UI_TIMEOUT });
@@ -233,7 +219,7 @@ describe('the web console in a real browser', () => {
     const fieldError = page.locator(`#in-${api.body.message.split(':')[0]}-error`);
     await fieldError.waitFor({ timeout: UI_TIMEOUT });
     expect(await fieldError.textContent()).toBe(api.body.message);
-    await page.screenshot({ path: path.join(SHOTS, 'console-create-error.png'), fullPage: true });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'console-create-error.png'), fullPage: true });
     const count = await h.api.db.task.count();
 
     await page.getByRole('textbox', { name: 'prompt (required)', exact: true }).fill('a red kite over hills');
@@ -291,7 +277,7 @@ describe('the web console in a real browser', () => {
     await page.locator('[data-task-id]').first().waitFor({ timeout: UI_TIMEOUT });
     // Nothing wider than the screen.
     expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
-    await page.screenshot({ path: path.join(SHOTS, 'console-phone.png') });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'console-phone.png') });
     // Tab to the first task and open it with Enter.
     const first = await page.locator('[data-task-id]').first().getAttribute('data-task-id');
     for (let i = 0; i < 40; i++) {
@@ -338,7 +324,7 @@ describe('the web console in a real browser', () => {
       await page.getByRole('button', { name: 'Disable env' }).waitFor({ timeout: UI_TIMEOUT });
       expect(await account.locator('.health').textContent()).toBe('ok');
       await page.getByRole('cell', { name: 'HTTP 500' }).first().waitFor({ timeout: UI_TIMEOUT });
-      await page.screenshot({ path: path.join(SHOTS, 'console-operator.png'), fullPage: true });
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'console-operator.png'), fullPage: true });
       await page.getByRole('button', { name: 'Select all' }).click();
       await page.getByRole('button', { name: 'Redeliver selected (2)' }).click();
       await page.getByText('2 of 2 deliveries queued again.').waitFor({ timeout: UI_TIMEOUT });

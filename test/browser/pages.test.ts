@@ -2,8 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { bearer } from '../helpers/fixtures';
+import { launchChromium, SCREENSHOTS } from '../helpers/browser';
 import { startHarness, type Harness } from '../helpers/harness';
 import { freePort } from '../helpers/processes';
 
@@ -17,29 +18,15 @@ import { freePort } from '../helpers/processes';
 jest.setTimeout(120_000);
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const SHOTS = path.resolve(ROOT, process.env.SCREENSHOTS_DIR ?? path.join('test-results', 'screenshots'));
 const ADMIN = 'browser-admin-token-0123456789';
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 let h: Harness;
 let browser: Browser;
 
 beforeAll(async () => {
   h = await startHarness({ env: { ADMIN_TOKEN: ADMIN } });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ], // playwright gives every launch a fresh, empty profile of its own
-  });
-  fs.mkdirSync(SHOTS, { recursive: true });
+  browser = await launchChromium();
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
 });
 afterAll(async () => {
   await browser?.close();
@@ -54,7 +41,7 @@ describe('pages in a real browser', () => {
     expect(await page.getByText('/v1/images/generations', { exact: true }).count()).toBeGreaterThan(0);
     // Show the endpoints, not just the introduction.
     await page.getByText('/v1/images/generations/{id}/cancel').first().scrollIntoViewIfNeeded();
-    await page.screenshot({ path: path.join(SHOTS, 'docs.png') });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'docs.png') });
     await page.close();
   });
 
@@ -72,7 +59,7 @@ describe('pages in a real browser', () => {
       .getByText(/^\d+ Jobs$/)
       .nth(2)
       .waitFor({ timeout: 20_000 });
-    await page.screenshot({ path: path.join(SHOTS, 'queues.png') });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'queues.png') });
     await context.close();
   });
 
@@ -103,7 +90,7 @@ describe('pages in a real browser', () => {
       await page.goto(`http://localhost:${port}`);
       await page.getByText('tasks', { exact: true }).first().click({ timeout: 30_000 });
       await page.getByText(taskId).first().waitFor({ timeout: 30_000 });
-      await page.screenshot({ path: path.join(SHOTS, 'studio-tasks.png') });
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'studio-tasks.png') });
       await page.close();
     } finally {
       process.kill(-studio.pid!, 'SIGKILL');
