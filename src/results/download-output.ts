@@ -14,6 +14,8 @@ export interface DownloadLimits {
   timeoutMs: number;
   /** Fetch from private addresses (an upstream on a private network, e.g. the simulator); otherwise as client webhooks. */
   allowPrivate: boolean;
+  /** Longest wait for the answer's headers (ANSWER_TIMEOUT_MS unless set; never above timeoutMs). */
+  answerTimeoutMs?: number;
 }
 
 export interface Downloaded extends FileType {
@@ -32,6 +34,13 @@ export class DownloadError extends Error {
     message: string,
     /** Trying again cannot help: the bytes are refused, the file is gone, or its address is not one we may fetch or find. */
     readonly permanent = outcome === 'too_large' || outcome === 'wrong_type',
+    /**
+     * The file's host cannot be reached now (its name does not resolve at the moment, it refuses
+     * the connection, there is no route to it, or it sends no answer within the answer timeout):
+     * a retry later may pass, but not within the few seconds a client should wait for. True of
+     * every permanent failure too: neither is worth keeping the client waiting.
+     */
+    readonly unreachable = permanent,
   ) {
     super(message);
   }
@@ -42,6 +51,12 @@ function unreachableForGood(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   return e.code === 'ENOTFOUND' || /is not allowed/i.test(e.message ?? '');
 }
+
+/** Connection failures that say the host cannot be reached now (not a transfer cut short). */
+const UNREACHABLE_NOW = new Set(['EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
+
+/** How long the upstream's file server may take to answer (headers) before it counts as unreachable now. */
+export const ANSWER_TIMEOUT_MS = 30_000;
 
 const MAX_REDIRECTS = 3;
 
@@ -59,8 +74,18 @@ export async function downloadOutput(
   await fs.promises.mkdir(spoolDir, { recursive: true });
   const file = path.join(spoolDir, randomUUID());
   const abort = AbortSignal.timeout(limits.timeoutMs);
+  // The request ends with the whole download's deadline, or earlier if no answer comes in time.
+  const request = new AbortController();
+  abort.addEventListener('abort', () => request.abort(), { once: true });
+  const answerTimer = setTimeout(() => request.abort(), Math.min(limits.timeoutMs, limits.answerTimeoutMs ?? ANSWER_TIMEOUT_MS));
   try {
-    const res = await openFollowingRedirects(url, limits, abort);
+    const res = await openFollowingRedirects(url, limits, request.signal)
+      .catch((err: unknown) => {
+        if (request.signal.aborted && !abort.aborted)
+          throw new DownloadError('timeout', 'the file server sent no answer in time', false, true);
+        throw err;
+      })
+      .finally(() => clearTimeout(answerTimer));
     const hash = createHash('sha256');
     let size = 0;
     let head = Buffer.alloc(0);
@@ -88,7 +113,13 @@ export async function downloadOutput(
     await fs.promises.rm(file, { force: true });
     if (err instanceof DownloadError) throw err;
     if (abort.aborted) throw new DownloadError('timeout', `no complete answer within ${limits.timeoutMs} ms`);
-    throw new DownloadError('network', (err as Error).message, unreachableForGood(err));
+    const code = (err as { code?: string }).code ?? '';
+    throw new DownloadError(
+      'network',
+      (err as Error).message,
+      unreachableForGood(err),
+      unreachableForGood(err) || UNREACHABLE_NOW.has(code),
+    );
   }
 }
 

@@ -62,6 +62,16 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
       await succeedWithUpstreamUrls(deps.store, taskId);
       return 'upstream_urls';
     }
+    // A host that cannot be reached now (no name, refused, no route, no answer) does not keep the
+    // client waiting either; the job's retries go on and replace the links once it answers.
+    if (err instanceof DownloadError && err.unreachable && task.state === 'storing') {
+      deps.log?.warn(
+        { task_id: taskId, reason: err.message },
+        'result host unreachable now: succeeding with the upstream URLs, copying goes on',
+      );
+      await succeedWithUpstreamUrls(deps.store, taskId);
+      throw err;
+    }
     if (task.state === 'storing' && task.storingSince && Date.now() - task.storingSince.getTime() >= deps.storage.timeoutMs) {
       await succeedWithUpstreamUrls(deps.store, taskId);
     }

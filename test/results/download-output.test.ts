@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
 import { DownloadError, downloadOutput, type DownloadLimits } from '../../src/results/download-output';
+import { freePort } from '../helpers/processes';
 
 const png = PNG.sync.write(new PNG({ width: 64, height: 64 }));
 const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x20]), Buffer.from('ftypisom'), Buffer.alloc(2000, 1)]);
@@ -22,6 +23,7 @@ beforeAll(async () => {
     if (req.url === '/clip.mp4') return void res.writeHead(200, { 'content-type': 'video/mp4' }).end(mp4);
     // Claims to be an image, is a page.
     if (req.url === '/page.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end('<!DOCTYPE html><html>expired</html>');
+    if (req.url === '/silent.png') return; // never answers
     if (req.url === '/slow.png') {
       res.writeHead(200, { 'content-type': 'image/png' });
       res.write(png.subarray(0, 20));
@@ -66,6 +68,29 @@ describe('downloading an output from the upstream', () => {
     expect(await failure(downloadOutput(`${base}/a.png`, 'image', spool, { ...limits, maxBytes: png.length - 1 }))).toBe('too_large');
     expect(await failure(downloadOutput(`${base}/gone.png`, 'image', spool, limits))).toBe('http_status');
     expect(await failure(downloadOutput(`${base}/slow.png`, 'image', spool, { ...limits, timeoutMs: 300 }))).toBe('timeout');
+    expect(spooled()).toEqual([]);
+  });
+
+  it('tells a host that cannot be reached now (refused, no answer) from a transfer cut short', async () => {
+    const kinds = async (p: Promise<unknown>) =>
+      p.then(
+        () => 'succeeded',
+        (e: unknown) => (e instanceof DownloadError ? [e.outcome, e.permanent, e.unreachable] : `unexpected: ${String(e)}`),
+      );
+    const closed = await freePort();
+    expect(await kinds(downloadOutput(`http://127.0.0.1:${closed}/a.png`, 'image', spool, limits))).toEqual(['network', false, true]);
+    expect(await kinds(downloadOutput(`${base}/silent.png`, 'image', spool, { ...limits, answerTimeoutMs: 300 }))).toEqual([
+      'timeout',
+      false,
+      true,
+    ]);
+    // An answer that started and then stalled is not the host being unreachable: retried while the client waits.
+    expect(await kinds(downloadOutput(`${base}/slow.png`, 'image', spool, { ...limits, timeoutMs: 300 }))).toEqual([
+      'timeout',
+      false,
+      false,
+    ]);
+    expect(await kinds(downloadOutput(`${base}/gone.png`, 'image', spool, limits))).toEqual(['http_status', true, true]);
     expect(spooled()).toEqual([]);
   });
 

@@ -16,7 +16,8 @@ let receiver: Receiver;
 beforeAll(async () => {
   fs.writeFileSync(blocked, 'not a directory');
   receiver = await startReceiver();
-  h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_DIR: blocked, STORAGE_TIMEOUT_MS: '300' } });
+  // Retries 200 ms apart (doubling): under load many fail before the store is repaired, and the next must come within the wait.
+  h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_DIR: blocked, STORAGE_TIMEOUT_MS: '300', STORAGE_RETRY_MS: '200' } });
 });
 afterAll(async () => {
   await h.close();

@@ -1,8 +1,12 @@
+import http from 'node:http';
 import request from 'supertest';
+import { PNG } from 'pngjs';
 import { metrics } from '../../src/observability/metrics';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { bearer } from '../helpers/fixtures';
+import { eventually } from '../helpers/invariants';
+import { freePort } from '../helpers/processes';
 
 const IMAGES = '/v1/images/generations';
 let h: Harness;
@@ -11,7 +15,7 @@ let receiver: Receiver;
 beforeAll(async () => {
   receiver = await startReceiver();
   // Ten minutes: only a failure known to be for good can end the wait within this test.
-  h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_TIMEOUT_MS: '600000' } });
+  h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_TIMEOUT_MS: '600000', STORAGE_RETRY_MS: '200' } });
 });
 afterAll(async () => {
   await h.close();
@@ -37,5 +41,38 @@ describe('durable copies that cannot be made', () => {
     expect(await fallbacks()).toBe(fellBackBefore + 1);
     const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
     expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
+  });
+
+  it("succeeds at once with the upstream's URLs when the files' host refuses connections, then swaps in durable links once it answers", async () => {
+    // The upstream's file server is down (nothing listens on its port); it comes back later.
+    const port = await freePort();
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = `http://127.0.0.1:${port}`;
+    const t = await h.newTenant('dave');
+    const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'rain', callback_url: receiver.url }).expect(200))
+      .body.data.task_id;
+    try {
+      const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+      expect(done.filesState).toBe('upstream');
+      const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
+      const files = http.createServer((_req, res) => void res.writeHead(200, { 'content-type': 'image/png' }).end(png));
+      await new Promise<void>((r) => files.listen(port, '127.0.0.1', r));
+      try {
+        await eventually(
+          'the copy made once the host answers',
+          async () => (await h.api.db.task.findUniqueOrThrow({ where: { id } })).filesState === 'stored',
+        );
+        const shown = (await request(h.url).get(`${IMAGES}/${id}`).set(bearer(t.api_key)).expect(200)).body.data;
+        const served = await request(shown.task_result.images[0].url).get('').buffer(true);
+        expect(Buffer.compare(served.body as Buffer, png)).toBe(0);
+      } finally {
+        files.closeAllConnections();
+        await new Promise((r) => files.close(r));
+      }
+      const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+      expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+    }
   });
 });
