@@ -56,7 +56,7 @@ function unreachableForGood(err: unknown): boolean {
 const UNREACHABLE_NOW = new Set(['EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
 
 /** How long the upstream's file server may take to answer (headers) before it counts as unreachable now. */
-export const ANSWER_TIMEOUT_MS = 30_000;
+export const ANSWER_TIMEOUT_MS = 10_000;
 
 const MAX_REDIRECTS = 3;
 
