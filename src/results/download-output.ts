@@ -75,9 +75,11 @@ export async function downloadOutput(
   const file = path.join(spoolDir, randomUUID());
   const abort = AbortSignal.timeout(limits.timeoutMs);
   // The request ends with the whole download's deadline, or earlier if no answer comes in time.
+  // Once answered, the body is bounded by `abort` alone (the pipeline's signal).
   const request = new AbortController();
-  abort.addEventListener('abort', () => request.abort(), { once: true });
-  const answerTimer = setTimeout(() => request.abort(), Math.min(limits.timeoutMs, limits.answerTimeoutMs ?? ANSWER_TIMEOUT_MS));
+  const endRequest = () => request.abort();
+  abort.addEventListener('abort', endRequest, { once: true });
+  const answerTimer = setTimeout(endRequest, Math.min(limits.timeoutMs, limits.answerTimeoutMs ?? ANSWER_TIMEOUT_MS));
   try {
     const res = await openFollowingRedirects(url, limits, request.signal)
       .catch((err: unknown) => {
@@ -85,7 +87,10 @@ export async function downloadOutput(
           throw new DownloadError('timeout', 'the file server sent no answer in time', false, true);
         throw err;
       })
-      .finally(() => clearTimeout(answerTimer));
+      .finally(() => {
+        clearTimeout(answerTimer);
+        abort.removeEventListener('abort', endRequest);
+      });
     const hash = createHash('sha256');
     let size = 0;
     let head = Buffer.alloc(0);
