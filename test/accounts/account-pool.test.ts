@@ -446,14 +446,16 @@ describe('several accounts in one simulator process (SIMULATOR_ACCOUNTS)', () =>
     }
     const ids = Object.fromEntries((await h.api.db.upstreamAccount.findMany()).map((a) => [a.name, a.id]));
     await workers.start();
-    const tasks = await createTasks(16);
+    const tasks = await createTasks(8);
     await eventually(
       'both accounts busy',
       async () => (await upstreamTasks('alpha')).length >= 1 && (await upstreamTasks('beta')).length >= 1,
     );
-    // alpha's pack runs out mid-run; beta must take the rest.
+    // alpha's pack runs out mid-run; beta must take the rest. Eight more tasks than beta's three
+    // slots: alpha is tried again, and refuses, however far the first ones have got.
     const faults = await request(`${sim.url}/alpha`).post('/sim/faults').set(bearer('key-alpha')).send({ packs_exhausted: true });
     expect(faults.body.data).toMatchObject({ packs_exhausted: true, image_slots: 2 });
+    tasks.push(...(await createTasks(8)));
     await eventually(
       'every task ended',
       async () => (await h.api.db.task.count({ where: { id: { in: tasks }, state: { in: ['succeed', 'failed'] } } })) === tasks.length,
