@@ -183,7 +183,8 @@ function FileLocations({ detail }: { detail: TaskDetail }) {
     none: null,
     storing: 'Copying the results into this service’s store…',
     stored: files.expires_at ? `Kept here until ${time(files.expires_at)}.` : 'Kept here with no expiry.',
-    upstream: 'Copying failed so far (it is retried): the links are the upstream’s own, which it deletes after about 30 days.',
+    upstream:
+      'Not copied: these are the upstream’s own links, which it deletes after about 30 days. A copy that may still succeed is retried, and an operator can run results backfill.',
     expired: `The copies were deleted by retention${files.expired_at ? ` on ${time(files.expired_at)}` : ''}.`,
   }[files.state];
   if (!note && detail.files.length === 0) return null;
