@@ -56,20 +56,16 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
     for (const o of outputs) copies.push(await copyOutput(deps, limits, kind.outputs.kind, o.index, o.url));
   } catch (err) {
     // A failure no retry can cure (the file is gone, not what it says, too large, at an address we
-    // may not fetch) does not keep the client waiting: the task succeeds with the upstream's URLs now.
-    if (err instanceof DownloadError && err.permanent && task.state === 'storing') {
-      deps.log?.warn({ task_id: taskId, reason: err.message }, 'result cannot be copied');
-      await succeedWithUpstreamUrls(deps.store, taskId);
-      return 'upstream_urls';
-    }
-    // A host that cannot be reached now (no name, refused, no route, no answer) does not keep the
-    // client waiting either; the job's retries go on and replace the links once it answers.
+    // may not fetch), or a host that cannot be reached now (no name, refused, no route, no answer),
+    // does not keep the client waiting: the task succeeds with the upstream's URLs now. Only for a
+    // host unreachable now does the job's retry go on, to replace the links once it answers.
     if (err instanceof DownloadError && err.unreachable && task.state === 'storing') {
       deps.log?.warn(
-        { task_id: taskId, reason: err.message },
-        'result host unreachable now: succeeding with the upstream URLs, copying goes on',
+        { task_id: taskId, reason: err.message, retried: !err.permanent },
+        'result cannot be copied now: succeeding with the upstream URLs',
       );
       await succeedWithUpstreamUrls(deps.store, taskId);
+      if (err.permanent) return 'upstream_urls';
       throw err;
     }
     if (task.state === 'storing' && task.storingSince && Date.now() - task.storingSince.getTime() >= deps.storage.timeoutMs) {
