@@ -69,6 +69,12 @@ export const bench = {
   servicePrefix: own('ktbench'),
   barePrefix: own('ktbare'),
   upstreamKey: `bench_${randomBytes(12).toString('hex')}`,
+  /**
+   * BENCH_FILE_BASE_URL: where the simulator's result URLs point instead of itself, e.g. a host that
+   * does not resolve (https://cdn.klingai.com on a machine without outside DNS), to measure a
+   * deployment whose copies cannot be made.
+   */
+  fileBaseUrl: process.env.BENCH_FILE_BASE_URL || undefined,
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
   secretsKey: randomBytes(32).toString('base64'),
 

@@ -13,6 +13,7 @@ if (!apiKey || !process.send) {
 }
 
 const sim = createKlingSimulator({ apiKey, processingAfterMs: 0, finishAfterMs: 0 });
+const fileBaseUrl = process.env.SIM_FILE_BASE_URL;
 
 /** Upstream tasks created since the last reset, by kind (which path each pipeline used). */
 function createdByKind(): Record<string, number> {
@@ -54,4 +55,7 @@ process.on('message', ({ id, op, before }: SimRequest) => {
 // The driver went away (crash included): nothing to serve any more.
 process.on('disconnect', () => process.exit(0));
 
-void sim.listen(0, '127.0.0.1').then((url) => process.send!({ id: 0, value: url } satisfies SimResponse));
+void sim.listen(0, '127.0.0.1').then((url) => {
+  if (fileBaseUrl) sim.fileBaseUrl = fileBaseUrl;
+  process.send!({ id: 0, value: url } satisfies SimResponse);
+});

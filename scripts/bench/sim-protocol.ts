@@ -43,7 +43,13 @@ export interface SimHandle {
 
 /** Starts the simulator host and returns a typed handle on its IPC channel. */
 export async function startSimulator(): Promise<SimHandle> {
-  const child = startNode('simulator', 'scripts/bench/sim-host.ts', [], { SIM_API_KEY: bench.upstreamKey }, { ipc: true });
+  const child = startNode(
+    'simulator',
+    'scripts/bench/sim-host.ts',
+    [],
+    { SIM_API_KEY: bench.upstreamKey, SIM_FILE_BASE_URL: bench.fileBaseUrl ?? '' },
+    { ipc: true },
+  );
   const pending = new Map<number, (value: unknown) => void>();
   let nextId = 1;
   const url = await new Promise<string>((resolve, reject) => {

@@ -140,7 +140,7 @@ export const metrics = {
   }),
   resultDownloads: new Counter({
     name: 'kt_result_downloads_total',
-    help: 'Downloads of result outputs from the upstream into the blob store, by outcome (ok, http_status, too_large, wrong_type, timeout, network)',
+    help: 'Downloads of result outputs from the upstream into the blob store, by outcome (ok, http_status, too_large, wrong_type, timeout, network, host_failing: not tried, its host failing lately)',
     labelNames: ['outcome'],
     registers: [registry],
   }),

@@ -26,7 +26,7 @@ export interface Downloaded extends FileType {
 }
 
 /** Why a download failed, as the downloads metric counts it. */
-export type DownloadFailure = 'http_status' | 'too_large' | 'wrong_type' | 'timeout' | 'network';
+export type DownloadFailure = 'http_status' | 'too_large' | 'wrong_type' | 'timeout' | 'network' | 'host_failing';
 
 export class DownloadError extends Error {
   constructor(
@@ -52,18 +52,59 @@ function unreachableForGood(err: unknown): boolean {
   return e.code === 'ENOTFOUND' || /is not allowed/i.test(e.message ?? '');
 }
 
-/** Connection failures that say the host cannot be reached now (not a transfer cut short). */
-const UNREACHABLE_NOW = new Set(['EAI_AGAIN', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
+/** Connection failures that say the host cannot be reached now (not a transfer cut short); ETIMEOUT and ESERVFAIL are the resolver's. */
+const UNREACHABLE_NOW = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
 
 /** How long the upstream's file server may take to answer (headers) before it counts as unreachable now. */
 export const ANSWER_TIMEOUT_MS = 10_000;
 
 const MAX_REDIRECTS = 3;
 
+/** Failed downloads in a row from one host after which it is not waited on. */
+export const HOST_FAILURES_TO_BREAK = 3;
+/** A failing host is tried again (one download) after 1 s, then after twice as long each time it still fails, up to 30 s. */
+const FIRST_PAUSE_MS = 1000;
+const MAX_PAUSE_MS = 30_000;
+const MAX_TRACKED_HOSTS = 1000;
+
+/** This process's view of a file host that has failed lately (one that has not is not tracked). */
+interface HostTrouble {
+  /** Downloads in a row that failed for a reason that may pass (network, no answer, 5xx); a refused file says nothing of the host. */
+  failures: number;
+  /** Once failing: no download before this time (ms), and then one at a time. */
+  retryAt: number;
+  pauseMs: number;
+  trialRunning: boolean;
+}
+
+const troubledHosts = new Map<string, HostTrouble>();
+
+function noteHostFailure(host: string): void {
+  let t = troubledHosts.get(host);
+  if (!t) {
+    if (troubledHosts.size >= MAX_TRACKED_HOSTS) troubledHosts.delete(troubledHosts.keys().next().value!);
+    t = { failures: 0, retryAt: 0, pauseMs: 0, trialRunning: false };
+    troubledHosts.set(host, t);
+  }
+  t.failures++;
+  if (t.failures >= HOST_FAILURES_TO_BREAK) {
+    t.pauseMs = t.pauseMs ? Math.min(t.pauseMs * 2, MAX_PAUSE_MS) : FIRST_PAUSE_MS;
+    t.retryAt = Date.now() + t.pauseMs;
+  }
+}
+
 /**
  * Streams one output from the upstream into a spool file, hashing it on the way: never held whole
  * in memory. The first bytes must be the expected kind of file (an image for images, a video for
  * videos), whatever Content-Type claims. Throws a DownloadError; the spool file is then removed.
+ *
+ * A host whose last HOST_FAILURES_TO_BREAK downloads failed for a reason that may pass is not
+ * waited on (a circuit breaker): downloads from it fail at once as unreachable for now
+ * (`host_failing`), so each task succeeds with the upstream's URLs without first waiting out a
+ * timeout of its own, until a trial download gets through. Trials go one at a time, 1 s after the
+ * last failure, then twice as long each time, up to 30 s; the others fail at once meanwhile (a
+ * breaker library that makes them wait for the trial would hold every copy slot as long as a dead
+ * host takes to time out).
  */
 export async function downloadOutput(
   url: string,
@@ -71,6 +112,26 @@ export async function downloadOutput(
   spoolDir: string,
   limits: DownloadLimits,
 ): Promise<Downloaded> {
+  if (!URL.canParse(url)) return download(url, expected, spoolDir, limits);
+  const { host } = new URL(url);
+  const trouble = troubledHosts.get(host);
+  const trial = trouble !== undefined && trouble.failures >= HOST_FAILURES_TO_BREAK;
+  if (trial && (trouble.trialRunning || Date.now() < trouble.retryAt))
+    throw new DownloadError('host_failing', `${host} failed its last downloads; not waited on until one gets through`, false, true);
+  if (trial) trouble.trialRunning = true;
+  try {
+    const got = await download(url, expected, spoolDir, limits);
+    troubledHosts.delete(host);
+    return got;
+  } catch (err) {
+    if (err instanceof DownloadError && !err.permanent) noteHostFailure(host);
+    throw err;
+  } finally {
+    if (trial) trouble.trialRunning = false;
+  }
+}
+
+async function download(url: string, expected: 'image' | 'video', spoolDir: string, limits: DownloadLimits): Promise<Downloaded> {
   await fs.promises.mkdir(spoolDir, { recursive: true });
   const file = path.join(spoolDir, randomUUID());
   const abort = AbortSignal.timeout(limits.timeoutMs);

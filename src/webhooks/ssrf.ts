@@ -1,8 +1,8 @@
-import { lookup } from 'node:dns/promises';
 import ipaddr from 'ipaddr.js';
 import http, { type Agent } from 'node:http';
 import https from 'node:https';
 import { RequestFilteringHttpAgent, RequestFilteringHttpsAgent } from 'request-filtering-agent';
+import { hostLookup } from '../lib/host-lookup';
 
 /**
  * Client webhook URLs must not reach this service's own network: loopback, private, link-local
@@ -25,7 +25,7 @@ export async function checkPublicUrl(url: string): Promise<string | null> {
   const host = hostname.replace(/^\[|\]$/g, '');
   let addresses: string[];
   try {
-    addresses = ipaddr.isValid(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+    addresses = ipaddr.isValid(host) ? [host] : (await hostLookup.lookupAsync(host, { all: true })).map((a) => a.address);
   } catch {
     return `host "${host.slice(0, 100)}" does not resolve`;
   }
@@ -36,12 +36,14 @@ export async function checkPublicUrl(url: string): Promise<string | null> {
 /**
  * Connections to receivers are kept alive and reused: a webhook per status change to the same
  * receiver should not cost a TCP (and TLS) handshake each. The filtering agents check the address
- * of every new connection; a reused one was checked when it was opened.
+ * of every new connection; a reused one was checked when it was opened. Names are resolved through
+ * the shared cache (`hostLookup`), whose answers the filtering agents check like any other.
  */
 const agents = {
   filtered: { http: new RequestFilteringHttpAgent({ keepAlive: true }), https: new RequestFilteringHttpsAgent({ keepAlive: true }) },
   open: { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) },
 };
+for (const pair of Object.values(agents)) for (const agent of Object.values(pair)) hostLookup.install(agent);
 
 /**
  * The agent for a parsed URL: one that refuses to connect to a non-public address (checked on the
