@@ -240,7 +240,7 @@ export const ConfigSchema = z
     /** Bucket in the path (`endpoint/bucket/key`), as most S3-compatible servers want, instead of the host name. */
     S3_FORCE_PATH_STYLE: Bool.default(false),
     /** Tasks whose outputs one worker process copies at once. */
-    STORAGE_CONCURRENCY: z.coerce.number().int().min(1).default(4),
+    STORAGE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
     /** A task whose copies keep failing this long after the upstream succeeded succeeds with the upstream's URLs (copying goes on). */
     STORAGE_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
     /** Largest output copied (bytes); a larger one fails its copy. */
