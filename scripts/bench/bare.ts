@@ -5,10 +5,15 @@
  *   `bare.ts api`: at each of BARE_PATHS (the kinds' Kling paths), one INSERT + one queue.add per
  *     create; per upstream callback, one UPDATE, then a direct POST to the task's callback_url
  *     (fire and forget: without it the bare pipeline would do less network I/O than the service).
+ *     With BARE_COPY_DIR (the service copies results: RESULT_URLS=mirror), a `succeed` callback
+ *     first downloads each output into a file there, as the service stores its copies.
  *   `bare.ts worker`: one SELECT, the upstream POST at the task's path, one UPDATE.
  */
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { Queue, Worker, type Job } from 'bullmq';
 import express from 'express';
 import { Redis } from 'ioredis';
@@ -54,12 +59,19 @@ function startApi(): void {
 
   app.post('/callbacks/:id', express.json({ limit: '1mb' }), async (req, res) => {
     const id = String(req.params.id);
-    const status = String((req.body as { task_status?: unknown }).task_status);
+    const body = req.body as { task_status?: unknown; task_result?: { images?: { url: string }[]; videos?: { url: string }[] } };
+    const status = String(body.task_status);
+    if (copyDir && status === 'succeed') {
+      res.json({ code: 0 });
+      await copyOutputs(id, [...(body.task_result?.images ?? []), ...(body.task_result?.videos ?? [])]).catch((err: Error) =>
+        console.error(`bare copy failed: ${err.message}`),
+      );
+    }
     const r = await pool.query<{ callback_url: string | null }>(
       'UPDATE bare_tasks SET state = $2, updated_at = now() WHERE id = $1 RETURNING callback_url',
       [id, status],
     );
-    res.json({ code: 0 });
+    if (!res.headersSent) res.json({ code: 0 });
     const url = r.rows[0]?.callback_url;
     if (url) notify(webhookAgent, url, JSON.stringify({ task_id: id, task_status: status }));
   });
@@ -69,6 +81,17 @@ function startApi(): void {
     server.close();
     await queue.close();
   });
+}
+
+const copyDir = process.env.BARE_COPY_DIR;
+if (copyDir) fs.mkdirSync(copyDir, { recursive: true });
+
+/** Each output streamed into a file of its own: the download and the write of the service's copy, without its checks or records. */
+async function copyOutputs(id: string, outputs: { url: string }[]): Promise<void> {
+  for (const [i, { url }] of outputs.entries()) {
+    const answer = await request(url);
+    await pipeline(answer.body, fs.createWriteStream(path.join(copyDir!, `${id}-${i}`)));
+  }
 }
 
 /** One attempt, no retry, no record: exactly what the bare pipeline promises. */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 
 /** Every knob of the benchmark in one place; each can be overridden from the environment. */
@@ -75,6 +76,13 @@ export const bench = {
    * deployment whose copies cannot be made.
    */
   fileBaseUrl: process.env.BENCH_FILE_BASE_URL || undefined,
+  /**
+   * RESULT_URLS of the service (mirror, its default, unless set): with mirror the service copies
+   * every output, and the bare pipeline downloads each one to a file too, so both do the same I/O.
+   */
+  resultUrls: process.env.RESULT_URLS === 'upstream' ? 'upstream' : 'mirror',
+  /** The service's STORAGE_DIR and the bare pipeline's downloads, under one directory removed at the end of the run. */
+  filesDir: path.join(os.tmpdir(), own('ktbench-files')),
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
   secretsKey: randomBytes(32).toString('base64'),
 
@@ -164,6 +172,8 @@ export function serviceEnv(o: { role: 'api' | 'worker'; port: number; publicBase
     PUBLIC_BASE_URL: o.publicBaseUrl,
     KLING_BASE_URL: o.simUrl,
     KLING_API_KEY: bench.upstreamKey,
+    RESULT_URLS: bench.resultUrls,
+    STORAGE_DIR: path.join(bench.filesDir, 'service'),
     LOG_LEVEL: 'warn',
     RATE_LIMIT_PER_MINUTE: '100000000',
     MAX_UNFINISHED_TASKS: '100000000',
@@ -185,5 +195,6 @@ export function bareEnv(o: { port: number; publicBaseUrl: string; simUrl: string
     KLING_BASE_URL: o.simUrl,
     KLING_API_KEY: bench.upstreamKey,
     BARE_PATHS: bench.kinds.map((k) => k.path).join(','),
+    ...(bench.resultUrls === 'mirror' ? { BARE_COPY_DIR: path.join(bench.filesDir, 'bare') } : {}),
   };
 }

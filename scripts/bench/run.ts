@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     await Promise.all([cleanPrefix(redis, bench.servicePrefix), cleanPrefix(redis, bench.barePrefix)]);
     await truncateBare();
     await clearServiceDb();
+    fs.rmSync(bench.filesDir, { recursive: true, force: true });
     redis.disconnect();
   }
 }

@@ -64,12 +64,12 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
         { task_id: taskId, reason: err.message, retried: !err.permanent },
         'result cannot be copied now: succeeding with the upstream URLs',
       );
-      await succeedWithUpstreamUrls(deps.store, taskId);
+      await succeedWithUpstreamUrls(deps.store, taskId, task);
       if (err.permanent) return 'upstream_urls';
       throw err;
     }
     if (task.state === 'storing' && task.storingSince && Date.now() - task.storingSince.getTime() >= deps.storage.timeoutMs) {
-      await succeedWithUpstreamUrls(deps.store, taskId);
+      await succeedWithUpstreamUrls(deps.store, taskId, task);
     }
     throw err;
   }
@@ -148,10 +148,15 @@ async function showCopies(store: TaskStore, read: ReadTask, files: FileEntry[]):
   });
 }
 
-/** A task that waited too long for its copies succeeds with the upstream's URLs (and says so under `files`). */
-export async function succeedWithUpstreamUrls(store: TaskStore, taskId: string): Promise<boolean> {
+/**
+ * A task that waited too long for its copies succeeds with the upstream's URLs (and says so under
+ * `files`); `read` is the task as the caller read it, tried first (a change since is a race, and re-read).
+ */
+export async function succeedWithUpstreamUrls(store: TaskStore, taskId: string, read?: ReadTask): Promise<boolean> {
+  let known = read ?? null;
   return retryOnRace(`task ${taskId}`, async (): Promise<boolean | typeof RACED> => {
-    const task = await readTask(store.db, taskId);
+    const task = known ?? (await readTask(store.db, taskId));
+    known = null;
     if (!task || task.state !== 'storing') return false;
     const done = await transition(store, task, {
       to: 'succeed',
