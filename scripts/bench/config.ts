@@ -195,6 +195,7 @@ export function bareEnv(o: { port: number; publicBaseUrl: string; simUrl: string
     KLING_BASE_URL: o.simUrl,
     KLING_API_KEY: bench.upstreamKey,
     BARE_PATHS: bench.kinds.map((k) => k.path).join(','),
-    ...(bench.resultUrls === 'mirror' ? { BARE_COPY_DIR: path.join(bench.filesDir, 'bare') } : {}),
+    // With BENCH_FILE_BASE_URL the service's copies cannot be made, so there is no copy to match.
+    ...(bench.resultUrls === 'mirror' && !bench.fileBaseUrl ? { BARE_COPY_DIR: path.join(bench.filesDir, 'bare') } : {}),
   };
 }

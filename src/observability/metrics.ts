@@ -165,7 +165,7 @@ export const metrics = {
   }),
   resultStorageFallbacks: new Counter({
     name: 'kt_result_storage_fallbacks_total',
-    help: "Tasks that succeeded with the upstream's URLs because their copies failed past STORAGE_TIMEOUT_MS",
+    help: "Tasks that succeeded with the upstream's URLs without their copies: copying failed past STORAGE_TIMEOUT_MS, failed in a way no retry cures, or could not reach the host now",
     labelNames: ['kind'],
     registers: [registry],
   }),

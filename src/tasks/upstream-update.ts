@@ -1,8 +1,10 @@
 import type { Task, TaskState } from '../db/client';
+import { knownNotToResolve, lookUpAhead } from '../lib/host-lookup';
 import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { kindOf } from '../kinds/registry';
 import { resultOutputs } from '../kinds/result-outputs';
 import { withSaneTimes, type UpstreamTask } from '../kinds/upstream-task';
+import { metrics } from '../observability/metrics';
 import { requestedEnd } from './end-task';
 import { transition, type EventSource, type TaskStore } from './status-machine';
 import { adoptUpstreamId, readTask, type ReadTask, type TaskPatch } from './task-repository';
@@ -52,13 +54,27 @@ export async function applyUpstreamUpdate(
     // A task to be ended (canceled, or timed out during its submission) fails once the upstream ends.
     const ended = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
     const data = upstreamFields(task, update, target);
-    // With RESULT_URLS=mirror a success is shown once its outputs are copied (results/store-results.ts).
-    const storing =
-      ended === 'succeed' && store.view?.resultUrls === 'mirror' && resultOutputs(kindOf(task.kind), data.result ?? task.result).length > 0;
-    const to = storing ? 'storing' : ended;
-    if (storing) data.storingSince = new Date();
-    const updated = await transition(store, task, { to, data, source, payload: update });
-    return updated ? { applied: true, task: updated } : RACED;
+    // With RESULT_URLS=mirror a success is shown once its outputs are copied (results/store-results.ts),
+    // unless a copy cannot be made: a host name this process was just told does not exist (the copy
+    // would fail for good the moment it started). The task then succeeds with the upstream's URLs now.
+    const urls =
+      ended === 'succeed' && store.view?.resultUrls === 'mirror'
+        ? resultOutputs(kindOf(task.kind), data.result ?? task.result).map((o) => o.url)
+        : [];
+    const uncopyable = urls.some(knownNotToResolve);
+    const storing = urls.length > 0 && !uncopyable;
+    if (storing) {
+      data.storingSince = new Date();
+      lookUpAhead(urls);
+    }
+    if (uncopyable) data.filesState = 'upstream';
+    const updated = await transition(store, task, { to: storing ? 'storing' : ended, data, source, payload: update });
+    if (!updated) return RACED;
+    if (uncopyable) {
+      metrics.resultStorageFallbacks.inc({ kind: task.kind });
+      store.log?.warn({ task_id: taskId }, "result host name does not resolve: succeeded with the upstream's URLs without a copy");
+    }
+    return { applied: true, task: updated };
   });
 }
 

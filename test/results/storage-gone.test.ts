@@ -1,6 +1,7 @@
 import http from 'node:http';
 import request from 'supertest';
 import { PNG } from 'pngjs';
+import { knownNotToResolve } from '../../src/lib/host-lookup';
 import { metrics } from '../../src/observability/metrics';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
@@ -70,6 +71,37 @@ describe('durable copies that cannot be made', () => {
         await new Promise((r) => files.close(r));
       }
       const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+      expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+    }
+  });
+
+  it('does not wait for copies from a host name this service was just told does not exist: the next task succeeds without `storing`', async () => {
+    // .invalid names never resolve (RFC 2606).
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = 'http://files.kling-tracker-test.invalid';
+    const t = await h.newTenant('erin');
+    const create = async () =>
+      (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'dunes', callback_url: receiver.url }).expect(200)).body.data
+        .task_id as string;
+    const states = async (id: string) =>
+      (await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } })).map((e) => e.toState);
+    try {
+      // The first copy is tried, and fails for good: the name is unknown.
+      const first = await create();
+      expect((await h.waitForTask(first, (x) => x.state === 'succeed')).filesState).toBe('upstream');
+      expect(await states(first)).toContain('storing');
+      await eventually('the name known not to resolve', async () => knownNotToResolve(`${h.sim.fileBaseUrl}/x.png`));
+      const fellBackBefore = await fallbacks();
+      const second = await create();
+      expect((await h.waitForTask(second, (x) => x.state === 'succeed')).filesState).toBe('upstream');
+      expect(await states(second)).not.toContain('storing');
+      expect(await fallbacks()).toBe(fellBackBefore + 1);
+      const shown = (await request(h.url).get(`${IMAGES}/${second}`).set(bearer(t.api_key)).expect(200)).body.data;
+      expect(shown.task_result.images[0].url).toMatch(/^http:\/\/files\.kling-tracker-test\.invalid\//);
+      expect(shown.tracker.files.state).toBe('upstream');
+      const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: second }, orderBy: { seq: 'asc' } });
       expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
     } finally {
       h.sim.fileBaseUrl = realBase;
