@@ -36,33 +36,33 @@ export async function touchBlob(db: Db, o: Pick<CopiedOutput, 'sha256' | 'size' 
   );
 }
 
-/** Records a task's copies (again after a retry: a row keeps its id, so links already given stay valid); returns their ids by index. */
-export async function recordCopies(db: Db, taskId: string, expiresAt: Date | null, copies: CopiedOutput[]): Promise<Map<number, string>> {
-  const ids = new Map<number, string>();
-  for (const c of copies) {
-    const { rows } = await db.sql<{ id: string }>(
-      `INSERT INTO result_files (id, task_id, index, output_kind, content_type, size, sha256, storage_key, upstream_url, stored_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamp, $11::timestamp)
-       ON CONFLICT (task_id, index) DO UPDATE SET content_type = EXCLUDED.content_type, size = EXCLUDED.size, sha256 = EXCLUDED.sha256,
-         storage_key = EXCLUDED.storage_key, upstream_url = EXCLUDED.upstream_url, stored_at = EXCLUDED.stored_at
-       RETURNING id`,
-      [
-        randomUUID(),
-        taskId,
-        c.index,
-        c.outputKind,
-        c.contentType,
-        c.size,
-        c.sha256,
-        c.storageKey,
-        c.upstreamUrl,
-        utc(new Date()),
-        expiresAt ? utc(expiresAt) : null,
-      ],
-    );
-    ids.set(c.index, rows[0].id);
-  }
-  return ids;
+/** A copy as the task will show it: the id its links carry. */
+export interface RecordedCopy extends CopiedOutput {
+  id: string;
+}
+
+/** Gives each copy the id its links will carry. */
+export const withLinkIds = (copies: CopiedOutput[]): RecordedCopy[] => copies.map((c) => ({ ...c, id: randomUUID() }));
+
+/**
+ * The `result_files` rows of a task's copies, as a CTE (`f`) of the statement that shows them on
+ * the task: it reads `t`, the task row that statement changed, so nothing is recorded when the task
+ * was changed by someone else meanwhile (a race lost records nothing, and cannot replace the rows
+ * of a task whose links are out). A row from an attempt whose task never showed it takes the new
+ * id: no link was ever given for it.
+ */
+export function recordCopiesCte(copies: RecordedCopy[], expiresAt: Date | null, param: (value: unknown) => string): string {
+  const column = <T>(pick: (c: RecordedCopy) => T) => param(copies.map(pick));
+  return `, f AS (
+     INSERT INTO result_files (id, task_id, index, output_kind, content_type, size, sha256, storage_key, upstream_url, stored_at, expires_at)
+     SELECT c.id, t.id, c.index, c.output_kind, c.content_type, c.size, c.sha256, c.storage_key, c.upstream_url, ${param(utc(new Date()))}::timestamp,
+            ${param(expiresAt ? utc(expiresAt) : null)}::timestamp
+     FROM t, unnest(${column((c) => c.id)}::text[], ${column((c) => c.index)}::int[], ${column((c) => c.outputKind)}::text[],
+                    ${column((c) => c.contentType)}::text[], ${column((c) => c.size)}::bigint[], ${column((c) => c.sha256)}::text[],
+                    ${column((c) => c.storageKey)}::text[], ${column((c) => c.upstreamUrl)}::text[])
+          AS c(id, index, output_kind, content_type, size, sha256, storage_key, upstream_url)
+     ON CONFLICT (task_id, index) DO UPDATE SET id = EXCLUDED.id, content_type = EXCLUDED.content_type, size = EXCLUDED.size,
+       sha256 = EXCLUDED.sha256, storage_key = EXCLUDED.storage_key, upstream_url = EXCLUDED.upstream_url, stored_at = EXCLUDED.stored_at)`;
 }
 
 /** The file a link names, unless retention has deleted it. */

@@ -61,6 +61,11 @@ export interface Change {
   data: TaskPatch;
   source: EventSource;
   payload?: unknown;
+  /**
+   * More of the statement: CTEs (`, name AS (...)`) written with the change. Each must read `t`, the
+   * changed row, so that it writes nothing when the change does not apply.
+   */
+  with?: (param: (value: unknown) => string) => string;
 }
 
 const DEFAULT_POLL_AFTER_MS = 30_000;
@@ -124,7 +129,7 @@ export async function transition(store: TaskStore, task: ReadTask, change: Chang
        WHERE id = $1 AND xmin = $2::xid RETURNING id, tenant_id, event_seq, xmin::text AS version),
      e AS (
        INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
-       SELECT id, event_seq, ${param(task.state)}::task_state, $3::task_state, ${param(change.source)}, ${param(payload)}::jsonb, $4::timestamp FROM t)${outbox?.sql ?? ''}
+       SELECT id, event_seq, ${param(task.state)}::task_state, $3::task_state, ${param(change.source)}, ${param(payload)}::jsonb, $4::timestamp FROM t)${outbox?.sql ?? ''}${change.with?.(param) ?? ''}
      SELECT ${waiters} AS waiters, t.version${outbox?.columns ?? ''} FROM t`,
       params,
     ));

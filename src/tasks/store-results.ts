@@ -6,7 +6,7 @@ import { resultOutputs } from '../kinds/result-outputs';
 import { metrics } from '../observability/metrics';
 import { blobKey, type BlobStore } from '../results/blob-store';
 import { DownloadError, downloadOutput, type DownloadLimits } from '../results/download-output';
-import { recordCopies, touchBlob, type CopiedOutput } from '../results/result-files';
+import { recordCopiesCte, touchBlob, withLinkIds, type CopiedOutput, type RecordedCopy } from '../results/result-files';
 import { transition, type TaskStore } from './status-machine';
 import { readTask, type ReadTask } from './task-repository';
 
@@ -73,9 +73,7 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
     }
     throw err;
   }
-  const ids = await recordCopies(deps.store.db, taskId, task.resultsExpireAt, copies);
-  const files = copies.map((c) => ({ index: c.index, id: ids.get(c.index)!, ext: c.ext }));
-  return showCopies(deps.store, task, files);
+  return showCopies(deps.store, task, withLinkIds(copies));
 }
 
 async function copyOutput(
@@ -122,10 +120,13 @@ async function copyOutput(
   return copy;
 }
 
-type FileEntry = { index: number; id: string; ext: string };
-
-/** Shows the copies on the task; `read` is the task as read before copying, tried first (a change since is a race, and re-read). */
-async function showCopies(store: TaskStore, read: ReadTask, files: FileEntry[]): Promise<StoreOutcome> {
+/**
+ * Shows the copies on the task and records them (`result_files`) in the same statement; `read` is
+ * the task as read before copying, tried first (a change since is a race, and re-read).
+ */
+async function showCopies(store: TaskStore, read: ReadTask, copies: RecordedCopy[]): Promise<StoreOutcome> {
+  const files = copies.map((c) => ({ index: c.index, id: c.id, ext: c.ext }));
+  const record = (param: (value: unknown) => string) => recordCopiesCte(copies, read.resultsExpireAt, param);
   let known: ReadTask | null = read;
   return retryOnRace(`task ${read.id}`, async (): Promise<StoreOutcome | typeof RACED> => {
     const task = known ?? (await readTask(store.db, read.id));
@@ -136,15 +137,19 @@ async function showCopies(store: TaskStore, read: ReadTask, files: FileEntry[]):
         to: 'succeed',
         data: { filesState: 'stored', files, finishedAt: new Date() },
         source: 'storage',
+        with: record,
       });
       return done ? 'stored' : RACED;
     }
     // Already succeeded (its webhook went with the upstream's URLs): the links replace them, quietly.
-    const { rowCount } = await store.db.sql(
-      `UPDATE tasks SET files_state = 'stored', files = $3::jsonb, updated_at = now() WHERE id = $1 AND xmin = $2::xid`,
-      [task.id, task.version, JSON.stringify(files)],
+    const params: unknown[] = [task.id, task.version, JSON.stringify(files)];
+    const param = (v: unknown) => (params.push(v), `$${params.length}`);
+    const { rows } = await store.db.sql<{ n: number }>(
+      `WITH t AS (UPDATE tasks SET files_state = 'stored', files = $3::jsonb, updated_at = now() WHERE id = $1 AND xmin = $2::xid RETURNING id)${record(param)}
+       SELECT count(*)::int AS n FROM t`,
+      params,
     );
-    return rowCount === 1 ? 'replaced' : RACED;
+    return rows[0].n === 1 ? 'replaced' : RACED;
   });
 }
 
