@@ -11,7 +11,7 @@ import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
 import { readTask, type ReadTask } from '../tasks/task-repository';
-import { isTerminal } from '../tasks/task-state';
+import { isPastUpstream } from '../tasks/task-state';
 import { applyUpstreamUpdate } from '../tasks/upstream-update';
 import { type TaskStore } from '../tasks/status-machine';
 import type { AuthFailures } from './auth-failures';
@@ -76,7 +76,7 @@ export function callbacksRouter(deps: CallbackDeps): Router {
       // The id of the call that created the task, to follow it across processes.
       task_request_id: task.requestId,
     };
-    if (outcome.applied && !isTerminal(outcome.task.state)) recent.keep(outcome.task);
+    if (outcome.applied) recent.keep(outcome.task);
     if (outcome.applied) deps.log.info({ ...fields, state: outcome.task.state }, 'callback applied');
     else if (outcome.reason === 'unknown_status')
       deps.log.warn(fields, 'ALERT: callback with an undocumented task_status; task left as it is');
@@ -172,10 +172,11 @@ async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: Upst
  * moment later), which then needs no read. Safe with any other writer: a change applies only to the
  * row version it was decided from (status-machine), so a row changed since is read again; and a
  * row only moves forward, so an update a stale row says to ignore, the current row ignores too.
- * Kept without the request body (nothing here reads it, and it can be megabytes); bounded and
- * short-lived, each entry used once.
+ * Kept without the request body (nothing here reads it, and it can be megabytes); bounded in count
+ * and in time, each entry used once. A task the upstream is done with (ended, or its outputs being
+ * copied) expects no callback worth a row: it is not kept.
  */
-function recentRows(max = 10_000, ttlMs = 60_000) {
+export function recentRows(max = 10_000, ttlMs = 60_000) {
   const rows = new Map<string, { task: ReadTask; at: number }>();
   return {
     take(id: string): ReadTask | undefined {
@@ -184,8 +185,17 @@ function recentRows(max = 10_000, ttlMs = 60_000) {
       return hit && Date.now() - hit.at < ttlMs ? hit.task : undefined;
     },
     keep(task: ReadTask): void {
-      if (rows.size >= max) rows.delete(rows.keys().next().value!);
-      rows.set(task.id, { task: { ...task, request: null }, at: Date.now() });
+      if (isPastUpstream(task.state)) return;
+      const now = Date.now();
+      // Oldest first (insertion order): the expired ones and, when full, the oldest go.
+      for (const [id, hit] of rows) {
+        if (rows.size < max && now - hit.at < ttlMs) break;
+        rows.delete(id);
+      }
+      rows.set(task.id, { task: { ...task, request: null }, at: now });
+    },
+    get size(): number {
+      return rows.size;
     },
   };
 }
