@@ -88,11 +88,15 @@ describe('stage timeouts', () => {
 
   it('fails a task still processing past the total limit with total_timeout', async () => {
     h = await startHarness({
-      simulator: { processingAfterMs: 10, finishAfterMs: 60_000 },
-      env: { TOTAL_TIMEOUT_MS: '400', SWEEP_INTERVAL_MS: '100' },
+      simulator: { processingAfterMs: 10, finishAfterMs: 600_000 },
+      env: { TOTAL_TIMEOUT_MS: '300000', SWEEP_INTERVAL_MS: '100' },
     });
     const key = (await h.newTenant()).api_key;
     const id = (await create(h, key)).body.data.task_id;
+    // The limit counts from creation: the task is seen processing first, then made older than it,
+    // so a slow machine cannot let the limit pass before the upstream has started the task.
+    await h.waitForTask(id, (x) => x.state === 'processing');
+    await h.api.db.task.update({ where: { id }, data: { createdAt: new Date(Date.now() - 301_000) } });
     const t = await h.waitForTask(id, (x) => x.state === 'failed');
     expect(t.failureReason).toBe('total_timeout');
     const reached = await h.api.db.taskEvent.findMany({ where: { taskId: id }, select: { toState: true } });
