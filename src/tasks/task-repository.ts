@@ -297,7 +297,7 @@ const INSERT_WITHOUT_KEYS = `WITH t AS (
     ${INSERT_TASK_COLUMNS}
     SELECT ${NEW_TASK_VALUES}
     FROM ${NEW_TASKS}) AS i(${NEW_TASK_FIELDS})
-    ON CONFLICT (tenant_id, external_task_id) DO NOTHING
+    ON CONFLICT (tenant_id, external_task_id) WHERE external_task_id IS NOT NULL DO NOTHING
     RETURNING id, created_at),
   e AS (${INSERT_FIRST_EVENTS})
   SELECT id, true AS inserted, false AS keyed, false AS external_taken FROM t`;
@@ -317,7 +317,7 @@ const INSERT_WITH_KEYS = `WITH i AS (
        ${INSERT_TASK_COLUMNS}
        SELECT ${NEW_TASK_VALUES}
        FROM i WHERE i.idem_key IS NULL OR i.id IN (SELECT task_id FROM k)
-       ON CONFLICT (tenant_id, external_task_id) DO NOTHING
+       ON CONFLICT (tenant_id, external_task_id) WHERE external_task_id IS NOT NULL DO NOTHING
        RETURNING id, created_at),
      e AS (${INSERT_FIRST_EVENTS})
      SELECT i.id, t.id IS NOT NULL AS inserted, k.task_id IS NOT NULL AS keyed,

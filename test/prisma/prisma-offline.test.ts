@@ -43,12 +43,13 @@ async function sql(url: string, text: string): Promise<unknown[]> {
 
 /**
  * Indexes the migrations write by hand because Prisma 6's schema cannot declare them (partial
- * indexes, migrations `partial_task_indexes`, `unfinished_tasks_index` and `history_retention`): everything else must be
- * exactly schema.prisma's.
+ * indexes, migrations `partial_task_indexes`, `unfinished_tasks_index`, `history_retention` and
+ * `external_id_partial_index`): everything else must be exactly schema.prisma's.
  */
 const HAND_WRITTEN_INDEXES: Record<string, string> = {
   tasks_polled_idx: 'ON public.tasks USING btree (next_poll_at) WHERE (next_poll_at IS NOT NULL)',
   tasks_waiting_for_slots_idx: 'ON public.tasks USING btree (pool, created_at, id) WHERE (slots_wait_since IS NOT NULL)',
+  tasks_external_id_key: 'ON public.tasks USING btree (tenant_id, external_task_id) WHERE (external_task_id IS NOT NULL)',
   tasks_unfinished_idx:
     "ON public.tasks USING btree (tenant_id) WHERE (state = ANY (ARRAY['queued'::task_state, 'submitted'::task_state, 'processing'::task_state]))",
   webhook_deliveries_finished_idx: "ON public.webhook_deliveries USING btree (updated_at) WHERE (status <> 'pending'::delivery_status)",
