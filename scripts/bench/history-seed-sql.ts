@@ -194,14 +194,14 @@ const eventPayload = `CASE
   ELSE jsonb_build_object('reason', t.failure_reason, 'message', t.status_msg)
 END`;
 
-/** The events of the tasks created after $1 (the seed's own), one per change of its outcome. */
+/** The events of the tasks of the tenants $2 created after $1 (the seed's own), one per change of its outcome. */
 export const INSERT_EVENTS = `
 INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
 SELECT t.id, s.seq, s.from_state::task_state, s.to_state::task_state, s.source, ${eventPayload}, e.at
 FROM tasks t
 JOIN ${STEPS} ON s.outcome = ${outcomeOf('t')}
 CROSS JOIN LATERAL (SELECT ${reachedAt('t', 's.to_state')} AS at) e
-WHERE t.created_at >= $1::timestamp`;
+WHERE t.created_at >= $1::timestamp AND t.tenant_id = ANY($2::text[])`;
 
 const trackerState = `CASE
   WHEN NOT e.final THEN s.to_state
@@ -228,7 +228,7 @@ const ATTEMPT_OFFSETS_S = [0, 5, 305, 2105, 9305, 27305, 63305, 99305];
 const deliveryDraw = (salt: number) => draw('hashtext(t.id)::bigint * 8 + s.seq', salt);
 
 /**
- * The webhook deliveries of the tasks created after $1 that have a callback_url: one per change of
+ * The webhook deliveries of the tasks of the tenants $2 created after $1 that have a callback_url: one per change of
  * the status a client sees. Most are delivered at the first attempt, some after a few, a few dead
  * after the whole schedule.
  */
@@ -249,9 +249,9 @@ CROSS JOIN LATERAL (SELECT ${shares(deliveryDraw(21), [
 ])} AS n) k
 CROSS JOIN LATERAL (SELECT k.n AS n,
   e.at + ${seconds(`(ARRAY[${ATTEMPT_OFFSETS_S.join(', ')}])[k.n] + 0.02 + 0.3 * ${deliveryDraw(23)}`)} AS last_at) a
-WHERE t.created_at >= $1::timestamp AND t.callback_url IS NOT NULL`;
+WHERE t.created_at >= $1::timestamp AND t.tenant_id = ANY($2::text[]) AND t.callback_url IS NOT NULL`;
 
-/** The attempts of the deliveries created after $1: the last one of a delivered delivery answered 200, the others failed. */
+/** The attempts of the deliveries of the tenants $2 created after $1: the last one of a delivered delivery answered 200, the others failed. */
 export const INSERT_ATTEMPTS = `
 INSERT INTO webhook_attempts (delivery_id, chain, attempt, started_at, duration_ms, http_status, error, response_body)
 SELECT d.id, 1, n, d.created_at + ${seconds(`(ARRAY[${ATTEMPT_OFFSETS_S.join(', ')}])[n]`)},
@@ -262,11 +262,45 @@ SELECT d.id, 1, n, d.created_at + ${seconds(`(ARRAY[${ATTEMPT_OFFSETS_S.join(', 
   NULL
 FROM webhook_deliveries d
 CROSS JOIN LATERAL generate_series(1, d.attempt_count) AS n
-WHERE d.created_at >= $1::timestamp`;
+WHERE d.created_at >= $1::timestamp AND d.tenant_id = ANY($2::text[])`;
 
-/** The Idempotency-Keys still remembered ($2 the share of tasks created with one, after $1: within IDEMPOTENCY_TTL_HOURS). */
+/** The Idempotency-Keys still remembered ($2 the share of tasks created with one, after $1: within IDEMPOTENCY_TTL_HOURS; $3 the tenants). */
 export const INSERT_KEYS = `
 INSERT INTO idempotency_keys (tenant_id, key, request_hash, task_id, created_at)
 SELECT t.tenant_id, 'idem-' || t.id, encode(sha256(convert_to(t.id, 'UTF8')), 'hex'), t.id, t.created_at
 FROM tasks t
-WHERE t.created_at >= $1::timestamp AND ${draw('hashtext(t.id)::bigint', 41)} < $2`;
+WHERE t.created_at >= $1::timestamp AND t.tenant_id = ANY($3::text[]) AND ${draw('hashtext(t.id)::bigint', 41)} < $2`;
+
+/**
+ * Tasks canceled while queued, for filling the room at the end of old pages (history-seed.ts,
+ * `fillOldPages`), into the session's `fill_batch` as well. Each is as small as a task row can be (a
+ * one-letter prompt, no request id, no message), so that no room a create's row fits in is left: a
+ * create always has a request id and a model name. $1 the tenant ids (drawn as in INSERT_TASKS), $2
+ * and $3 the first and last row number (draws differ from batch to batch), $4 and $5 the first and
+ * last created_at.
+ */
+export const FILL_TASKS = `
+WITH t AS (
+  INSERT INTO tasks (id, tenant_id, kind, pool, state, request, model_name, slot_cost, status_msg, failure_reason, submit_attempts,
+    event_seq, created_at, updated_at, finished_at)
+  SELECT gen_random_uuid()::text, ($1::text[])[floor(cardinality($1::text[]) * power(${u(51)}, 2))::int + 1], 'image-generation', 'image',
+    'failed', jsonb_build_object('model_name', 'kling-v3', 'prompt', left(${pick(PROMPTS, u(52))}, 1)), 'kling-v3', 1,
+    NULL, 'canceled', 0, 2, a.created_at, a.finished_at, a.finished_at
+  FROM generate_series($2::int, $3::int) AS g(i)
+  CROSS JOIN LATERAL (SELECT $4::timestamp + ($5::timestamp - $4::timestamp) * sqrt(${u(53)}) AS created_at OFFSET 0) c
+  CROSS JOIN LATERAL (SELECT c.created_at, c.created_at + ${seconds(`1 + 300 * ${u(54)}`)} AS finished_at OFFSET 0) a
+  RETURNING id, created_at, finished_at, (ctid::text::point)[0]::bigint AS page)
+INSERT INTO fill_batch SELECT * FROM t`;
+
+/**
+ * The events of the tasks in `fill_batch`: seq 1 (the change a create records, with no payload,
+ * the smallest event there is) or seq 2 (its end, with a payload). The larger ones go first, then
+ * the smallest fill what room is left. Returns each event's page.
+ */
+export const FILL_EVENTS = `
+INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
+SELECT f.id, $1::int, CASE WHEN $1 = 2 THEN 'queued'::task_state END, CASE WHEN $1 = 1 THEN 'queued' ELSE 'failed' END::task_state, 'api',
+  CASE WHEN $1 = 2 THEN jsonb_build_object('reason', 'canceled', 'message', 'canceled by the client') END,
+  CASE WHEN $1 = 1 THEN f.created_at ELSE f.finished_at END
+FROM fill_batch f
+RETURNING (ctid::text::point)[0]::bigint AS page`;

@@ -5,7 +5,7 @@ import { newApiKey } from '../../src/tenants/api-key';
 import { createSecretBox, sealContext } from '../../src/tenants/secret-box';
 import { hashApiKey } from '../../src/tenants/tenants.service';
 import { bench } from './config';
-import { INSERT_ATTEMPTS, INSERT_DELIVERIES, INSERT_EVENTS, INSERT_KEYS, INSERT_TASKS } from './history-seed-sql';
+import { FILL_EVENTS, FILL_TASKS, INSERT_ATTEMPTS, INSERT_DELIVERIES, INSERT_EVENTS, INSERT_KEYS, INSERT_TASKS } from './history-seed-sql';
 import { withPg } from '../lib/local-services';
 import { progress } from './stats';
 
@@ -19,7 +19,7 @@ import { progress } from './stats';
 /** The tables a task writes rows into, in the order they are filled. */
 export const HISTORY_TABLES = ['tasks', 'task_events', 'webhook_deliveries', 'webhook_attempts', 'idempotency_keys'];
 /** Changes when the seed's SQL changes what it writes, so that an older seed is written again. */
-const SEED_VERSION = 1;
+const SEED_VERSION = 4;
 const DAY_MS = 86_400_000;
 /** The last seeded task is this much older than the seed, so that even its longest stage limit has passed. */
 const NEWEST_AGE_MS = 7 * 3_600_000;
@@ -92,14 +92,14 @@ export async function insertHistory(
   };
   try {
     await run(a, 'tasks', INSERT_TASKS, [o.tenantIds, o.tasks, utc(o.from), utc(o.to), 0.6, 0.7]);
-    const since = [utc(o.from)];
+    const since = [utc(o.from), o.tenantIds];
     await Promise.all([
       run(a, 'task_events', INSERT_EVENTS, since),
       (async () => {
         await run(b, 'webhook_deliveries', INSERT_DELIVERIES, since);
         await run(b, 'webhook_attempts', INSERT_ATTEMPTS, since);
         // Keys are forgotten after IDEMPOTENCY_TTL_HOURS (24 by default): only the last day's tasks have one.
-        await run(b, 'idempotency_keys', INSERT_KEYS, [utc(new Date(o.to.getTime() - DAY_MS)), 0.3]);
+        await run(b, 'idempotency_keys', INSERT_KEYS, [utc(new Date(o.to.getTime() - DAY_MS)), 0.3, o.tenantIds]);
       })(),
     ]);
   } finally {
@@ -115,13 +115,17 @@ interface Definitions {
   foreignKeys: string[];
 }
 
-/** Drops the indexes and constraints of the history tables and returns the statements that make them again. */
+/**
+ * Drops the indexes and constraints of the history tables, and the foreign keys of other tables
+ * that refer to them (result_files), and returns the statements that make them again.
+ */
 async function dropIndexes(url: string): Promise<Definitions> {
   return withPg(url, async (c) => {
     const tables = HISTORY_TABLES.map((t) => `'${t}'::regclass`).join(', ');
     const { rows: constraints } = await c.query<{ tbl: string; name: string; def: string; type: string }>(
       `SELECT conrelid::regclass::text AS tbl, conname AS name, pg_get_constraintdef(oid) AS def, contype AS type
-       FROM pg_constraint WHERE conrelid IN (${tables}) AND contype IN ('p', 'u', 'f')`,
+       FROM pg_constraint
+       WHERE (conrelid IN (${tables}) AND contype IN ('p', 'u', 'f')) OR (confrelid IN (${tables}) AND contype = 'f')`,
     );
     const { rows: indexes } = await c.query<{ name: string; def: string }>(
       `SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index i
@@ -202,6 +206,50 @@ async function rekeyTenants(url: string): Promise<{ tenantId: string; apiKey: st
   });
 }
 
+/** Tasks per batch of the filling: a quarter of the pages of tasks, within these bounds. */
+const FILL_BATCH = { min: 100, max: 20_000 };
+/** A bound on the filling, far above what a seed needs. */
+const FILL_MAX_BATCHES = 200;
+
+/**
+ * Fills the room a bulk load leaves at the end of nearly every page of tasks and task_events, and
+ * returns the tasks written for it. A page filled by a bulk load keeps what is left after its last
+ * row: less than one of its rows, but the rows of a task just created are smaller than those of a
+ * finished one (no result, no answers of the upstream), so a create finds room in almost every old
+ * page. Postgres puts a new row into any page its free-space map says has room for it: each create
+ * then writes into a page of months ago (a read, and a full-page image in the WAL after every
+ * checkpoint), one page per row. A table filled row by row over months has no such room left: the
+ * rows that came after each page's last one used it, as they were written. So tasks canceled while
+ * queued (2% of the seed's tasks are such), each as small as a task row can be, go into that room,
+ * in batches, until every row of a batch, down to a create's first event, goes into a new page.
+ */
+export async function fillOldPages(url: string, o: { tenantIds: string[]; from: Date; to: Date }): Promise<number> {
+  const c = await connect(url);
+  try {
+    const { rows: size } = await c.query<{ tasks: string; events: string }>(
+      `SELECT pg_relation_size('tasks') / current_setting('block_size')::int AS tasks,
+              pg_relation_size('task_events') / current_setting('block_size')::int AS events`,
+    );
+    const old = { tasks: Number(size[0].tasks), events: Number(size[0].events) };
+    const perBatch = Math.min(FILL_BATCH.max, Math.max(FILL_BATCH.min, Math.ceil(old.tasks / 4)));
+    await c.query('CREATE TEMP TABLE fill_batch (id text, created_at timestamp, finished_at timestamp, page bigint)');
+    const inOld = (pages: { page: string }[], of: number) => pages.filter((p) => Number(p.page) < of).length;
+    let written = 0;
+    for (let batch = 0; batch < FILL_MAX_BATCHES; batch++) {
+      await c.query('TRUNCATE fill_batch');
+      await c.query(FILL_TASKS, [o.tenantIds, batch * perBatch + 1, (batch + 1) * perBatch, utc(o.from), utc(o.to)]);
+      written += perBatch;
+      const tasksInOld = Number((await c.query('SELECT count(*) FILTER (WHERE page < $1) AS n FROM fill_batch', [old.tasks])).rows[0].n);
+      await c.query(FILL_EVENTS, [2]);
+      const firstEventsInOld = inOld((await c.query<{ page: string }>(FILL_EVENTS, [1])).rows, old.events);
+      if (tasksInOld === 0 && firstEventsInOld === 0) break;
+    }
+    return written;
+  } finally {
+    await c.end();
+  }
+}
+
 /** Vacuums (the visibility map, as a table long in service has it) and analyzes the history tables. */
 export const vacuumAnalyze = (url: string) =>
   inParallel(
@@ -234,6 +282,12 @@ export async function seedHistoryDb(url: string, shape: SeedShape, reseed: boole
   step = Date.now();
   await vacuumAnalyze(url);
   progress(`history: vacuumed and analyzed in ${((Date.now() - step) / 1000).toFixed(0)} s`);
+  step = Date.now();
+  rows['tasks filling old pages'] = await fillOldPages(url, { tenantIds, from: new Date(to.getTime() - shape.days * DAY_MS), to });
+  await vacuumAnalyze(url);
+  progress(
+    `history: ${rows['tasks filling old pages']} tasks canceled while queued filled the room left in old pages, in ${((Date.now() - step) / 1000).toFixed(0)} s`,
+  );
   const record: SeedRecord = {
     ...shape,
     version: SEED_VERSION,
