@@ -293,14 +293,16 @@ WITH t AS (
 INSERT INTO fill_batch SELECT * FROM t`;
 
 /**
- * The events of the tasks in `fill_batch`: seq 1 (the change a create records, with no payload,
- * the smallest event there is) or seq 2 (its end, with a payload). The larger ones go first, then
- * the smallest fill what room is left. Returns each event's page.
+ * The events of the tasks in `fill_batch`: seq $1, 1 (the change a create records, with no payload,
+ * the smallest event there is) or 2 (its end, with a payload). The larger ones go first, then the
+ * smallest fill what room is left. Returns how many went into a page before $2.
  */
 export const FILL_EVENTS = `
-INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
-SELECT f.id, $1::int, CASE WHEN $1 = 2 THEN 'queued'::task_state END, CASE WHEN $1 = 1 THEN 'queued' ELSE 'failed' END::task_state, 'api',
-  CASE WHEN $1 = 2 THEN jsonb_build_object('reason', 'canceled', 'message', 'canceled by the client') END,
-  CASE WHEN $1 = 1 THEN f.created_at ELSE f.finished_at END
-FROM fill_batch f
-RETURNING (ctid::text::point)[0]::bigint AS page`;
+WITH e AS (
+  INSERT INTO task_events (task_id, seq, from_state, to_state, source, payload, created_at)
+  SELECT f.id, $1::int, CASE WHEN $1 = 2 THEN 'queued'::task_state END, CASE WHEN $1 = 1 THEN 'queued' ELSE 'failed' END::task_state, 'api',
+    CASE WHEN $1 = 2 THEN jsonb_build_object('reason', 'canceled', 'message', 'canceled by the client') END,
+    CASE WHEN $1 = 1 THEN f.created_at ELSE f.finished_at END
+  FROM fill_batch f
+  RETURNING (ctid::text::point)[0]::bigint AS page)
+SELECT count(*) FILTER (WHERE page < $2)::int AS in_old FROM e`;

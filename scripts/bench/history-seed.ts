@@ -233,15 +233,15 @@ export async function fillOldPages(url: string, o: { tenantIds: string[]; from: 
     const old = { tasks: Number(size[0].tasks), events: Number(size[0].events) };
     const perBatch = Math.min(FILL_BATCH.max, Math.max(FILL_BATCH.min, Math.ceil(old.tasks / 4)));
     await c.query('CREATE TEMP TABLE fill_batch (id text, created_at timestamp, finished_at timestamp, page bigint)');
-    const inOld = (pages: { page: string }[], of: number) => pages.filter((p) => Number(p.page) < of).length;
+    const inOld = async (sql: string, params: unknown[]) => (await c.query<{ in_old: number }>(sql, params)).rows[0].in_old;
     let written = 0;
     for (let batch = 0; batch < FILL_MAX_BATCHES; batch++) {
       await c.query('TRUNCATE fill_batch');
       await c.query(FILL_TASKS, [o.tenantIds, batch * perBatch + 1, (batch + 1) * perBatch, utc(o.from), utc(o.to)]);
       written += perBatch;
-      const tasksInOld = Number((await c.query('SELECT count(*) FILTER (WHERE page < $1) AS n FROM fill_batch', [old.tasks])).rows[0].n);
-      await c.query(FILL_EVENTS, [2]);
-      const firstEventsInOld = inOld((await c.query<{ page: string }>(FILL_EVENTS, [1])).rows, old.events);
+      const tasksInOld = await inOld('SELECT count(*) FILTER (WHERE page < $1)::int AS in_old FROM fill_batch', [old.tasks]);
+      await c.query(FILL_EVENTS, [2, old.events]);
+      const firstEventsInOld = await inOld(FILL_EVENTS, [1, old.events]);
       if (tasksInOld === 0 && firstEventsInOld === 0) break;
     }
     return written;
