@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { Client } from 'pg';
 import { maintenanceUrl } from '../../src/db/migrate';
 import { TEST_DB_BASE } from '../helpers/databases';
+import { eventually } from '../helpers/invariants';
 
 /**
  * The README's path, as a newcomer takes it: `npm start` with no upstream configured (so the
@@ -82,7 +83,9 @@ describe('npm start, then the CLI and the API', () => {
   it('creates its database, says loudly that it runs the simulator, and answers health checks', async () => {
     expect(output).toMatch(/BUILT-IN KLING SIMULATOR/);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    // Ready once the worker in the same process has stamped its first heartbeat, which can come
+    // after the API listens: polled, as an orchestrator polls it.
+    await eventually('npm start is ready', async () => (await fetch(`${base}/readyz`)).status === 200, 30_000);
   });
 
   it('serves the web console that npm ci built, with no extra step', async () => {
