@@ -239,8 +239,13 @@ export const ConfigSchema = z
     S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
     /** Bucket in the path (`endpoint/bucket/key`), as most S3-compatible servers want, instead of the host name. */
     S3_FORCE_PATH_STYLE: Bool.default(false),
-    /** Tasks whose outputs one worker process copies at once. */
+    /** Tasks whose outputs one process copies at once: inline (src/tasks/inline-copies.ts), and as result.store jobs in a worker. */
     STORAGE_CONCURRENCY: z.coerce.number().int().min(1).default(16),
+    /**
+     * How long the process that saw a task succeed may copy its results itself, from the success
+     * on (a job takes over past it, and after a crash); 0: every copy is a `result.store` job.
+     */
+    STORAGE_INLINE_MS: z.coerce.number().int().min(0).default(60_000),
     /** A task whose copies keep failing this long after the upstream succeeded succeeds with the upstream's URLs (copying goes on). */
     STORAGE_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
     /** Largest output copied (bytes); a larger one fails its copy. */

@@ -20,6 +20,7 @@ import type { TaskStore } from './tasks/status-machine';
 import { callbackTokens, type CallbackTokens } from './callbacks/callback-token';
 import { createSecretBox, secretsKeyFor, webhookSecretOpener, type SecretBox } from './tenants/secret-box';
 import { createInlineDeliveries } from './webhooks/delivery-attempt';
+import { createInlineCopies } from './tasks/inline-copies';
 import { createTaskChanges, type TaskChanges } from './tasks/task-changes';
 import { startServer, type RunningServer } from './server';
 import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
@@ -109,6 +110,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     key: secrets.deriveKey('result-links'),
     ttlMs: config.RESULT_LINK_TTL_S * 1000,
   });
+  const storage = resultStorageOf(config, db, blobs);
   const view: TaskViewContext = { resultUrls: config.RESULT_URLS, links };
   const store: TaskStore = {
     db,
@@ -116,9 +118,9 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     log,
     view,
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
-    afterCommit: async ({ taskId, deliveryIds, slotsReleased, pool, storeResults }) => {
+    afterCommit: async ({ taskId, deliveryIds, slotsReleased, pool, storeResults, task }) => {
       changes.publish(taskId);
-      if (storeResults && !(await enqueueStores(queues, [taskId]))) {
+      if (storeResults && !copies.start(task) && !(await enqueueStores(queues, [taskId]))) {
         log.warn({ task_id: taskId }, 'could not enqueue the copy of results now; the results sweep will');
       }
       if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
@@ -129,6 +131,14 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
       if (slotsReleased) await requeueSubmits(queues, await nextWaiting(db, pool, WAKE_BATCH)).catch(() => undefined);
     },
   };
+  const copies = createInlineCopies({
+    store,
+    storage,
+    log,
+    leaseMs: storage.inlineMs,
+    max: config.STORAGE_CONCURRENCY,
+    enqueueStores: (ids) => enqueueStores(queues, ids),
+  });
   const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };
   const models = { image: config.KLING_MODELS, video: config.KLING_VIDEO_MODELS };
   let tenants: TenantCache | undefined;
@@ -209,7 +219,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
         deliveryDays: config.DELIVERY_RETENTION_DAYS,
       },
       storageConcurrency: config.STORAGE_CONCURRENCY,
-      storage: resultStorageOf(config, db, blobs),
+      storage,
     });
     log.info({ upstream: klingBaseUrl ? redactCredentials(klingBaseUrl) : '(accounts only)' }, 'workers started');
   }
@@ -221,6 +231,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     await tenants?.close();
     await service.workers?.close();
     await inline.drain();
+    await copies.drain();
     await changes.close();
     // With Redis unreachable a graceful close would wait for a connection that never comes.
     if (redis.status === 'ready') {

@@ -101,7 +101,8 @@ function jobHandlers(
         sweepStoringTasks({
           store: deps.store,
           timeoutMs: deps.storage.timeoutMs,
-          minAgeMs: deps.sweepMinAgeMs,
+          // A copy made by the process that saw the success is its own until its lease ends.
+          minAgeMs: deps.sweepMinAgeMs + (deps.storage.inlineMs ?? 0),
           enqueueStores: (ids) => enqueueStores(deps.queues, ids),
         }),
       'results.expire': () => expireResults(deps.db, deps.storage.blobs),

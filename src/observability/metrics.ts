@@ -144,6 +144,12 @@ export const metrics = {
     labelNames: ['outcome'],
     registers: [registry],
   }),
+  resultCopiesStarted: new Counter({
+    name: 'kt_result_copies_started_total',
+    help: 'Tasks whose copy of results started, by where: inline (the process that saw the success, at once) or job (a result.store job: STORAGE_INLINE_MS=0, or STORAGE_CONCURRENCY copies already running there)',
+    labelNames: ['via'],
+    registers: [registry],
+  }),
   resultBytesStored: new Counter({
     name: 'kt_result_stored_bytes_total',
     help: 'Bytes of new objects written to the blob store (identical content is written once)',

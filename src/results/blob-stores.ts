@@ -50,6 +50,7 @@ export function resultStorageOf(c: Config, db: Db, blobs: BlobStore = createBlob
   return {
     blobs,
     timeoutMs: c.STORAGE_TIMEOUT_MS,
+    inlineMs: c.STORAGE_INLINE_MS,
     limits: { maxBytes: c.STORAGE_MAX_BYTES, timeoutMs: c.STORAGE_DOWNLOAD_TIMEOUT_MS, allowPrivate: upstreamIsPrivate(c) },
     accountIsPrivate: async (accountId: string): Promise<boolean> => {
       if (accountId === ENV_ACCOUNT_ID) return false;

@@ -16,6 +16,11 @@ export interface DownloadLimits {
   allowPrivate: boolean;
   /** Longest wait for the answer's headers (ANSWER_TIMEOUT_MS unless set; never above timeoutMs). */
   answerTimeoutMs?: number;
+  /**
+   * timeoutMs is a deadline of the caller's, shorter than STORAGE_DOWNLOAD_TIMEOUT_MS: a transfer
+   * still running at it says nothing against the host (the circuit breaker does not count it).
+   */
+  cutShort?: boolean;
 }
 
 export interface Downloaded extends FileType {
@@ -124,15 +129,25 @@ export async function downloadOutput(
     troubledHosts.delete(host);
     return got;
   } catch (err) {
-    if (err instanceof DownloadError && !err.permanent) noteHostFailure(host);
+    const oursRanOut = limits.cutShort && err instanceof DownloadError && err.outcome === 'timeout' && !err.unreachable;
+    if (err instanceof DownloadError && !err.permanent && !oursRanOut) noteHostFailure(host);
     throw err;
   } finally {
     if (trial) trouble.trialRunning = false;
   }
 }
 
+const madeSpoolDirs = new Set<string>();
+
+/** Makes the spool directory once per process, not once per download (again after a download found it gone). */
+async function spoolDirReady(dir: string): Promise<void> {
+  if (madeSpoolDirs.has(dir)) return;
+  await fs.promises.mkdir(dir, { recursive: true });
+  madeSpoolDirs.add(dir);
+}
+
 async function download(url: string, expected: 'image' | 'video', spoolDir: string, limits: DownloadLimits): Promise<Downloaded> {
-  await fs.promises.mkdir(spoolDir, { recursive: true });
+  await spoolDirReady(spoolDir);
   const file = path.join(spoolDir, randomUUID());
   const abort = AbortSignal.timeout(limits.timeoutMs);
   // The request ends with the whole download's deadline, or earlier if no answer comes in time.
@@ -178,6 +193,8 @@ async function download(url: string, expected: 'image' | 'video', spoolDir: stri
   } catch (err) {
     await fs.promises.rm(file, { force: true });
     if (err instanceof DownloadError) throw err;
+    // The spool directory may have been removed under us: the next download makes it again.
+    if ((err as { code?: string }).code === 'ENOENT') madeSpoolDirs.delete(spoolDir);
     if (abort.aborted) throw new DownloadError('timeout', `no complete answer within ${limits.timeoutMs} ms`);
     const code = (err as { code?: string }).code ?? '';
     throw new DownloadError(

@@ -24,9 +24,9 @@ export interface ServedFile {
 }
 
 /**
- * Marks content as being stored now, creating its blob row on first sight. Done before the object
- * is written or found present: the blob sweep deletes only blobs not stored for an hour, so an
- * object this store is about to reuse is not deleted under it.
+ * Marks content as being stored now, creating its blob row on first sight. Done before an object
+ * found present is reused: the blob sweep deletes only blobs not stored for an hour, so it is not
+ * deleted under this store. (New content gets its row in the statement that records its copies.)
  */
 export async function touchBlob(db: Db, o: Pick<CopiedOutput, 'sha256' | 'size' | 'contentType' | 'storageKey'>): Promise<void> {
   await db.sql(
@@ -50,10 +50,20 @@ export const withLinkIds = (copies: CopiedOutput[]): RecordedCopy[] => copies.ma
  * was changed by someone else meanwhile (a race lost records nothing, and cannot replace the rows
  * of a task whose links are out). A row from an attempt whose task never showed it takes the new
  * id: no link was ever given for it.
+ *
+ * Their `stored_blobs` rows (`sb`) are written whether or not the change applies: an object just
+ * written has a row from then on, so the blob sweep deletes it in time if nothing comes to refer to it.
  */
 export function recordCopiesCte(copies: RecordedCopy[], expiresAt: Date | null, param: (value: unknown) => string): string {
   const column = <T>(pick: (c: RecordedCopy) => T) => param(copies.map(pick));
-  return `, f AS (
+  const now = param(utc(new Date()));
+  return `, sb AS (
+     INSERT INTO stored_blobs (sha256, size, content_type, storage_key, created_at, last_stored_at)
+     SELECT DISTINCT ON (c.sha256) c.sha256, c.size, c.content_type, c.storage_key, ${now}::timestamp, ${now}::timestamp
+     FROM unnest(${column((c) => c.sha256)}::text[], ${column((c) => c.size)}::bigint[], ${column((c) => c.contentType)}::text[],
+                 ${column((c) => c.storageKey)}::text[]) AS c(sha256, size, content_type, storage_key)
+     ON CONFLICT (sha256) DO UPDATE SET last_stored_at = EXCLUDED.last_stored_at),
+   f AS (
      INSERT INTO result_files (id, task_id, index, output_kind, content_type, size, sha256, storage_key, upstream_url, stored_at, expires_at)
      SELECT c.id, t.id, c.index, c.output_kind, c.content_type, c.size, c.sha256, c.storage_key, c.upstream_url, ${param(utc(new Date()))}::timestamp,
             ${param(expiresAt ? utc(expiresAt) : null)}::timestamp

@@ -33,8 +33,10 @@ export interface CommitEffects {
   slotsReleased: number;
   /** The pool of the task (whose waiting tasks may take the freed slots). */
   pool: SlotPool;
-  /** The task entered `storing`: its outputs are to be copied (a `result.store` job). */
+  /** The task entered `storing`: its outputs are to be copied (in this process, or a `result.store` job). */
   storeResults: boolean;
+  /** The task as the change left it (its new version). */
+  task: ReadTask;
 }
 
 export interface TaskStore {
@@ -145,13 +147,15 @@ export async function transition(store: TaskStore, task: ReadTask, change: Chang
     metrics.tasksFinished.inc({ kind: next.kind, status: change.to, reason: next.failureReason ?? 'none' });
     metrics.taskDuration.observe({ kind: next.kind, status: change.to }, (now.getTime() - next.createdAt.getTime()) / 1000);
   }
+  const updated: ReadTask = { ...next, version: rows[0].version };
   const effects: CommitEffects = {
     taskId: task.id,
     deliveryIds: outbox?.committed(rows[0]) ?? [],
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
     pool: task.pool as SlotPool,
     storeResults: change.to === 'storing',
+    task: updated,
   };
   await store.afterCommit?.(effects).catch(() => undefined);
-  return { ...next, version: rows[0].version };
+  return updated;
 }

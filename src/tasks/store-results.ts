@@ -21,6 +21,8 @@ export interface ResultStorage {
   accountIsPrivate?(accountId: string): Promise<boolean>;
   /** STORAGE_TIMEOUT_MS, counted from the task's entry into `storing`. */
   timeoutMs: number;
+  /** STORAGE_INLINE_MS: a copy is its process's this long from the task's entry into `storing` (src/tasks/inline-copies.ts). */
+  inlineMs?: number;
 }
 
 export interface StoreDeps {
@@ -30,6 +32,13 @@ export interface StoreDeps {
 }
 
 export type StoreOutcome = 'stored' | 'replaced' | 'nothing_to_do' | 'upstream_urls';
+
+export interface StoreOptions {
+  /** The task as the caller has just read or written it (saves a read). */
+  known?: ReadTask;
+  /** When the whole copy must be over (ms since the epoch): each download gets only the time left. */
+  deadline?: number;
+}
 
 /** Whether a task's outputs are to be copied: it waits for them, or succeeded without them (upstream fallback, or before copies existed). */
 export function needsCopies(t: Pick<ReadTask, 'state' | 'filesState'>): boolean {
@@ -42,19 +51,21 @@ export function needsCopies(t: Pick<ReadTask, 'state' | 'filesState'>): boolean 
  * with no new event and no webhook. A failure is thrown for the job's retry; past
  * STORAGE_TIMEOUT_MS a task still in `storing` first succeeds with the upstream's URLs.
  */
-export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise<StoreOutcome> {
-  const task = await readTask(deps.store.db, taskId);
+export async function storeTaskResults(deps: StoreDeps, taskId: string, opts: StoreOptions = {}): Promise<StoreOutcome> {
+  const task = opts.known ?? (await readTask(deps.store.db, taskId));
   if (!task || !needsCopies(task)) return 'nothing_to_do';
   const kind = kindOf(task.kind);
   const outputs = resultOutputs(kind, task.result);
-  let copies: CopiedOutput[];
+  const copies: CopiedOutput[] = [];
   try {
-    copies = [];
     const limits = { ...deps.storage.limits };
     if (!limits.allowPrivate && task.accountId && deps.storage.accountIsPrivate)
       limits.allowPrivate = await deps.storage.accountIsPrivate(task.accountId);
-    for (const o of outputs) copies.push(await copyOutput(deps, limits, kind.outputs.kind, o.index, o.url));
+    for (const o of outputs) copies.push(await copyOutput(deps, withinDeadline(limits, opts.deadline), kind.outputs.kind, o.index, o.url));
   } catch (err) {
+    // Objects this attempt wrote get their blob rows, so the blob sweep deletes them in time if no
+    // later attempt comes to refer to them (one that does finds them present and reuses them).
+    await Promise.all(copies.map((c) => touchBlob(deps.store.db, c))).catch(() => undefined);
     // A failure no retry can cure (the file is gone, not what it says, too large, at an address we
     // may not fetch), or a host that cannot be reached now (no name, refused, no route, no answer),
     // does not keep the client waiting: the task succeeds with the upstream's URLs now. Only for a
@@ -74,6 +85,14 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string): Promise
     throw err;
   }
   return showCopies(deps.store, task, withLinkIds(copies));
+}
+
+/** The download limits with no more time than the deadline leaves (none left: the copy fails as timed out). */
+function withinDeadline(limits: DownloadLimits, deadline: number | undefined): DownloadLimits {
+  if (deadline === undefined) return limits;
+  const left = deadline - Date.now();
+  if (left <= 0) throw new DownloadError('timeout', 'no time left for this copy here');
+  return left < limits.timeoutMs ? { ...limits, timeoutMs: left, cutShort: true } : limits;
 }
 
 async function copyOutput(
@@ -104,10 +123,9 @@ async function copyOutput(
   };
   let spooled = true;
   try {
-    await touchBlob(store.db, copy);
     // Content addressing: identical bytes already stored (this task's retry, another task) are not
     // written again. Two copies of the same bytes at the same moment may both write: same key, same bytes.
-    if (!(await storage.blobs.has(copy.storageKey))) {
+    if (!(await reusable(store, storage, copy))) {
       spooled = false; // putFile moves or deletes the spooled file, whatever it meets
       await storage.blobs.putFile(copy.storageKey, got.path, got.contentType);
       metrics.resultBytesStored.inc({ store: storage.blobs.kind }, got.size);
@@ -118,6 +136,17 @@ async function copyOutput(
   }
   metrics.resultStoreLatency.observe({ store: storage.blobs.kind }, Number(process.hrtime.bigint() - started) / 1e9);
   return copy;
+}
+
+/**
+ * Whether the object is in the store already and may be reused: its blob row is then marked stored
+ * now (the blob sweep no longer deletes it) and the object looked for again, in case the sweep had
+ * just deleted it. New content writes no row here: the statement that records the copy does.
+ */
+async function reusable(store: TaskStore, storage: ResultStorage, copy: CopiedOutput): Promise<boolean> {
+  if (!(await storage.blobs.has(copy.storageKey))) return false;
+  await touchBlob(store.db, copy);
+  return storage.blobs.has(copy.storageKey);
 }
 
 /**

@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import request from 'supertest';
+import { PNG } from 'pngjs';
+import { metrics } from '../../src/observability/metrics';
+import { blobKey } from '../../src/results/blob-store';
+import { startHarness, type Harness } from '../helpers/harness';
+import { bearer } from '../helpers/fixtures';
+
+const IMAGES = '/v1/images/generations';
+
+const copiesStarted = async (via: 'inline' | 'job') =>
+  (await metrics.resultCopiesStarted.get()).values.find((v) => v.labels.via === via)?.value ?? 0;
+const fallbacks = async () => (await metrics.resultStorageFallbacks.get()).values.reduce((a, v) => a + v.value, 0);
+
+/**
+ * A file host that answers every request with the same PNG after `delayMs` (404 for paths that are
+ * `missing`), counting the requests per path.
+ */
+async function fileHost(delayMs: number, missing: (path: string) => boolean = () => false) {
+  const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
+  const requests = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    requests.set(req.url!, (requests.get(req.url!) ?? 0) + 1);
+    const answer = () => (missing(req.url!) ? res.writeHead(404).end() : res.writeHead(200, { 'content-type': 'image/png' }).end(png));
+    const timer = setTimeout(answer, delayMs);
+    res.on('close', () => clearTimeout(timer));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    png,
+    requests,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+async function createImage(h: Harness, apiKey: string, prompt: string): Promise<string> {
+  return (await request(h.url).post(IMAGES).set(bearer(apiKey)).send({ prompt }).expect(200)).body.data.task_id;
+}
+
+describe('copies made by the process that saw the success (STORAGE_INLINE_MS, default)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { RESULT_URLS: 'mirror' } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('copies the outputs there, without a result.store job', async () => {
+    const t = await h.newTenant('erin');
+    const [inline, job] = [await copiesStarted('inline'), await copiesStarted('job')];
+    const id = await createImage(h, t.api_key, 'a lighthouse');
+    const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+    expect(done.filesState).toBe('stored');
+    expect(await copiesStarted('inline')).toBe(inline + 1);
+    expect(await copiesStarted('job')).toBe(job);
+    const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+    expect(events.map((e) => `${e.toState}:${e.source}`).slice(-1)).toEqual(['succeed:storage']);
+    expect(events.map((e) => e.toState)).toContain('storing');
+  });
+
+  it("is not doubled by the results sweep while the copy's lease runs, however long past SWEEP_MIN_AGE_MS it takes", async () => {
+    // The file answers after a second: five sweeps (every 200 ms, SWEEP_MIN_AGE_MS 100) pass meanwhile.
+    const files = await fileHost(1000);
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = files.url;
+    try {
+      const t = await h.newTenant('frank');
+      const id = await createImage(h, t.api_key, 'a slow tide');
+      const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+      expect(done.filesState).toBe('stored');
+      expect([...files.requests.values()]).toEqual([1]);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      await files.close();
+    }
+  });
+});
+
+describe('copies of some outputs only', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { RESULT_URLS: 'mirror' } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('gives an object written before a later output failed its blob row, so the blob sweep can delete it', async () => {
+    // The first of two outputs is copied; the second is gone (404), which no retry can cure.
+    const files = await fileHost(0, (p) => p.endsWith('/1.png'));
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = files.url;
+    try {
+      const t = await h.newTenant('ivan');
+      const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'two moons', n: 2 }).expect(200)).body.data
+        .task_id;
+      expect((await h.waitForTask(id, (x) => x.state === 'succeed')).filesState).toBe('upstream');
+      const sha256 = createHash('sha256').update(files.png).digest('hex');
+      expect(fs.existsSync(path.join(h.config.STORAGE_DIR, blobKey(sha256)))).toBe(true);
+      expect(await h.api.db.storedBlob.count({ where: { sha256 } })).toBe(1);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      await files.close();
+    }
+  });
+});
+
+describe('copies whose lease runs out (STORAGE_INLINE_MS=300)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_INLINE_MS: '300', STORAGE_TIMEOUT_MS: '600000' } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('a task left in storing by a process that died mid-copy gets its copy from a job once the lease has passed', async () => {
+    const t = await h.newTenant('gina');
+    const id = await createImage(h, t.api_key, 'a quiet harbour');
+    await h.waitForTask(id, (x) => x.state === 'succeed');
+    // The row as a process leaves it when it dies right after committing `storing`: no job, no copy running.
+    await h.api.db.$executeRaw`UPDATE tasks SET state = 'storing', files_state = NULL, files = NULL, finished_at = NULL,
+      storing_since = now() WHERE id = ${id}`;
+    const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+    expect(done.filesState).toBe('stored');
+    const shown = (await request(h.url).get(`${IMAGES}/${id}`).set(bearer(t.api_key)).expect(200)).body.data;
+    expect(shown.task_result.images[0].url.startsWith(`${h.url}/v1/files/`)).toBe(true);
+  });
+
+  it('goes on as a job when the download outlasts the lease, and the lease running out does not count against the file host', async () => {
+    // Three at once: were each lease's end counted as a failure of the host, its circuit breaker
+    // would open, the jobs' downloads would be refused at once and the tasks would fall back to the upstream's URLs.
+    const files = await fileHost(1000);
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = files.url;
+    try {
+      const t = await h.newTenant('hana');
+      const before = await fallbacks();
+      const ids = await Promise.all(['dune', 'mesa', 'reef'].map((p) => createImage(h, t.api_key, p)));
+      for (const id of ids) expect((await h.waitForTask(id, (x) => x.state === 'succeed')).filesState).toBe('stored');
+      expect(await fallbacks()).toBe(before);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      await files.close();
+    }
+  });
+});
