@@ -246,6 +246,11 @@ export const ConfigSchema = z
      * on (a job takes over past it, and after a crash); 0: every copy is a `result.store` job.
      */
     STORAGE_INLINE_MS: z.coerce.number().int().min(0).default(60_000),
+    /**
+     * A success waits this long for its copy: done by then, the task succeeds with its links in
+     * one change, without `storing` (the callback's answer waits as long at most); 0: never waits.
+     */
+    STORAGE_QUICK_MS: z.coerce.number().int().min(0).default(100),
     /** A task whose copies keep failing this long after the upstream succeeded succeeds with the upstream's URLs (copying goes on). */
     STORAGE_TIMEOUT_MS: z.coerce.number().int().min(1).default(300_000),
     /** Largest output copied (bytes); a larger one fails its copy. */

@@ -136,9 +136,11 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     storage,
     log,
     leaseMs: storage.inlineMs,
+    quickMs: config.STORAGE_QUICK_MS,
     max: config.STORAGE_CONCURRENCY,
     enqueueStores: (ids) => enqueueStores(queues, ids),
   });
+  store.copyQuickly = (task, result) => copies.quick(task, result);
   const service: Service = { db, secrets, callbackTokens: tokens, redis, queues, store, changes, close: async () => undefined };
   const models = { image: config.KLING_MODELS, video: config.KLING_VIDEO_MODELS };
   let tenants: TenantCache | undefined;

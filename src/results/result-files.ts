@@ -44,6 +44,9 @@ export interface RecordedCopy extends CopiedOutput {
 /** Gives each copy the id its links will carry. */
 export const withLinkIds = (copies: CopiedOutput[]): RecordedCopy[] => copies.map((c) => ({ ...c, id: randomUUID() }));
 
+/** The task's `files` column for its copies: what its links are built from. */
+export const filesField = (copies: RecordedCopy[]) => copies.map((c) => ({ index: c.index, id: c.id, ext: c.ext }));
+
 /**
  * The `result_files` rows of a task's copies, as a CTE (`f`) of the statement that shows them on
  * the task: it reads `t`, the task row that statement changed, so nothing is recorded when the task

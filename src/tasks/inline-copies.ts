@@ -1,19 +1,29 @@
 import { metrics } from '../observability/metrics';
-import { storeTaskResults, type StoreDeps } from './store-results';
+import { touchBlob, type RecordedCopy } from '../results/result-files';
+import { copyTaskOutputs, storeTaskResults, type StoreDeps } from './store-results';
 import type { ReadTask } from './task-repository';
 
 /**
- * Copies of results made by the process whose change moved the task into `storing`, right after
- * that change commits: no `result.store` job, no hop to a worker, no second read of the task.
+ * Copies of results made by the process that learns of the upstream's success, at once: no
+ * `result.store` job, no hop to a worker, no second read of the task.
  *
- * A copy is leased to its process for `leaseMs` from the task's entry into `storing`: it must be
- * over by then (each download gets only the time left), and the results sweep gives a task in
- * `storing` a job only once the lease and SWEEP_MIN_AGE_MS have passed, so a process that dies
- * mid-copy loses nothing and a live one is not doubled. A copy that fails, or runs out of its
- * lease, goes on as a job (with its retries and back-off); so does every copy past `max` at once.
+ * The copy starts before the success is written (`quick`). Done within `quickMs`, it is written with
+ * it: the task goes straight to `succeed` with its links, without `storing` (one change instead of
+ * two). Otherwise the task enters `storing` and the copy goes on (`start`, from the commit hook),
+ * leased to this process for `leaseMs`: it must be over by then (each download gets only the time
+ * left), and the results sweep gives a task in `storing` a job only once the lease and
+ * SWEEP_MIN_AGE_MS have passed, so a process that dies mid-copy loses nothing and a live one is not
+ * doubled. A copy that fails, or runs out of its lease, goes on as a job (with its retries and
+ * back-off); so does every copy past `max` at once.
  */
 export interface InlineCopies {
-  /** Starts copying the outputs of a task that has just entered `storing`; false when it is for a job instead. */
+  /**
+   * Starts copying the outputs of a task the upstream says succeeded (`result`), before that is
+   * written; the copies if they are done within `quickMs`, else null (a copy still under way is
+   * picked up by `start` once the task is in `storing`).
+   */
+  quick(task: ReadTask, result: ReadTask['result']): Promise<RecordedCopy[] | null>;
+  /** Copies the outputs of a task that has just entered `storing` (or goes on with its quick copy); false when it is for a job instead. */
   start(task: ReadTask): boolean;
   /** STORAGE_INLINE_MS: how long a copy is this process's (0: every copy is a job). */
   leaseMs: number;
@@ -23,14 +33,28 @@ export interface InlineCopies {
 
 export interface InlineCopyDeps extends StoreDeps {
   leaseMs: number;
+  /** STORAGE_QUICK_MS: how long a success waits for its copy to be written with it (0: never). */
+  quickMs: number;
   /** Copies at once at most (STORAGE_CONCURRENCY). */
   max: number;
   /** Gives tasks their `result.store` job; false when it could not now (the results sweep will). */
   enqueueStores(taskIds: string[]): Promise<boolean>;
 }
 
+const LATER = Symbol('later');
+
 export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
-  const inFlight = new Set<Promise<void>>();
+  const inFlight = new Set<Promise<unknown>>();
+  /** Quick copies under way, by task, until their task's `start` takes them (or their lease ends). */
+  const underWay = new Map<string, Promise<RecordedCopy[]>>();
+  const track = (p: Promise<unknown>) => {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    inFlight.add(settled);
+    void settled.finally(() => inFlight.delete(settled));
+  };
   const handToJob = async (taskId: string, reason: string) => {
     deps.log?.info({ task_id: taskId, reason }, 'copy of results goes on as a job');
     if (!(await deps.enqueueStores([taskId]).catch(() => false)))
@@ -38,20 +62,47 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
   };
   return {
     leaseMs: deps.leaseMs,
+    async quick(task, result) {
+      if (deps.quickMs <= 0 || deps.leaseMs <= 0 || inFlight.size >= deps.max || underWay.has(task.id)) return null;
+      metrics.resultCopiesStarted.inc({ via: 'inline' });
+      const copying = copyTaskOutputs(deps, { kind: task.kind, result, accountId: task.accountId }, Date.now() + deps.leaseMs);
+      track(copying);
+      // Known from the start: a repeat of the success meanwhile (a retried callback, a poll) takes the storing path and this copy.
+      underWay.set(task.id, copying);
+      let timer: NodeJS.Timeout | undefined;
+      const first = await Promise.race([
+        copying.catch(() => null),
+        new Promise<typeof LATER>((resolve) => (timer = setTimeout(() => resolve(LATER), deps.quickMs))),
+      ]);
+      clearTimeout(timer);
+      if (first !== LATER) {
+        if (underWay.get(task.id) === copying) underWay.delete(task.id);
+        return first;
+      }
+      // Still copying: `start` shows it once the task is in `storing`. If the task never gets there
+      // (another writer won), the copy is dropped when its lease ends, its objects marked for the
+      // blob sweep (which deletes them in time unless another copy of the task refers to them).
+      const abandon = () => {
+        if (underWay.get(task.id) !== copying) return;
+        underWay.delete(task.id);
+        void copying.then((copies) => Promise.all(copies.map((c) => touchBlob(deps.store.db, c)))).catch(() => undefined);
+      };
+      setTimeout(abandon, deps.leaseMs).unref();
+      return null;
+    },
     start(task) {
-      if (deps.leaseMs <= 0 || !task.storingSince || inFlight.size >= deps.max) {
+      const copying = underWay.get(task.id);
+      underWay.delete(task.id);
+      if (!copying && (deps.leaseMs <= 0 || !task.storingSince || inFlight.size >= deps.max)) {
         metrics.resultCopiesStarted.inc({ via: 'job' });
         return false;
       }
-      metrics.resultCopiesStarted.inc({ via: 'inline' });
-      const deadline = task.storingSince.getTime() + deps.leaseMs;
-      const run: Promise<void> = storeTaskResults(deps, task.id, { known: task, deadline })
-        .then(
-          () => undefined,
-          (err: Error) => handToJob(task.id, err.message),
-        )
-        .finally(() => inFlight.delete(run));
-      inFlight.add(run);
+      if (!copying) metrics.resultCopiesStarted.inc({ via: 'inline' });
+      const deadline = (task.storingSince ?? new Date()).getTime() + deps.leaseMs;
+      const run = storeTaskResults(deps, task.id, { known: task, deadline, copying }).catch((err: Error) =>
+        handToJob(task.id, err.message),
+      );
+      track(run);
       return true;
     },
     async drain() {

@@ -3,6 +3,7 @@ import { utc } from '../db/client';
 import type { SlotPool } from '../kinds/kind';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
+import type { RecordedCopy } from '../results/result-files';
 import type { InlineDeliveries } from '../webhooks/delivery-attempt';
 import { outboxEntry, type OutboxEntry } from '../webhooks/outbox';
 import { patchAssignments, type ReadTask, type TaskPatch } from './task-repository';
@@ -45,6 +46,12 @@ export interface TaskStore {
   pollAfterMs?: number;
   /** Sends first webhook attempts from this process (when absent, every delivery goes through the queue). */
   inline?: InlineDeliveries;
+  /**
+   * RESULT_URLS=mirror: copies the outputs of a task the upstream says succeeded (`result`) before
+   * that is written; the copies if they were quick enough to be written with it (the task then
+   * succeeds without `storing`), else null (src/tasks/inline-copies.ts).
+   */
+  copyQuickly?: (task: ReadTask, result: ReadTask['result']) => Promise<RecordedCopy[] | null>;
   /** Called after a change commits (best effort: the sweep covers anything it does not do). */
   afterCommit?: (effects: CommitEffects) => Promise<void>;
   /** Where alerts about what the upstream says go. */

@@ -6,7 +6,7 @@ import { resultOutputs } from '../kinds/result-outputs';
 import { metrics } from '../observability/metrics';
 import { blobKey, type BlobStore } from '../results/blob-store';
 import { DownloadError, downloadOutput, type DownloadLimits } from '../results/download-output';
-import { recordCopiesCte, touchBlob, withLinkIds, type CopiedOutput, type RecordedCopy } from '../results/result-files';
+import { filesField, recordCopiesCte, touchBlob, withLinkIds, type CopiedOutput, type RecordedCopy } from '../results/result-files';
 import { transition, type TaskStore } from './status-machine';
 import { readTask, type ReadTask } from './task-repository';
 
@@ -38,6 +38,8 @@ export interface StoreOptions {
   known?: ReadTask;
   /** When the whole copy must be over (ms since the epoch): each download gets only the time left. */
   deadline?: number;
+  /** The copy, already under way since before the task entered `storing` (src/tasks/inline-copies.ts). */
+  copying?: Promise<RecordedCopy[]>;
 }
 
 /** Whether a task's outputs are to be copied: it waits for them, or succeeded without them (upstream fallback, or before copies existed). */
@@ -54,18 +56,10 @@ export function needsCopies(t: Pick<ReadTask, 'state' | 'filesState'>): boolean 
 export async function storeTaskResults(deps: StoreDeps, taskId: string, opts: StoreOptions = {}): Promise<StoreOutcome> {
   const task = opts.known ?? (await readTask(deps.store.db, taskId));
   if (!task || !needsCopies(task)) return 'nothing_to_do';
-  const kind = kindOf(task.kind);
-  const outputs = resultOutputs(kind, task.result);
-  const copies: CopiedOutput[] = [];
+  let copies: RecordedCopy[];
   try {
-    const limits = { ...deps.storage.limits };
-    if (!limits.allowPrivate && task.accountId && deps.storage.accountIsPrivate)
-      limits.allowPrivate = await deps.storage.accountIsPrivate(task.accountId);
-    for (const o of outputs) copies.push(await copyOutput(deps, withinDeadline(limits, opts.deadline), kind.outputs.kind, o.index, o.url));
+    copies = await (opts.copying ?? copyTaskOutputs(deps, task, opts.deadline));
   } catch (err) {
-    // Objects this attempt wrote get their blob rows, so the blob sweep deletes them in time if no
-    // later attempt comes to refer to them (one that does finds them present and reuses them).
-    await Promise.all(copies.map((c) => touchBlob(deps.store.db, c))).catch(() => undefined);
     // A failure no retry can cure (the file is gone, not what it says, too large, at an address we
     // may not fetch), or a host that cannot be reached now (no name, refused, no route, no answer),
     // does not keep the client waiting: the task succeeds with the upstream's URLs now. Only for a
@@ -84,7 +78,33 @@ export async function storeTaskResults(deps: StoreDeps, taskId: string, opts: St
     }
     throw err;
   }
-  return showCopies(deps.store, task, withLinkIds(copies));
+  return showCopies(deps.store, task, copies);
+}
+
+/**
+ * Copies every output of a task's result into the blob store, each with the id its links will
+ * carry; nothing is shown on the task. A failure is thrown; the objects written before it get their
+ * blob rows, so the blob sweep deletes them in time if no later attempt comes to refer to them (one
+ * that does finds them present and reuses them).
+ */
+export async function copyTaskOutputs(
+  deps: StoreDeps,
+  task: Pick<ReadTask, 'kind' | 'result' | 'accountId'>,
+  deadline?: number,
+): Promise<RecordedCopy[]> {
+  const kind = kindOf(task.kind);
+  const copies: CopiedOutput[] = [];
+  try {
+    const limits = { ...deps.storage.limits };
+    if (!limits.allowPrivate && task.accountId && deps.storage.accountIsPrivate)
+      limits.allowPrivate = await deps.storage.accountIsPrivate(task.accountId);
+    for (const o of resultOutputs(kind, task.result))
+      copies.push(await copyOutput(deps, withinDeadline(limits, deadline), kind.outputs.kind, o.index, o.url));
+  } catch (err) {
+    await Promise.all(copies.map((c) => touchBlob(deps.store.db, c))).catch(() => undefined);
+    throw err;
+  }
+  return withLinkIds(copies);
 }
 
 /** The download limits with no more time than the deadline leaves (none left: the copy fails as timed out). */
@@ -154,7 +174,7 @@ async function reusable(store: TaskStore, storage: ResultStorage, copy: CopiedOu
  * the task as read before copying, tried first (a change since is a race, and re-read).
  */
 async function showCopies(store: TaskStore, read: ReadTask, copies: RecordedCopy[]): Promise<StoreOutcome> {
-  const files = copies.map((c) => ({ index: c.index, id: c.id, ext: c.ext }));
+  const files = filesField(copies);
   const record = (param: (value: unknown) => string) => recordCopiesCte(copies, read.resultsExpireAt, param);
   let known: ReadTask | null = read;
   return retryOnRace(`task ${read.id}`, async (): Promise<StoreOutcome | typeof RACED> => {

@@ -5,6 +5,7 @@ import { kindOf } from '../kinds/registry';
 import { resultOutputs } from '../kinds/result-outputs';
 import { withSaneTimes, type UpstreamTask } from '../kinds/upstream-task';
 import { metrics } from '../observability/metrics';
+import { filesField, recordCopiesCte, type RecordedCopy } from '../results/result-files';
 import { requestedEnd } from './end-task';
 import { transition, type EventSource, type TaskStore } from './status-machine';
 import { adoptUpstreamId, readTask, type ReadTask, type TaskPatch } from './task-repository';
@@ -34,6 +35,8 @@ export async function applyUpstreamUpdate(
   }
   update = sane.task;
   let first = true;
+  // Copies made before the change (store.copyQuickly): kept for a retry after a lost race.
+  let copied: RecordedCopy[] | null | undefined;
   return retryOnRace(`task ${taskId}`, async (): Promise<ApplyOutcome | typeof RACED> => {
     const task = first && known ? known : await readTask(db, taskId);
     first = false;
@@ -54,7 +57,8 @@ export async function applyUpstreamUpdate(
     // A task to be ended (canceled, or timed out during its submission) fails once the upstream ends.
     const ended = task.cancelRequestedAt && isTerminal(target) ? 'failed' : target;
     const data = upstreamFields(task, update, target);
-    // With RESULT_URLS=mirror a success is shown once its outputs are copied (results/store-results.ts),
+    // With RESULT_URLS=mirror a success is shown once its outputs are copied (inline-copies.ts,
+    // store-results.ts): with this change if the copy is quick, else from `storing` once it is done;
     // unless a copy cannot be made: a host name this process was just told does not exist (the copy
     // would fail for good the moment it started). The task then succeeds with the upstream's URLs now.
     const urls =
@@ -62,13 +66,24 @@ export async function applyUpstreamUpdate(
         ? resultOutputs(kindOf(task.kind), data.result ?? task.result).map((o) => o.url)
         : [];
     const uncopyable = urls.some(knownNotToResolve);
-    const storing = urls.length > 0 && !uncopyable;
+    const copyable = urls.length > 0 && !uncopyable;
+    if (copyable && copied === undefined) copied = (await store.copyQuickly?.(task, data.result ?? task.result)) ?? null;
+    // Copied quickly enough: the copies go with the success, in the same change.
+    const shown = copyable ? copied : null;
+    const storing = copyable && !shown;
     if (storing) {
       data.storingSince = new Date();
       lookUpAhead(urls);
     }
     if (uncopyable) data.filesState = 'upstream';
-    const updated = await transition(store, task, { to: storing ? 'storing' : ended, data, source, payload: update });
+    if (shown) Object.assign(data, { filesState: 'stored', files: filesField(shown) });
+    const updated = await transition(store, task, {
+      to: storing ? 'storing' : ended,
+      data,
+      source,
+      payload: update,
+      ...(shown ? { with: (param: (value: unknown) => string) => recordCopiesCte(shown, task.resultsExpireAt, param) } : {}),
+    });
     if (!updated) return RACED;
     if (uncopyable) {
       metrics.resultStorageFallbacks.inc({ kind: task.kind });

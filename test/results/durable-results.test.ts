@@ -20,7 +20,8 @@ let tenant: { api_key: string; webhook_secret: string; id: string };
 
 beforeAll(async () => {
   receiver = await startReceiver();
-  h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_DIR: storageDir, STORAGE_TIMEOUT_MS: '20000' } });
+  // STORAGE_QUICK_MS=0: every copy is made from `storing` (test/results/inline-copies.test.ts has the quick path).
+  h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_DIR: storageDir, STORAGE_TIMEOUT_MS: '20000', STORAGE_QUICK_MS: '0' } });
 });
 afterAll(async () => {
   await h.close();

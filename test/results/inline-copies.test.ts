@@ -9,6 +9,7 @@ import { metrics } from '../../src/observability/metrics';
 import { blobKey } from '../../src/results/blob-store';
 import { startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
+import { startReceiver, type Receiver } from '../helpers/receiver';
 
 const IMAGES = '/v1/images/generations';
 
@@ -45,10 +46,73 @@ async function createImage(h: Harness, apiKey: string, prompt: string): Promise<
   return (await request(h.url).post(IMAGES).set(bearer(apiKey)).send({ prompt }).expect(200)).body.data.task_id;
 }
 
-describe('copies made by the process that saw the success (STORAGE_INLINE_MS, default)', () => {
+describe('copies written with the success (STORAGE_QUICK_MS=10000)', () => {
+  let h: Harness;
+  let receiver: Receiver;
+  beforeAll(async () => {
+    receiver = await startReceiver();
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '10000' } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await receiver.close();
+  });
+
+  it('a copy done in time goes with the success: straight to succeed, without storing, one succeed webhook with the links', async () => {
+    const t = await h.newTenant('dora');
+    const id = (
+      await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'a glacier', n: 2, callback_url: receiver.url }).expect(200)
+    ).body.data.task_id;
+    const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+    expect(done.filesState).toBe('stored');
+    const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+    expect(events.map((e) => e.toState)).toEqual(['queued', 'submitted', 'processing', 'succeed']);
+    const files = await h.api.db.resultFile.findMany({ where: { taskId: id }, orderBy: { index: 'asc' } });
+    expect(files.map((f) => f.index)).toEqual([0, 1]);
+    expect(await h.api.db.storedBlob.count({ where: { sha256: { in: files.map((f) => f.sha256) } } })).toBe(2);
+    const hooks = await receiver.waitFor(2);
+    expect(hooks.map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
+    const links = (hooks[1].json.task_result as { images: { url: string }[] }).images.map((i) => i.url);
+    expect(links.every((u) => u.startsWith(`${h.url}/v1/files/`))).toBe(true);
+    const served = await fetch(links[1]);
+    expect(served.status).toBe(200);
+    const upstream = await fetch((done.result as { images: { url: string }[] }).images[1].url);
+    expect(Buffer.from(await served.arrayBuffer()).equals(Buffer.from(await upstream.arrayBuffer()))).toBe(true);
+  });
+});
+
+describe('a quick copy that outlasts STORAGE_QUICK_MS (50)', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ env: { RESULT_URLS: 'mirror' } });
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '50' } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('goes on: the task enters storing and that same copy shows its links (the file is fetched once)', async () => {
+    const files = await fileHost(500);
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = files.url;
+    try {
+      const t = await h.newTenant('eli');
+      const id = await createImage(h, t.api_key, 'a long exposure');
+      const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+      expect(done.filesState).toBe('stored');
+      const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+      expect(events.map((e) => e.toState)).toEqual(['queued', 'submitted', 'processing', 'storing', 'succeed']);
+      expect([...files.requests.values()]).toEqual([1]);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      await files.close();
+    }
+  });
+});
+
+describe('copies made from storing by the process that saw the success (STORAGE_QUICK_MS=0)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '0' } });
   });
   afterAll(async () => {
     await h.close();
@@ -88,7 +152,8 @@ describe('copies made by the process that saw the success (STORAGE_INLINE_MS, de
 describe('copies of some outputs only', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ env: { RESULT_URLS: 'mirror' } });
+    // One attempt from `storing`, then the failure is for good: no later attempt marks the object.
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '0' } });
   });
   afterAll(async () => {
     await h.close();
