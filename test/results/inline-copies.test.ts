@@ -81,6 +81,39 @@ describe('copies written with the success (STORAGE_QUICK_MS=10000)', () => {
   });
 });
 
+describe('a quick copy that fails', () => {
+  let h: Harness;
+  let receiver: Receiver;
+  beforeAll(async () => {
+    receiver = await startReceiver();
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '10000', STORAGE_TIMEOUT_MS: '600000' } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await receiver.close();
+  });
+
+  it("leaves the task to the copies' failure handling: the file is gone (404), so it succeeds at once with the upstream's URLs", async () => {
+    const files = await fileHost(0, () => true);
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = files.url;
+    try {
+      const t = await h.newTenant('finn');
+      const id = (
+        await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'a lost reel', callback_url: receiver.url }).expect(200)
+      ).body.data.task_id;
+      expect((await h.waitForTask(id, (x) => x.state === 'succeed')).filesState).toBe('upstream');
+      const hooks = await receiver.waitFor(2);
+      expect(hooks.map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
+      const urls = (hooks[1].json.task_result as { images: { url: string }[] }).images.map((i) => i.url);
+      expect(urls.every((u) => u.startsWith(files.url))).toBe(true);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      await files.close();
+    }
+  });
+});
+
 describe('a quick copy that outlasts STORAGE_QUICK_MS (50)', () => {
   let h: Harness;
   beforeAll(async () => {
