@@ -36,12 +36,16 @@ export async function prepareEmptyDb(apiKey: string, tasks: number): Promise<Mea
   return { name: 'empty', url, tenantId, apiKey, mark };
 }
 
-/** Deletes the tasks the measurements made (their events, deliveries, attempts and keys go with them), then vacuums and analyzes. */
+/**
+ * Deletes the tasks the measurements made (their events, deliveries, attempts and keys go with
+ * them), then vacuums and analyzes, their index entries included: the next window starts as if
+ * they had never been.
+ */
 async function removeNewTasks(db: MeasuredDb): Promise<void> {
   await withPg(db.url, (c) =>
     c.query('DELETE FROM tasks WHERE tenant_id = $1 AND created_at >= $2::timestamp', [db.tenantId, utc(db.mark)]),
   );
-  await vacuumAnalyze(db.url);
+  await vacuumAnalyze(db.url, true);
 }
 
 /** The service pipeline running on one of the two databases. */

@@ -250,11 +250,17 @@ export async function fillOldPages(url: string, o: { tenantIds: string[]; from: 
   }
 }
 
-/** Vacuums (the visibility map, as a table long in service has it) and analyzes the history tables. */
-export const vacuumAnalyze = (url: string) =>
+/**
+ * Vacuums (the visibility map, as a table long in service has it) and analyzes the history tables.
+ * With `indexCleanup` the indexes lose their entries of deleted rows whatever their number: a
+ * vacuum skips that when rows on fewer than 2% of a table's pages died (PostgreSQL 14+), which is
+ * what deleting a window's tasks from two million is, and their entries would then stay at the
+ * newest end of the tenant's range, where list page 1 reads.
+ */
+export const vacuumAnalyze = (url: string, indexCleanup = false) =>
   inParallel(
     url,
-    HISTORY_TABLES.map((t) => `VACUUM (ANALYZE) ${t}`),
+    HISTORY_TABLES.map((t) => `VACUUM (ANALYZE${indexCleanup ? ', INDEX_CLEANUP ON' : ''}) ${t}`),
   );
 
 /**
