@@ -120,9 +120,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     pollAfterMs: config.UPSTREAM_POLL_AFTER_MS,
     afterCommit: async ({ taskId, deliveryIds, slotsReleased, pool, storeResults, task }) => {
       changes.publish(taskId);
-      if (storeResults && !copies.start(task) && !(await enqueueStores(queues, [taskId]))) {
-        log.warn({ task_id: taskId }, 'could not enqueue the copy of results now; the results sweep will');
-      }
+      if (storeResults) await copies.start(task);
       if (deliveryIds.length && !(await enqueueDeliveries(queues, deliveryIds))) {
         log.warn({ delivery_ids: deliveryIds }, 'could not enqueue webhook deliveries now; the sweep will');
       }
@@ -135,7 +133,6 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     store,
     storage,
     log,
-    leaseMs: storage.inlineMs,
     quickMs: config.STORAGE_QUICK_MS,
     max: config.STORAGE_CONCURRENCY,
     enqueueStores: (ids) => enqueueStores(queues, ids),

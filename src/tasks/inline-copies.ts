@@ -23,16 +23,17 @@ export interface InlineCopies {
    * picked up by `start` once the task is in `storing`).
    */
   quick(task: ReadTask, result: ReadTask['result']): Promise<RecordedCopy[] | null>;
-  /** Copies the outputs of a task that has just entered `storing` (or goes on with its quick copy); false when it is for a job instead. */
-  start(task: ReadTask): boolean;
-  /** STORAGE_INLINE_MS: how long a copy is this process's (0: every copy is a job). */
-  leaseMs: number;
+  /**
+   * Copies the outputs of a task that has just entered `storing` (or goes on with its quick copy),
+   * or gives it a `result.store` job when this process does not copy it; resolves once that is decided.
+   */
+  start(task: ReadTask): Promise<void>;
   /** Waits for the copies in flight (each bounded by the lease). */
   drain(): Promise<void>;
 }
 
+/** `storage.inlineMs` (STORAGE_INLINE_MS) is how long a copy is this process's (0: every copy is a job). */
 export interface InlineCopyDeps extends StoreDeps {
-  leaseMs: number;
   /** STORAGE_QUICK_MS: how long a success waits for its copy to be written with it (0: never). */
   quickMs: number;
   /** Copies at once at most (STORAGE_CONCURRENCY). */
@@ -44,6 +45,7 @@ export interface InlineCopyDeps extends StoreDeps {
 const LATER = Symbol('later');
 
 export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
+  const leaseMs = deps.storage.inlineMs ?? 0;
   const inFlight = new Set<Promise<unknown>>();
   /** Quick copies under way, by task, until their task's `start` takes them (or their lease ends). */
   const underWay = new Map<string, Promise<RecordedCopy[]>>();
@@ -55,17 +57,15 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
     inFlight.add(settled);
     void settled.finally(() => inFlight.delete(settled));
   };
-  const handToJob = async (taskId: string, reason: string) => {
-    deps.log?.info({ task_id: taskId, reason }, 'copy of results goes on as a job');
+  const handToJob = async (taskId: string) => {
     if (!(await deps.enqueueStores([taskId]).catch(() => false)))
       deps.log?.warn({ task_id: taskId }, 'could not enqueue the copy of results now; the results sweep will');
   };
   return {
-    leaseMs: deps.leaseMs,
     async quick(task, result) {
-      if (deps.quickMs <= 0 || deps.leaseMs <= 0 || inFlight.size >= deps.max || underWay.has(task.id)) return null;
+      if (deps.quickMs <= 0 || leaseMs <= 0 || inFlight.size >= deps.max || underWay.has(task.id)) return null;
       metrics.resultCopiesStarted.inc({ via: 'inline' });
-      const copying = copyTaskOutputs(deps, { kind: task.kind, result, accountId: task.accountId }, Date.now() + deps.leaseMs);
+      const copying = copyTaskOutputs(deps, { kind: task.kind, result, accountId: task.accountId }, Date.now() + leaseMs);
       track(copying);
       // Known from the start: a repeat of the success meanwhile (a retried callback, a poll) takes the storing path and this copy.
       underWay.set(task.id, copying);
@@ -87,23 +87,23 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
         underWay.delete(task.id);
         void copying.then((copies) => Promise.all(copies.map((c) => touchBlob(deps.store.db, c)))).catch(() => undefined);
       };
-      setTimeout(abandon, deps.leaseMs).unref();
+      setTimeout(abandon, leaseMs).unref();
       return null;
     },
-    start(task) {
+    async start(task) {
       const copying = underWay.get(task.id);
       underWay.delete(task.id);
-      if (!copying && (deps.leaseMs <= 0 || !task.storingSince || inFlight.size >= deps.max)) {
+      if (!copying && (leaseMs <= 0 || !task.storingSince || inFlight.size >= deps.max)) {
         metrics.resultCopiesStarted.inc({ via: 'job' });
-        return false;
+        return handToJob(task.id);
       }
       if (!copying) metrics.resultCopiesStarted.inc({ via: 'inline' });
-      const deadline = (task.storingSince ?? new Date()).getTime() + deps.leaseMs;
-      const run = storeTaskResults(deps, task.id, { known: task, deadline, copying }).catch((err: Error) =>
-        handToJob(task.id, err.message),
-      );
+      const deadline = (task.storingSince ?? new Date()).getTime() + leaseMs;
+      const run = storeTaskResults(deps, task.id, { known: task, deadline, copying }).catch((err: Error) => {
+        deps.log?.info({ task_id: task.id, reason: err.message }, 'copy of results goes on as a job');
+        return handToJob(task.id);
+      });
       track(run);
-      return true;
     },
     async drain() {
       await Promise.allSettled([...inFlight]);
