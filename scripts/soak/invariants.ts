@@ -47,6 +47,12 @@ export function checkInvariants(s: StoredState, o: Observed): CheckResult[] {
     oneUpstreamTaskEach(s.tasks, [...o.upstreamTasks]),
     webhooksInOrder(s, o),
     slotsReleased(s),
+    check(
+      'task counts (kt_tasks) equal to the tasks',
+      s.tasks.length,
+      'tasks',
+      s.counts.filter((c) => c.counted !== c.tasks).map((c) => `${c.key}: counted ${c.counted}, tasks ${c.tasks}`),
+    ),
     noJobsForFinishedTasks(s),
     check('no service process died on its own', o.processes, 'processes', o.unexpectedExits),
   ];

@@ -46,9 +46,17 @@ export interface StoredState {
   deliveries: DeliveryRow[];
   /** Per pool: the trigger-kept counter and the sum over tasks. */
   slots: { pool: string; counter: number; held: number }[];
+  /** Per kind, state and failure reason: the trigger-kept count (`kt_tasks`) and the tasks' own. */
+  counts: { key: string; counted: number; tasks: number }[];
   liveJobs: JobRow[];
   failedJobs: number;
 }
+
+/** Every key of either side: the trigger-kept count and the tasks' own. */
+const COUNTS = `SELECT concat_ws(' ', kind, state, nullif(reason, '')) AS key, coalesce(c.n, 0)::int AS counted, coalesce(t.n, 0)::int AS tasks
+  FROM (SELECT kind, state, reason, sum(n) AS n FROM task_counts GROUP BY 1, 2, 3) c
+  FULL JOIN (SELECT kind, state, coalesce(failure_reason, '') AS reason, count(*) AS n FROM tasks GROUP BY 1, 2, 3) t
+  USING (kind, state, reason)`;
 
 export function readRows(databaseUrl: string): Promise<Omit<StoredState, 'liveJobs' | 'failedJobs'>> {
   return withPg(databaseUrl, async (c) => {
@@ -62,6 +70,7 @@ export function readRows(databaseUrl: string): Promise<Omit<StoredState, 'liveJo
       slots: await q(`SELECT p.pool, coalesce((SELECT sum(held) FROM slot_counts s WHERE s.pool = p.pool), 0)::int AS counter,
           coalesce((SELECT sum(slots_held) FROM tasks t WHERE t.pool = p.pool), 0)::int AS held
         FROM (SELECT DISTINCT pool FROM slot_counts UNION SELECT DISTINCT pool FROM tasks) p`),
+      counts: await q(COUNTS),
     };
   });
 }

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../db/client';
 import { adminOnly } from './admin-auth';
 import type { Queues } from '../queues/queues';
+import { countTasks } from '../tasks/task-repository';
 import { slotsInUse } from '../tasks/task-slots';
 import { metrics, registry } from '../observability/metrics';
 import { KINDS } from '../kinds/registry';
@@ -25,18 +26,14 @@ export function metricsRouter(deps: MetricsDeps): Router {
   return r;
 }
 
+/** From the trigger-kept counts (one statement: both gauges come from one snapshot). */
 async function refreshTaskGauges(db: Db): Promise<void> {
-  const byState = await db.task.groupBy({ by: ['kind', 'state'], _count: true });
+  const counts = await countTasks(db);
   metrics.tasks.reset();
-  for (const row of byState) metrics.tasks.set({ kind: row.kind, state: row.state }, row._count);
-  const terminal = await db.task.groupBy({
-    by: ['kind', 'state', 'failureReason'],
-    where: { state: { in: ['succeed', 'failed'] } },
-    _count: true,
-  });
   metrics.tasksTerminal.reset();
-  for (const row of terminal) {
-    metrics.tasksTerminal.set({ kind: row.kind, status: row.state, reason: row.failureReason ?? 'none' }, row._count);
+  for (const { kind, state, reason, n } of counts) {
+    metrics.tasks.inc({ kind, state }, n);
+    if (state === 'succeed' || state === 'failed') metrics.tasksTerminal.set({ kind, status: state, reason: reason || 'none' }, n);
   }
   for (const pool of POOLS) metrics.slotsInUse.set({ pool }, await slotsInUse(db, pool));
 }

@@ -282,6 +282,17 @@ export async function countUnfinished(db: Db, tenantId: string, atMost: number):
 export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
   SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`;
 
+/**
+ * Every task kept, by kind, state and failure reason ('' for none), from `task_counts`, which triggers
+ * on tasks keep exact: a few hundred rows to add up however many tasks there are.
+ */
+export async function countTasks(db: Db): Promise<{ kind: string; state: string; reason: string; n: number }[]> {
+  const { rows } = await db.sql<{ kind: string; state: string; reason: string; n: number }>(
+    'SELECT kind, state::text AS state, reason, sum(n)::float8 AS n FROM task_counts GROUP BY kind, state, reason HAVING sum(n) <> 0',
+  );
+  return rows;
+}
+
 const NEW_TASKS = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
                        $10::text[], $11::text[], $12::timestamp[], $13::timestamp[]`;
 const NEW_TASK_FIELDS = `id, request_id, tenant_id, external_task_id, request, model_name, kind, pool, slot_cost, callback_url, callback_token, at,

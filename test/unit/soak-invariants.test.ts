@@ -24,6 +24,7 @@ function cleanRun(): { s: StoredState; o: Observed } {
         { id: 'msg_2', task_id: T, seq: 4, event_type: 'task.succeeded', status: 'delivered' },
       ],
       slots: [{ pool: 'image', counter: 0, held: 0 }],
+      counts: [{ key: 'image-generation succeed', counted: 1, tasks: 1 }],
       liveJobs: [],
       failedJobs: 0,
     },
@@ -107,6 +108,11 @@ describe('soak invariants', () => {
       /^no slot held by a finished task: task-1: succeed, holds 2 slots$/,
     ],
     ['a slot counter off the tasks', (r) => (r.s.slots[0].counter = 1), /^no slot held.*pool image: the slot counter says 1, tasks hold 0/],
+    [
+      'a task count off the tasks',
+      (r) => r.s.counts.push({ key: 'image-generation failed timed_out', counted: 1, tasks: 0 }),
+      /^task counts \(kt_tasks\) equal to the tasks: image-generation failed timed_out: counted 1, tasks 0$/,
+    ],
     [
       'a submit job left for a finished task',
       (r) => r.s.liveJobs.push({ queue: 'task.submit', id: 'submit-task-1', state: 'delayed', taskId: T }),
