@@ -20,7 +20,7 @@ export interface HistoryResults {
   /** The kind measured (its create path, its reads, its end to end). */
   kind: string;
   seed: { tasks: number; tenants: number; days: number; seconds: number; written: boolean; mark: string; rows: Record<string, number> };
-  /** Tasks of the benchmark's tenant on the empty database (what its reads find). */
+  /** Tasks of the benchmark's tenant, of the kind measured, on the empty database (what its reads find). */
   baselineTasks: number;
   /** Tasks of the benchmark's tenant, of the kind measured, in the seeded history. */
   tenantTasks: number;

@@ -80,7 +80,7 @@ export async function runHistory(tasks: number, apiKey: string, s: Shared, o: Pi
       machine,
       kind: kind.name,
       seed: { ...seeded.record, written: seeded.written },
-      baselineTasks: history.baselineTasks,
+      baselineTasks: await tenantTasks(dbs.empty, kind.id),
       tenantTasks: await tenantTasks(dbs.history, kind.id),
       ...measured,
       plans,

@@ -122,7 +122,8 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
   it('stays exact under many concurrent transactions that change tasks in different orders, none failing', async () => {
     const WRITERS = 16;
     const ROUNDS = 15;
-    const own = await Promise.all(Array.from({ length: WRITERS }, () => insertTasks(c, tenant.id, 6, 'image-generation', 'queued')));
+    const own: string[][] = [];
+    for (let i = 0; i < WRITERS; i++) own.push(await insertTasks(c, tenant.id, 6, 'image-generation', 'queued'));
     const clients = await Promise.all(
       own.map(async () => {
         const w = new Client({ connectionString: h.config.DATABASE_URL });
