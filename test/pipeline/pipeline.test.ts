@@ -48,12 +48,16 @@ describe('the pipeline, end to end', () => {
     expect(png.width / png.height).toBeCloseTo(16 / 9, 1);
 
     const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
-    expect(events.map((e) => [e.seq, e.fromState, e.toState])).toEqual([
+    // The simulator's processing and success callbacks come 30 ms apart, and either may be applied
+    // first: applied after the success, processing is stale and not recorded (the task never goes back).
+    const steps = events.map((e) => [e.seq, e.fromState, e.toState]);
+    const expected = [
       [1, null, 'queued'],
       [2, 'queued', 'submitted'],
       [3, 'submitted', 'processing'],
       [4, 'processing', 'succeed'],
-    ]);
+    ];
+    expect([expected, [...expected.slice(0, 2), [3, 'submitted', 'succeed']]]).toContainEqual(steps);
     expect(events.slice(1).every((e) => e.payload !== null)).toBe(true);
   });
 

@@ -151,9 +151,15 @@ describe('retention of finished history', () => {
 
   it('removes nothing when no retention is set, however old the history', async () => {
     const rows = [await past(finished(400, 399, 'ancient')), await past({ state: 'failed', createdDaysAgo: 300, finishedDaysAgo: 300 })];
-    const before = await Promise.all(rows.map((r) => rowsOf(c, r.id)));
+    // One query at a time: `c` is one connection.
+    const rowsOfAll = async () => {
+      const all = [];
+      for (const r of rows) all.push(await rowsOf(c, r.id));
+      return all;
+    };
+    const before = await rowsOfAll();
     expect(await prune({})).toEqual({});
-    expect(await Promise.all(rows.map((r) => rowsOf(c, r.id)))).toEqual(before);
+    expect(await rowsOfAll()).toEqual(before);
   });
 
   it('skips rows another transaction holds instead of waiting for them, and removes them once free', async () => {
@@ -161,8 +167,9 @@ describe('retention of finished history', () => {
     const other = new Client({ connectionString: h.config.DATABASE_URL });
     await other.connect();
     // A prune that waited for `other` would wait for ever: it fails instead.
-    const db = createDb(h.config.DATABASE_URL, 1);
-    db.pool.on('connect', (client) => void client.query('SET lock_timeout = 5000'));
+    const url = new URL(h.config.DATABASE_URL);
+    url.searchParams.set('options', '-c lock_timeout=5000');
+    const db = createDb(url.toString(), 1);
     const pruneOrFail = (retention: Retention) => pruneHistory({ db, log, retention });
     try {
       await other.query('BEGIN');

@@ -209,7 +209,9 @@ describe('Kling simulator concurrency per resource-pack pool', () => {
   let sim: KlingSimulator;
   let base: string;
   beforeEach(async () => {
-    sim = createKlingSimulator({ ...FAST, apiKey: KEY });
+    // Tasks hold their slots for 2 s: with FAST's 50 ms, a slow machine could see a slot freed
+    // between two creates the test expects to meet a full pool.
+    sim = createKlingSimulator({ processingAfterMs: 20, finishAfterMs: 2000, apiKey: KEY });
     base = await sim.listen();
   });
   afterEach(() => sim.close());
