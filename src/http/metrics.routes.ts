@@ -3,6 +3,7 @@ import type { Db } from '../db/client';
 import { adminOnly } from './admin-auth';
 import type { Queues } from '../queues/queues';
 import { countTasks } from '../tasks/task-repository';
+import { isTerminal } from '../tasks/task-state';
 import { slotsInUse } from '../tasks/task-slots';
 import { metrics, registry } from '../observability/metrics';
 import { KINDS } from '../kinds/registry';
@@ -33,7 +34,7 @@ async function refreshTaskGauges(db: Db): Promise<void> {
   metrics.tasksTerminal.reset();
   for (const { kind, state, reason, n } of counts) {
     metrics.tasks.inc({ kind, state }, n);
-    if (state === 'succeed' || state === 'failed') metrics.tasksTerminal.set({ kind, status: state, reason: reason || 'none' }, n);
+    if (isTerminal(state)) metrics.tasksTerminal.set({ kind, status: state, reason: reason || 'none' }, n);
   }
   for (const pool of POOLS) metrics.slotsInUse.set({ pool }, await slotsInUse(db, pool));
 }

@@ -1,4 +1,4 @@
-import type { Db, Prisma, Task } from '../db/client';
+import type { Db, Prisma, Task, TaskState } from '../db/client';
 import { utc } from '../db/client';
 import { selectColumns } from '../db/columns';
 import type { KindId, SlotPool, TaskKind } from '../kinds/kind';
@@ -286,11 +286,18 @@ export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
  * Every task kept, by kind, state and failure reason ('' for none), from `task_counts`, which triggers
  * on tasks keep exact: a few hundred rows to add up however many tasks there are.
  */
-export async function countTasks(db: Db): Promise<{ kind: string; state: string; reason: string; n: number }[]> {
-  const { rows } = await db.sql<{ kind: string; state: string; reason: string; n: number }>(
+export async function countTasks(db: Db): Promise<TaskCount[]> {
+  const { rows } = await db.sql<TaskCount>(
     'SELECT kind, state::text AS state, reason, sum(n)::float8 AS n FROM task_counts GROUP BY kind, state, reason HAVING sum(n) <> 0',
   );
   return rows;
+}
+
+export interface TaskCount {
+  kind: string;
+  state: TaskState;
+  reason: string;
+  n: number;
 }
 
 const NEW_TASKS = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::int[],
