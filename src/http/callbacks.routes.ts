@@ -11,7 +11,7 @@ import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
 import type { Logger } from '../logger';
 import { readTask, type ReadTask } from '../tasks/task-repository';
-import { isPastUpstream } from '../tasks/task-state';
+import { canTransition, fromUpstreamStatus, isPastUpstream, isTerminal } from '../tasks/task-state';
 import { applyUpstreamUpdate } from '../tasks/upstream-update';
 import { type TaskStore } from '../tasks/status-machine';
 import type { AuthFailures } from './auth-failures';
@@ -67,7 +67,12 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     if (nul !== null) metrics.callbacks.inc({ outcome: 'invalid' });
     if (nul !== null) throw invalidParameter(`body: ${nul || 'task'}: must not contain the NUL character (\\u0000)`);
     const update = await confirmedUpdate(deps, task, body.data);
-    const outcome = await applyUpstreamUpdate(deps.store, task.id, update, 'callback', task);
+    // The upstream confirmed a callback that beat the submission's answer, and is further on than it
+    // says (it was sent `processing` and has succeeded since): its step goes first, so the client is
+    // told of every status the upstream reported, in order.
+    const step = update === body.data ? null : earlierStep(body.data, update);
+    if (step) await applyUpstreamUpdate(deps.store, task.id, step, 'callback', task);
+    const outcome = await applyUpstreamUpdate(deps.store, task.id, update, 'callback', step ? undefined : task);
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
     const fields = {
       task_id: task.id,
@@ -165,6 +170,25 @@ async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: Upst
     throw invalidParameter('task_id: does not match the upstream task of this callback URL');
   }
   return found;
+}
+
+/**
+ * The status a confirmed callback reported, as a step before the upstream's own answer: when it is
+ * one the task goes through on its way to that answer (`processing` before `succeed`). Made of the
+ * upstream's answer with the callback's status and time; never a result, which only the answer gives.
+ */
+function earlierStep(claimed: UpstreamTask, found: UpstreamTask): UpstreamTask | null {
+  const [from, to] = [fromUpstreamStatus(claimed.task_status), fromUpstreamStatus(found.task_status)];
+  if (!from || !to || isTerminal(from) || !canTransition(from, to)) return null;
+  const at = claimed.updated_at;
+  return {
+    task_id: found.task_id,
+    task_status: claimed.task_status,
+    task_info: found.task_info,
+    created_at: found.created_at,
+    // Its time, when it is one: never after the answer's (which would then look stale).
+    updated_at: typeof at === 'number' && (typeof found.updated_at !== 'number' || at <= found.updated_at) ? at : undefined,
+  };
 }
 
 /**

@@ -86,9 +86,9 @@ describe('a callback for a task with no upstream id yet', () => {
   beforeAll(async () => h.worker!.workers!.close());
 
   /** A task of ours still queued, and (optionally) an upstream task made with its id as external_task_id. */
-  async function queuedTaskKnownUpstream(known: boolean) {
+  async function queuedTaskKnownUpstream(known: boolean, callbackUrl?: string) {
     const tenant = await h.newTenant();
-    const id = await insertQueuedTask(h.api.db, tenant.id);
+    const id = await insertQueuedTask(h.api.db, tenant.id, callbackUrl);
     let upstreamId: string | undefined;
     if (known) {
       const created = await fetch(`${h.env.KLING_BASE_URL}/v1/images/generations`, {
@@ -117,6 +117,33 @@ describe('a callback for a task with no upstream id yet', () => {
       result: null,
     });
     expect(h.sim.received.some((r) => r.method === 'GET' && (r.path.endsWith(`/${id}`) || r.query.external_task_id === id))).toBe(true);
+  });
+
+  it("that reported a status the upstream has since moved past is applied as that step and then the upstream's answer, in order", async () => {
+    // The callback beat the submission's answer, and the upstream finished the task before we asked.
+    const { id, upstreamId, url } = await queuedTaskKnownUpstream(true, 'http://127.0.0.1:9/hook');
+    h.sim.setTaskStatus(upstreamId!, 'succeed', { sendCallback: false });
+    const claimed = {
+      task_id: upstreamId,
+      task_status: 'processing',
+      task_result: { images: [{ index: 0, url: 'https://evil.example/x.png' }] },
+    };
+    const res = await request(h.url).post(url).send(claimed);
+    expect([res.status, res.body.data.applied]).toEqual([200, true]);
+    const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+    expect(events.map((e) => [e.fromState, e.toState])).toEqual([
+      [null, 'queued'],
+      ['queued', 'processing'],
+      ['processing', 'succeed'],
+    ]);
+    // The client is told of both, in order; the result is the upstream's, nothing of the callback's body.
+    const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+    expect(deliveries.map((d) => (JSON.parse(d.body) as { task_status: string }).task_status)).toEqual(['processing', 'succeed']);
+    expect(deliveries.map((d) => d.body).join()).not.toContain('evil.example');
+    const task = await h.api.db.task.findUniqueOrThrow({ where: { id } });
+    expect(task).toMatchObject({ state: 'succeed', upstreamTaskId: upstreamId });
+    expect(JSON.stringify(task.result)).toContain(upstreamId);
+    expect(JSON.stringify(task.result)).not.toContain('evil.example');
   });
 
   it('naming a task_id the upstream never gave this task is refused, and changes nothing', async () => {
