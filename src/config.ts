@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { SIM_ACCOUNT_NAME } from './lib/sim-account-name';
 
 /** Env var booleans: only the words people actually write. */
 const Bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -41,7 +42,7 @@ const SimulatedAccountList = z.string().transform((s, ctx) => {
     const slots = (v: string | undefined) => (v === undefined || v === '' || v === '-' ? undefined : Number(v));
     const spec = { name, apiKey, imageSlots: slots(image), videoSlots: slots(video) };
     const badSlots = [spec.imageSlots, spec.videoSlots].some((n) => n !== undefined && !(Number.isInteger(n) && n >= 1));
-    if (rest.length > 0 || !/^[a-z0-9][a-z0-9-]{0,31}$/.test(name) || !apiKey || badSlots) {
+    if (rest.length > 0 || !SIM_ACCOUNT_NAME.test(name) || !apiKey || badSlots) {
       ctx.addIssue({
         code: 'custom',
         message: `"${entry.split(':')[0]}:…" must be name:key[:image_slots[:video_slots]], name of a-z, 0-9 and -, slots whole numbers >= 1`,

@@ -76,5 +76,11 @@ function statementName(text: string): string {
   return name;
 }
 
+/** Adds values to a statement's parameter list, each call giving the placeholder (`$n`) of the value it added. */
+export const placeholderFor =
+  (params: unknown[]) =>
+  (value: unknown): string =>
+    `$${params.push(value)}`;
+
 /** A Date as the UTC literal a `timestamp(3)` column stores (never the process's local time). */
 export const utc = (d: Date): string => d.toISOString().replace('T', ' ').replace('Z', '');

@@ -34,12 +34,6 @@ function watchEnds(req: Request, res: Response, stopping: AbortSignal): AbortSig
   return ctl.signal;
 }
 
-/**
- * GET /{id}?wait=SECONDS (long poll: answers as soon as the task changes, or when the time is up)
- * and GET /{id}/events (Server-Sent Events: the task now, then one event per change of its status,
- * closed after the terminal one or after SSE_MAX_SECONDS). Both tenant-scoped; changes made by any
- * process wake them. Those that wait count against the tenant's MAX_WATCHERS_PER_TENANT.
- */
 /** What the long poll and the event stream need. */
 export interface WatchDeps {
   db: Db;
@@ -54,6 +48,12 @@ export interface WatchDeps {
   view?: TaskViewContext;
 }
 
+/**
+ * GET /{id}?wait=SECONDS (long poll: answers as soon as the task changes, or when the time is up)
+ * and GET /{id}/events (Server-Sent Events: the task now, then one event per change of its status,
+ * closed after the terminal one or after SSE_MAX_SECONDS). Both tenant-scoped; changes made by any
+ * process wake them. Those that wait count against the tenant's MAX_WATCHERS_PER_TENANT.
+ */
 export function addWatchRoutes(r: Router, deps: WatchDeps, kind: TaskKind): void {
   const { watchers } = deps;
 

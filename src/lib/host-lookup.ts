@@ -1,5 +1,6 @@
 import CacheableLookup, { type EntryObject } from 'cacheable-lookup';
 import { isIP } from 'node:net';
+import { unbracketedHost } from './unbracketed-host';
 
 /** The cache's answers by host name: addresses, or none for a name the resolver says does not exist. */
 const answers = new Map<string, EntryObject[]>();
@@ -19,7 +20,7 @@ export const hostLookup = new CacheableLookup({ cache: answers, maxTtl: 300, err
 /** The host name of a URL when it is a name (not an IP address), else null. */
 function hostNameOf(url: string): string | null {
   if (!URL.canParse(url)) return null;
-  const name = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  const name = unbracketedHost(new URL(url));
   return isIP(name) ? null : name;
 }
 

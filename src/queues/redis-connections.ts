@@ -1,5 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { RedisClient } from '../lib/redis-client';
+import { unbracketedHost } from '../lib/unbracketed-host';
 
 /** Where Redis is: one server at `url`, or a Redis Cluster that `url` (any of its nodes) introduces. */
 export interface RedisTarget {
@@ -41,7 +42,7 @@ function connect(target: RedisTarget, role: ConnectionRole): RedisClient {
     tls: tls ? {} : undefined,
     maxRetriesPerRequest: role.maxRetriesPerRequest,
   };
-  return new Cluster([{ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) }], {
+  return new Cluster([{ host: unbracketedHost(url), port: Number(url.port || 6379) }], {
     enableOfflineQueue: role.enableOfflineQueue,
     redisOptions,
     // With TLS, connect by host name, not by its resolved address: the certificate names the host.

@@ -2,6 +2,7 @@ import ipaddr from 'ipaddr.js';
 import { accountBaseUrl, ENV_ACCOUNT_ID } from '../accounts/account-repository';
 import type { Config } from '../config';
 import type { Db } from '../db/client';
+import { unbracketedHost } from '../lib/unbracketed-host';
 import type { BlobStore } from './blob-store';
 import { createDirBlobStore } from './dir-blob-store';
 import { createS3BlobStore } from './s3-blob-store';
@@ -33,7 +34,7 @@ export function upstreamIsPrivate(c: Pick<Config, 'useSimulator' | 'KLING_BASE_U
 export function baseUrlIsPrivate(baseUrl: string): boolean {
   let host: string;
   try {
-    host = new URL(baseUrl).hostname.replace(/^\[|\]$/g, '');
+    host = unbracketedHost(new URL(baseUrl));
   } catch {
     return false;
   }

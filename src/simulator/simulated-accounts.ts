@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { SIM_ACCOUNT_NAME } from '../lib/sim-account-name';
 import { errorEnvelope } from './sim-error';
 import { closeServer, createKlingSimulator, listenOn, urlHost } from './kling-simulator';
 import type { KlingSimulator, SimulatorOptions } from './types';
@@ -22,8 +23,6 @@ export interface SimulatedAccounts {
   listen(port?: number, host?: string): Promise<string>;
   close(): Promise<void>;
 }
-
-const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 /**
  * Several independent Kling accounts in one process, each at its own path prefix: account `a` of a
@@ -69,7 +68,7 @@ function assertValidSpecs(specs: readonly SimulatedAccountSpec[]): void {
   if (specs.length === 0) throw new Error('simulator: at least one account is needed');
   const names = new Set<string>();
   for (const spec of specs) {
-    if (!ACCOUNT_NAME.test(spec.name)) throw new Error(`simulator: account name "${spec.name}" must match ${ACCOUNT_NAME}`);
+    if (!SIM_ACCOUNT_NAME.test(spec.name)) throw new Error(`simulator: account name "${spec.name}" must match ${SIM_ACCOUNT_NAME}`);
     if (names.has(spec.name)) throw new Error(`simulator: account name "${spec.name}" is given twice`);
     names.add(spec.name);
     if (!spec.apiKey) throw new Error(`simulator: account "${spec.name}" needs a key`);

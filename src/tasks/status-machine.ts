@@ -1,5 +1,5 @@
 import type { Db, Task, TaskState } from '../db/client';
-import { utc } from '../db/client';
+import { placeholderFor, utc } from '../db/client';
 import type { SlotPool } from '../kinds/kind';
 import type { Logger } from '../logger';
 import { metrics } from '../observability/metrics';
@@ -107,7 +107,7 @@ export async function transition(store: TaskStore, task: ReadTask, change: Chang
   const next: Task = { ...read, ...(patch as Partial<Task>), state: change.to, eventSeq: task.eventSeq + 1, updatedAt: now };
 
   const params: unknown[] = [task.id, task.version, change.to, utc(now)];
-  const param = (v: unknown) => (params.push(v), `$${params.length}`);
+  const param = placeholderFor(params);
   const sets = patchAssignments(patch, params)
     .map((a) => `, ${a}`)
     .join('');

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { placeholderFor } from '../db/client';
 import type { Logger } from '../logger';
 import { RACED, retryOnRace } from '../lib/retry-on-race';
 import { kindOf } from '../kinds/registry';
@@ -192,7 +193,7 @@ async function showCopies(store: TaskStore, read: ReadTask, copies: RecordedCopy
     }
     // Already succeeded (its webhook went with the upstream's URLs): the links replace them, quietly.
     const params: unknown[] = [task.id, task.version, JSON.stringify(files)];
-    const param = (v: unknown) => (params.push(v), `$${params.length}`);
+    const param = placeholderFor(params);
     const { rows } = await store.db.sql<{ n: number }>(
       `WITH t AS (UPDATE tasks SET files_state = 'stored', files = $3::jsonb, updated_at = now() WHERE id = $1 AND xmin = $2::xid RETURNING id)${record(param)}
        SELECT count(*)::int AS n FROM t`,

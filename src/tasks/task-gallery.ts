@@ -1,5 +1,5 @@
 import type { Db, Task } from '../db/client';
-import { utc } from '../db/client';
+import { placeholderFor, utc } from '../db/client';
 import { TABLE_COLUMNS, fieldOf } from '../db/columns';
 import { AppError } from '../errors';
 import { KINDS } from '../kinds/registry';
@@ -60,7 +60,7 @@ export async function listGallery(
   cursor?: GalleryCursor,
 ): Promise<GalleryRow[]> {
   const params: unknown[] = [tenantId, limit];
-  const param = (v: unknown) => `$${params.push(v)}`;
+  const param = placeholderFor(params);
   const conditions: string[] = [];
   if (cursor) conditions.push(`(created_at, id) < (${param(utc(cursor.createdAt))}::timestamp, ${param(cursor.id)})`);
   if (filter.from) conditions.push(`created_at >= ${param(utc(filter.from))}::timestamp`);

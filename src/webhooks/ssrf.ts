@@ -3,6 +3,7 @@ import http, { type Agent } from 'node:http';
 import https from 'node:https';
 import { RequestFilteringHttpAgent, RequestFilteringHttpsAgent } from 'request-filtering-agent';
 import { hostLookup } from '../lib/host-lookup';
+import { unbracketedHost } from '../lib/unbracketed-host';
 
 /**
  * Client webhook URLs must not reach this service's own network: loopback, private, link-local
@@ -20,9 +21,9 @@ export function isPublicAddress(address: string): boolean {
 
 /** Null when every address the URL's host resolves to is public; otherwise why it is refused. */
 export async function checkPublicUrl(url: string): Promise<string | null> {
-  const { hostname, protocol } = new URL(url);
-  if (protocol !== 'http:' && protocol !== 'https:') return 'must be an http(s) URL';
-  const host = hostname.replace(/^\[|\]$/g, '');
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return 'must be an http(s) URL';
+  const host = unbracketedHost(parsed);
   let addresses: string[];
   try {
     addresses = ipaddr.isValid(host) ? [host] : (await hostLookup.lookupAsync(host, { all: true })).map((a) => a.address);

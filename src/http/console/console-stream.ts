@@ -1,23 +1,13 @@
-import type { TaskViewContext } from '../../tasks/task-view';
 import type { RequestHandler, Response } from 'express';
 import type { Db } from '../../db/client';
 import { invalidParameter } from '../../errors';
-import type { TaskChanges } from '../../tasks/task-changes';
 import { isTerminal } from '../../tasks/task-state';
 import { galleryRows, listGallery, unfinishedGallery, type GalleryCursor, type GalleryRow } from '../../tasks/task-gallery';
-import { SSE_RETRY_MS } from '../task-watch.routes';
-import type { WatcherLimit } from '../watcher-limit';
+import { SSE_RETRY_MS, type WatchDeps } from '../task-watch.routes';
 import { withPositions } from './console-tasks.routes';
 
-export interface StreamDeps {
-  db: Db;
-  changes: TaskChanges;
-  watchers: WatcherLimit;
-  sseMaxSeconds: number;
-  stopping: AbortSignal;
-  /** How results are shown, as the API shows them. */
-  view?: TaskViewContext;
-}
+/** What a console stream needs: what the API's event streams need. */
+export type StreamDeps = WatchDeps;
 
 /** Unfinished tasks a stream follows at most (MAX_UNFINISHED_TASKS' default). */
 const MAX_FOLLOWED = 1000;
