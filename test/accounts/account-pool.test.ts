@@ -7,7 +7,7 @@ import { slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually, slotsHeldByTasks } from '../helpers/invariants';
-import { workerProcesses } from '../helpers/processes';
+import { startSimulatorProcess, workerProcesses } from '../helpers/processes';
 
 /**
  * The upstream account pool with real processes: the API runs in the test process, the workers are
@@ -388,27 +388,13 @@ describe('the accounts CLI', () => {
   });
 });
 
-/** `npm run simulator` with SIMULATOR_ACCOUNTS, as a process; resolves with its base URL once it listens. */
-async function startSimulatorProcess(env: Record<string, string>): Promise<{ url: string; output: () => string; stop: () => void }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KLING_') && !k.startsWith('SIMULATOR_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/simulator.ts'], {
-    cwd: ROOT,
-    env: { ...base, SIMULATOR_PROCESSING_MS: '150', SIMULATOR_FINISH_MS: '250', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stderr.on('data', (d) => (out += d));
-  child.stdout.on('data', (d) => (out += d));
-  const stop = () => void child.kill('SIGKILL');
-  await eventually('the simulator listens', async () => /listening on (\S+)/.test(out) || child.exitCode !== null, 30_000);
-  const url = /listening on (\S+)/.exec(out)?.[1];
-  if (!url) throw new Error(`simulator did not start:\n${out}`);
-  return { url, output: () => out, stop };
-}
+/** `npm run simulator` with SIMULATOR_ACCOUNTS, as a process, its tasks finishing soon after they start. */
+const startSimulator = (env: Record<string, string>) =>
+  startSimulatorProcess({ SIMULATOR_PROCESSING_MS: '150', SIMULATOR_FINISH_MS: '250', ...env });
 
 describe('several accounts in one simulator process (SIMULATOR_ACCOUNTS)', () => {
-  let sim: Awaited<ReturnType<typeof startSimulatorProcess>> | undefined;
-  afterEach(() => sim?.stop());
+  let sim: Awaited<ReturnType<typeof startSimulator>> | undefined;
+  afterEach(async () => void (await sim?.kill()));
 
   /** The upstream tasks an account of the simulator holds, read through its own API with its own key. */
   async function upstreamTasks(
@@ -424,7 +410,7 @@ describe('several accounts in one simulator process (SIMULATOR_ACCOUNTS)', () =>
   }
 
   it('serves each account under its own path with its own key, slots and faults, and the pool runs on them', async () => {
-    sim = await startSimulatorProcess({ SIMULATOR_ACCOUNTS: 'alpha:key-alpha:2,beta:key-beta:3' });
+    sim = await startSimulator({ SIMULATOR_ACCOUNTS: 'alpha:key-alpha:2,beta:key-beta:3' });
     expect(sim.output()).toMatch(/account alpha: base URL http:\/\/\S+\/alpha, image slots 2/);
     // One account's key is refused by the other, as two real accounts would.
     const crossed = await request(`${sim.url}/beta`).get('/v1/images/generations').set(bearer('key-alpha'));
@@ -483,8 +469,6 @@ describe('several accounts in one simulator process (SIMULATOR_ACCOUNTS)', () =>
   });
 
   it('refuses a malformed SIMULATOR_ACCOUNTS with a message that shows the form', async () => {
-    await expect(startSimulatorProcess({ SIMULATOR_ACCOUNTS: 'alpha:key-alpha:0' })).rejects.toThrow(
-      /name:key\[:image_slots\[:video_slots\]\]/,
-    );
+    await expect(startSimulator({ SIMULATOR_ACCOUNTS: 'alpha:key-alpha:0' })).rejects.toThrow(/name:key\[:image_slots\[:video_slots\]\]/);
   });
 });

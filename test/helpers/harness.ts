@@ -37,6 +37,11 @@ export interface Harness {
   /** The environment the service was configured from, for starting more processes like it. */
   env: Record<string, string>;
   newTenant(name?: string): Promise<NewTenantCredentials>;
+  /**
+   * A connection of the test's own to the service's database: a session apart from the service's
+   * pool (its own locks, settings and transactions). Closed with the harness.
+   */
+  pgClient(): Promise<Client>;
   /** Polls Postgres until the task satisfies `done` (bounded; throws with the last state seen). */
   waitForTask(taskId: string, done: (t: Task) => boolean, timeoutMs?: number): Promise<Task>;
   reset(): Promise<void>;
@@ -93,6 +98,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const url = api.server!.url;
   const fullConfig = { ...config, PUBLIC_BASE_URL: url };
   const worker = opts.workers === false ? undefined : await startService({ ...fullConfig, ROLE: 'worker' }, log, simUrl);
+  const clients: Client[] = [];
 
   return {
     sim,
@@ -102,6 +108,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     config: fullConfig,
     env: { ...env, PUBLIC_BASE_URL: url } as Record<string, string>,
     newTenant: (name = 'test') => createTenant(api.db, api.secrets, name),
+    async pgClient() {
+      const c = new Client({ connectionString: config.DATABASE_URL });
+      await c.connect();
+      clients.push(c);
+      return c;
+    },
     async waitForTask(taskId, done, timeoutMs = 15_000) {
       const until = Date.now() + timeoutMs;
       let last: Task | null = null;
@@ -118,6 +130,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       sim.reset();
     },
     async close() {
+      await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
       await worker?.workers?.close();
       // The prefix is this harness's own: leave nothing of it behind in Redis (through whichever
       // process can reach it; a test may give the API a dead Redis).

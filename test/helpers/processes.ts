@@ -19,13 +19,28 @@ export interface Proc {
  * parent's environment minus any upstream settings, and waits until it logs `ready`.
  */
 export async function startProcess(env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Proc> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KLING_')));
-  // One process (tsx as a loader, not its CLI, which would run the service in a child that
+  // Readiness is read from the log, so it must not be silent.
+  return startScript('src/main.ts', { ...env, LOG_LEVEL: 'info' }, /^KLING_/, ready, timeoutMs);
+}
+
+/**
+ * `npm run simulator` as a real process with `env` on top of the parent's environment minus its
+ * upstream and simulator settings; resolves once it listens, with its base URL.
+ */
+export async function startSimulatorProcess(env: Record<string, string>): Promise<Proc & { url: string }> {
+  const listening = /listening on (\S+)/;
+  const proc = await startScript('scripts/simulator.ts', env, /^(KLING_|SIMULATOR_)/, listening, 30_000);
+  return { ...proc, url: listening.exec(proc.output())![1] };
+}
+
+/** Runs `script` with `env` on top of the parent's environment minus the variables `drop` matches, until its output matches `ready`. */
+async function startScript(script: string, env: Record<string, string>, drop: RegExp, ready: RegExp, timeoutMs: number): Promise<Proc> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !drop.test(k)));
+  // One process (tsx as a loader, not its CLI, which would run the script in a child that
   // survives a SIGKILL of its parent).
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
-    // Readiness is read from the log, so it must not be silent.
-    env: { ...base, ...env, LOG_LEVEL: 'info' },
+    env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -36,7 +51,7 @@ export async function startProcess(env: Record<string, string>, ready: RegExp, t
   while (!ready.test(out)) {
     if (Date.now() > until || child.exitCode !== null) {
       child.kill('SIGKILL');
-      throw new Error(`process did not become ready:\n${out.slice(-3000)}`);
+      throw new Error(`${script} did not become ready:\n${out.slice(-3000)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import express from 'express';
-import { Client } from 'pg';
 import request from 'supertest';
 import { z } from 'zod';
 import { loadConfig } from '../../src/config';
@@ -220,8 +219,7 @@ describe('maintenance duties', () => {
 
   it('a duty held up by a lock in Postgres holds up no other: a task whose enqueue was lost is still submitted', async () => {
     const h = await startHarness({ env: { IDEMPOTENCY_TTL_HOURS: '0.00003' } });
-    const c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    const c = await h.pgClient();
     try {
       const tenant = await h.newTenant();
       const created = await request(h.url)
@@ -246,7 +244,6 @@ describe('maintenance duties', () => {
       await eventually('the key is forgotten once the lock is gone', async () => (await h.api.db.idempotencyKey.count()) === 0, 15_000);
     } finally {
       await c.query('ROLLBACK').catch(() => undefined);
-      await c.end();
       await h.close();
     }
   });

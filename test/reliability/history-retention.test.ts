@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import request from 'supertest';
 import { createDb } from '../../src/db/client';
 import { createLogger } from '../../src/logger';
@@ -41,17 +41,13 @@ describe('retention of finished history', () => {
   beforeAll(async () => {
     // No workers: the prune runs here, when the test calls it, and nothing else changes the rows.
     h = await startHarness({ workers: false });
-    c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    c = await h.pgClient();
   });
   beforeEach(async () => {
     await h.reset();
     tenant = await h.newTenant();
   });
-  afterAll(async () => {
-    await c.end();
-    await h.close();
-  });
+  afterAll(() => h.close());
 
   it('removes a task finished before TASK_RETENTION_DAYS with all of its rows, and no task newer, in flight or with a pending delivery', async () => {
     const old = await past(finished(12, 11, 'old-key'));
@@ -164,8 +160,7 @@ describe('retention of finished history', () => {
 
   it('skips rows another transaction holds instead of waiting for them, and removes them once free', async () => {
     const [a, b] = [await past(finished(12, 11)), await past(finished(12, 11))];
-    const other = new Client({ connectionString: h.config.DATABASE_URL });
-    await other.connect();
+    const other = await h.pgClient();
     // A prune that waited for `other` would wait for ever: it fails instead.
     const url = new URL(h.config.DATABASE_URL);
     url.searchParams.set('options', '-c lock_timeout=5000');
@@ -189,7 +184,6 @@ describe('retention of finished history', () => {
       expect(await rowsOf(c, b.id)).toEqual(NONE);
     } finally {
       await other.query('ROLLBACK');
-      await other.end();
       await db.$disconnect();
     }
   });
@@ -220,8 +214,7 @@ describe('retention of finished history', () => {
 describe('the history.prune maintenance job', () => {
   it('removes history past the configured retention', async () => {
     const h = await startHarness({ env: { TASK_RETENTION_DAYS: '7' } });
-    const c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    const c = await h.pgClient();
     try {
       const tenant = await h.newTenant();
       const old = await insertPastTask(c, tenant.id, finished(12, 11));
@@ -231,7 +224,6 @@ describe('the history.prune maintenance job', () => {
       expect(await rowsOf(c, old.id)).toEqual(NONE);
       expect(await rowsOf(c, recent.id)).toEqual({ ...ALL, idempotency_keys: 0 });
     } finally {
-      await c.end();
       await h.close();
     }
   });

@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import request from 'supertest';
 import { fillOldPages, insertHistory, vacuumAnalyze } from '../../scripts/bench/history-seed';
 import { bearer } from '../helpers/fixtures';
@@ -16,13 +16,9 @@ describe('the benchmark seed of a kept history', () => {
   let c: Client;
   beforeAll(async () => {
     h = await startHarness({ workers: false });
-    c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    c = await h.pgClient();
   });
-  afterAll(async () => {
-    await c.end();
-    await h.close();
-  });
+  afterAll(() => h.close());
 
   const pages = async (table: string) =>
     Number((await c.query(`SELECT pg_relation_size($1) / current_setting('block_size')::int AS n`, [table])).rows[0].n);

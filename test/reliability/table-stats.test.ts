@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { analyzeStaleTables } from '../../src/db/table-stats';
 import { UNFINISHED_COUNT } from '../../src/tasks/task-repository';
 import { slotWaitersExist } from '../../src/tasks/status-machine';
@@ -17,13 +17,11 @@ describe('table statistics where autovacuum does not run', () => {
   beforeAll(async () => {
     // No workers: their sweep would analyze too, and this test must see what its own call does.
     h = await startHarness({ workers: false });
-    c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    c = await h.pgClient();
     await c.query('ALTER TABLE tasks SET (autovacuum_enabled = false)');
   });
   afterAll(async () => {
     await c.query('ALTER TABLE tasks RESET (autovacuum_enabled)');
-    await c.end();
     await h.close();
   });
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import request from 'supertest';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
@@ -52,17 +52,13 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
   beforeAll(async () => {
     // No workers: only the test changes tasks.
     h = await startHarness({ workers: false, env: { ADMIN_TOKEN: ADMIN } });
-    c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    c = await h.pgClient();
   });
   beforeEach(async () => {
     await h.reset();
     tenant = await h.newTenant();
   });
-  afterAll(async () => {
-    await c.end();
-    await h.close();
-  });
+  afterAll(() => h.close());
 
   it('follows every insert, change of kind, state or reason, and delete, in one row or many', async () => {
     const created = await request(h.url).post('/v1/images/generations').set(bearer(tenant.api_key)).send({ prompt: 'a lighthouse' });
@@ -124,42 +120,32 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     const ROUNDS = 15;
     const own: string[][] = [];
     for (let i = 0; i < WRITERS; i++) own.push(await insertTasks(c, tenant.id, 6, 'image-generation', 'queued'));
-    const clients = await Promise.all(
-      own.map(async () => {
-        const w = new Client({ connectionString: h.config.DATABASE_URL });
-        await w.connect();
-        return w;
-      }),
-    );
+    const clients = await Promise.all(own.map(() => h.pgClient()));
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(Math.random() * xs.length)];
     const errors: unknown[] = [];
-    try {
-      await Promise.all(
-        clients.map(async (w, i) => {
-          for (let round = 0; round < ROUNDS; round++) {
-            // Each writer's own tasks (so the tasks' rows never conflict), one statement each, in a
-            // random order, to random states: with one shared counter row per key these
-            // transactions would lock the keys in opposite orders and deadlock.
-            const ids = [...own[i]].sort(() => Math.random() - 0.5);
-            try {
-              await w.query('BEGIN');
-              for (const id of ids)
-                await w.query(`UPDATE tasks SET state = $2::task_state, failure_reason = $3 WHERE id = $1`, [
-                  id,
-                  pick(STATES),
-                  pick(REASONS),
-                ]);
-              await w.query(round % 5 === 4 ? 'ROLLBACK' : 'COMMIT');
-            } catch (err) {
-              errors.push(err);
-              await w.query('ROLLBACK');
-            }
+    await Promise.all(
+      clients.map(async (w, i) => {
+        for (let round = 0; round < ROUNDS; round++) {
+          // Each writer's own tasks (so the tasks' rows never conflict), one statement each, in a
+          // random order, to random states: with one shared counter row per key these
+          // transactions would lock the keys in opposite orders and deadlock.
+          const ids = [...own[i]].sort(() => Math.random() - 0.5);
+          try {
+            await w.query('BEGIN');
+            for (const id of ids)
+              await w.query(`UPDATE tasks SET state = $2::task_state, failure_reason = $3 WHERE id = $1`, [
+                id,
+                pick(STATES),
+                pick(REASONS),
+              ]);
+            await w.query(round % 5 === 4 ? 'ROLLBACK' : 'COMMIT');
+          } catch (err) {
+            errors.push(err);
+            await w.query('ROLLBACK');
           }
-        }),
-      );
-    } finally {
-      await Promise.all(clients.map((w) => w.end()));
-    }
+        }
+      }),
+    );
     expect(errors).toEqual([]);
     expect(await counted(c)).toEqual(await actual(c));
     const total = (await counted(c)).reduce((sum, k) => sum + k.n, 0);

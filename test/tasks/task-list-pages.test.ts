@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { imageGeneration } from '../../src/kinds/image-generation';
 import { LIST_LATER_PAGE, listTasks } from '../../src/tasks/task-repository';
 import { startHarness, type Harness } from '../helpers/harness';
@@ -24,8 +24,7 @@ describe("a tenant's task list, page by page", () => {
 
   beforeAll(async () => {
     h = await startHarness({ workers: false });
-    c = new Client({ connectionString: h.config.DATABASE_URL });
-    await c.connect();
+    c = await h.pgClient();
     alice = (await h.newTenant('alice')).id;
     const bob = (await h.newTenant('bob')).id;
     await insertTasks(alice, 'image-generation', 6000);
@@ -34,10 +33,7 @@ describe("a tenant's task list, page by page", () => {
     // As a table long in service is: vacuumed (its pages all-visible) and analyzed.
     await c.query('VACUUM (ANALYZE) tasks');
   });
-  afterAll(async () => {
-    await c.end();
-    await h.close();
-  });
+  afterAll(() => h.close());
 
   it("tiles the tenant's tasks of the kind, newest first, ties on created_at broken by the larger id, and ends empty", async () => {
     const { rows } = await c.query(
