@@ -81,6 +81,12 @@ export const bench = {
    * every output, and the bare pipeline downloads each one to a file too, so both do the same I/O.
    */
   resultUrls: process.env.RESULT_URLS === 'upstream' ? 'upstream' : 'mirror',
+  /**
+   * BENCH_BARE_COPIES=0: the bare pipeline downloads nothing even when the service copies every
+   * output, as a bare pipeline that knows nothing of copies does: the cost of the copies then falls
+   * in the ratios.
+   */
+  bareCopies: process.env.BENCH_BARE_COPIES !== '0',
   /** The service's STORAGE_DIR and the bare pipeline's downloads, under one directory removed at the end of the run. */
   filesDir: path.join(os.tmpdir(), own('ktbench-files')),
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
@@ -187,6 +193,19 @@ export function serviceEnv(o: { role: 'api' | 'worker'; port: number; publicBase
   };
 }
 
+/** Whether the bare pipeline downloads every output, as the service copies it (not when the copies cannot be made, or with BENCH_BARE_COPIES=0). */
+export const bareCopies = () => bench.resultUrls === 'mirror' && !bench.fileBaseUrl && bench.bareCopies;
+
+/** What each pipeline does with the outputs, for the report. */
+export function describeOutputs(): string {
+  if (bench.resultUrls === 'upstream') return 'outputs: RESULT_URLS=upstream, no copies (the bare pipeline downloads nothing either)';
+  if (bench.fileBaseUrl)
+    return `outputs: RESULT_URLS=mirror, result URLs on ${bench.fileBaseUrl}: the service's copies fail there, the bare pipeline downloads nothing`;
+  return bareCopies()
+    ? 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads each to a file'
+    : 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads nothing (BENCH_BARE_COPIES=0)';
+}
+
 /** Environment of a bare-pipeline process (scripts/bench/bare.ts). */
 export function bareEnv(o: { port: number; publicBaseUrl: string; simUrl: string }): Record<string, string> {
   return {
@@ -199,6 +218,6 @@ export function bareEnv(o: { port: number; publicBaseUrl: string; simUrl: string
     KLING_API_KEY: bench.upstreamKey,
     BARE_PATHS: bench.kinds.map((k) => k.path).join(','),
     // With BENCH_FILE_BASE_URL the service's copies cannot be made, so there is no copy to match.
-    ...(bench.resultUrls === 'mirror' && !bench.fileBaseUrl ? { BARE_COPY_DIR: path.join(bench.filesDir, 'bare') } : {}),
+    ...(bareCopies() ? { BARE_COPY_DIR: path.join(bench.filesDir, 'bare') } : {}),
   };
 }

@@ -44,6 +44,8 @@ export interface Windows<T> {
 
 export interface RunResults {
   machine: Machine;
+  /** What each pipeline did with the outputs (describeOutputs). */
+  outputs?: string;
   /** The kinds measured, in order; the first one's first end-to-end windows carry the latency phase. */
   kinds: string[];
   /** A kind's windows are empty when its phase did not run (BENCH_PHASES). */
@@ -182,6 +184,7 @@ export function printReport(r: RunResults): string {
     '',
     `kling-tracker benchmark, ${m.date}, commit ${m.commit}`,
     `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, Postgres ${m.postgres}, Redis ${m.redis}`,
+    ...(r.outputs ? [r.outputs] : []),
     '',
     textTable(HEADER, comparisonRows(r)),
     ...windowLines(r),

@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { databaseName } from '../../src/db/migrate';
-import { bench } from './config';
+import { bench, describeOutputs } from './config';
 import { cleanPrefix, clearServiceDb, prepareBareDb, prepareServiceDb, redisClient, truncateBare } from './infra';
 import type { Shared } from './feeder';
 import { measureCreate, measureE2e } from './measure';
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     const withHistory = historyTasks(process.argv);
     if (withHistory) return console.log(await runHistory(withHistory, apiKey, s, options, machine));
     if (process.argv.includes('--memory')) return console.log(await runMemory(service, s, machine));
-    const results: RunResults = { machine, ...(await runBench(service, bare, s)) };
+    const results: RunResults = { machine, outputs: describeOutputs(), ...(await runBench(service, bare, s)) };
     const file = path.join(os.tmpdir(), `kling-tracker-bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(file, JSON.stringify(results, null, 2));
     console.log(printReport(results));
