@@ -95,6 +95,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   // Test files that ran earlier in this jest worker used the same database: start from empty.
   await truncateAll(config.DATABASE_URL);
   const api = await startService({ ...loadConfig({ ...env, ...opts.apiEnv }), ROLE: 'api' }, log, simUrl, opts.apiOptions);
+  // The API answers before its Redis connection is up (it runs without Redis), counting in memory
+  // meanwhile what it counts in Redis once connected (failed authentications, rate limits): tests
+  // start once it is connected, unless they gave it a Redis it cannot reach.
+  await until(() => api.redis.status === 'ready', 5000);
   const url = api.server!.url;
   const fullConfig = { ...config, PUBLIC_BASE_URL: url };
   const worker = opts.workers === false ? undefined : await startService({ ...fullConfig, ROLE: 'worker' }, log, simUrl);
@@ -142,6 +146,11 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       fs.rmSync(storageDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Resolves once `done()` holds, or after `ms` whatever it says. */
+async function until(done: () => boolean, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** Empties every application table (all of `public` but Prisma's migration record). */

@@ -6,6 +6,7 @@ import request from 'supertest';
 import { newApiKey } from '../../src/tenants/api-key';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { eventually } from '../helpers/invariants';
 
 /**
  * What an unauthenticated client can make the service do. Credentials are checked before any
@@ -169,6 +170,20 @@ describe('requests with bad credentials', () => {
   });
 });
 
+/**
+ * Failures are counted after each answer (no Redis round trip before it), so the block lands a
+ * moment after the answer that reached the limit: waits for it with a key that needs no lookup.
+ */
+async function blockLanded(address: string): Promise<void> {
+  const malformed = () => `Bearer kt_${randomBytes(20).toString('hex')}`;
+  await eventually(
+    `${address} blocked`,
+    async () =>
+      (await request(h.url).get('/v1/images/generations').set({ 'x-forwarded-for': address, authorization: malformed() })).status === 429,
+    5000,
+  );
+}
+
 describe('an address over its failed-authentication limit', () => {
   it('is still served with a valid credential the process knows, and refused without a lookup otherwise', async () => {
     const address = newAddress();
@@ -180,6 +195,7 @@ describe('an address over its failed-authentication limit', () => {
         .set({ 'x-forwarded-for': address, ...bearer(key) });
     expect((await list(known.api_key)).status).toBe(200);
     await flood(LIMIT + 5, address, 100, 1);
+    await blockLanded(address);
     const before = queries.mock.calls.length;
     const blocked = await list(newApiKey());
     expect([blocked.status, blocked.body.code, Number(blocked.headers['retry-after']) > 0]).toEqual([429, 1302, true]);
@@ -193,6 +209,7 @@ describe('an address over its failed-authentication limit', () => {
   it('does not block another client behind the same trusted proxy', async () => {
     const abusive = newAddress();
     await flood(LIMIT + 5, abusive, 100, 1);
+    await blockLanded(abusive);
     const other = await request(h.url)
       .get('/v1/images/generations')
       .set({ 'x-forwarded-for': newAddress(), ...bearer(newApiKey()) });
