@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../../src/logger';
 import { startService, type Service, type ServiceOptions } from '../../src/service';
 import { createKlingSimulator, type KlingSimulator, type SimulatorOptions } from '../../src/simulator/kling-simulator';
 import { createTenant, type NewTenantCredentials } from '../../src/tenants/tenants.service';
+import { eventually } from './invariants';
 
 export const UPSTREAM_KEY = 'sim-upstream-key';
 /** One key for every process a test starts (they must all open the same sealed secrets). */
@@ -98,7 +99,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   // The API answers before its Redis connection is up (it runs without Redis), counting in memory
   // meanwhile what it counts in Redis once connected (failed authentications, rate limits): tests
   // start once it is connected, unless they gave it a Redis it cannot reach.
-  await until(() => api.redis.status === 'ready', 5000);
+  await eventually('the API connected to Redis', async () => api.redis.status === 'ready', 5000).catch(() => undefined);
   const url = api.server!.url;
   const fullConfig = { ...config, PUBLIC_BASE_URL: url };
   const worker = opts.workers === false ? undefined : await startService({ ...fullConfig, ROLE: 'worker' }, log, simUrl);
@@ -146,11 +147,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       fs.rmSync(storageDir, { recursive: true, force: true });
     },
   };
-}
-
-/** Resolves once `done()` holds, or after `ms` whatever it says. */
-async function until(done: () => boolean, ms: number): Promise<void> {
-  for (const end = Date.now() + ms; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** Empties every application table (all of `public` but Prisma's migration record). */
