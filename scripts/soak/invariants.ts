@@ -48,7 +48,7 @@ export function checkInvariants(s: StoredState, o: Observed): CheckResult[] {
     webhooksInOrder(s, o),
     slotsReleased(s),
     check(
-      'task counts (kt_tasks) equal to the tasks',
+      'finished-task counts (kt_tasks) equal to the tasks',
       s.tasks.length,
       'tasks',
       s.counts.filter((c) => c.counted !== c.tasks).map((c) => `${c.key}: counted ${c.counted}, tasks ${c.tasks}`),

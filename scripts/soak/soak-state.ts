@@ -46,16 +46,17 @@ export interface StoredState {
   deliveries: DeliveryRow[];
   /** Per pool: the trigger-kept counter and the sum over tasks. */
   slots: { pool: string; counter: number; held: number }[];
-  /** Per kind, state and failure reason: the trigger-kept count (`kt_tasks`) and the tasks' own. */
+  /** Per kind, finished state and failure reason: the trigger-kept count (`kt_tasks`) and the tasks' own. */
   counts: { key: string; counted: number; tasks: number }[];
   liveJobs: JobRow[];
   failedJobs: number;
 }
 
-/** Every key of either side: the trigger-kept count and the tasks' own. */
+/** Every key of either side: the trigger-kept count of finished tasks and the tasks' own. */
 const COUNTS = `SELECT concat_ws(' ', kind, state, nullif(reason, '')) AS key, coalesce(c.n, 0)::int AS counted, coalesce(t.n, 0)::int AS tasks
   FROM (SELECT kind, state, reason, sum(n) AS n FROM task_counts GROUP BY 1, 2, 3) c
-  FULL JOIN (SELECT kind, state, coalesce(failure_reason, '') AS reason, count(*) AS n FROM tasks GROUP BY 1, 2, 3) t
+  FULL JOIN (SELECT kind, state, coalesce(failure_reason, '') AS reason, count(*) AS n FROM tasks
+    WHERE state IN ('succeed', 'failed') GROUP BY 1, 2, 3) t
   USING (kind, state, reason)`;
 
 export function readRows(databaseUrl: string): Promise<Omit<StoredState, 'liveJobs' | 'failedJobs'>> {

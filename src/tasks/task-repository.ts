@@ -283,15 +283,20 @@ export const UNFINISHED_COUNT = `SELECT count(*)::int AS n FROM (
   SELECT 1 FROM tasks WHERE tenant_id = $1 AND state IN ('queued', 'submitted', 'processing') LIMIT $2) s`;
 
 /**
- * Every task kept, by kind, state and failure reason ('' for none), from `task_counts`, which triggers
- * on tasks keep exact: a few hundred rows to add up however many tasks there are.
+ * Every task kept, by kind, state and failure reason ('' for none), in one snapshot. The finished
+ * ones from `task_counts`, which triggers on tasks keep exact (a few hundred rows to add up however
+ * long the history); the unfinished ones, the work in flight, counted now through the state index.
  */
 export async function countTasks(db: Db): Promise<TaskCount[]> {
-  const { rows } = await db.sql<TaskCount>(
-    'SELECT kind, state::text AS state, reason, sum(n)::float8 AS n FROM task_counts GROUP BY kind, state, reason HAVING sum(n) <> 0',
-  );
+  const { rows } = await db.sql<TaskCount>(TASK_COUNTS);
   return rows;
 }
+
+const TASK_COUNTS = `SELECT kind, state::text AS state, reason, sum(n)::float8 AS n FROM task_counts
+  WHERE state IN ('succeed', 'failed') GROUP BY kind, state, reason HAVING sum(n) <> 0
+  UNION ALL
+  SELECT kind, state::text, coalesce(failure_reason, ''), count(*)::float8 FROM tasks
+  WHERE state IN ('queued', 'submitted', 'processing', 'storing') GROUP BY 1, 2, 3`;
 
 export interface TaskCount {
   kind: string;

@@ -10,7 +10,7 @@ const REASONS = [null, 'upstream_failed', 'timed_out', 'canceled'] as const;
 
 type Count = { kind: string; state: string; reason: string; n: number };
 
-/** What task_counts says, every key with tasks. */
+/** What task_counts says, every key with tasks (finished ones only: the unfinished are counted at each scrape). */
 async function counted(c: Client): Promise<Count[]> {
   const { rows } = await c.query<Count>(
     `SELECT kind, state::text, reason, sum(n)::int AS n FROM task_counts GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3`,
@@ -18,10 +18,11 @@ async function counted(c: Client): Promise<Count[]> {
   return rows;
 }
 
-/** The same, counted from the tasks themselves. */
+/** The same, counted from the finished tasks themselves. */
 async function actual(c: Client): Promise<Count[]> {
   const { rows } = await c.query<Count>(
-    `SELECT kind, state::text, coalesce(failure_reason, '') AS reason, count(*)::int AS n FROM tasks GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+    `SELECT kind, state::text, coalesce(failure_reason, '') AS reason, count(*)::int AS n FROM tasks
+     WHERE state IN ('succeed', 'failed') GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
   );
   return rows;
 }
@@ -44,7 +45,7 @@ function sample(text: string, name: string, labels: Record<string, string>): num
   return line === undefined ? undefined : Number(line.split(' ').at(-1));
 }
 
-describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
+describe('finished-task counts kept by triggers, unfinished counted at each scrape (kt_tasks, kt_tasks_terminal)', () => {
   let h: Harness;
   let c: Client;
   let tenant: { id: string; api_key: string };
@@ -65,10 +66,8 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     expect(created.status).toBe(200);
     const queued = await insertTasks(c, tenant.id, 5, 'image-generation', 'queued');
     const failed = await insertTasks(c, tenant.id, 3, 'text-to-video', 'failed', 'upstream_failed');
-    expect(await counted(c)).toEqual([
-      { kind: 'image-generation', state: 'queued', reason: '', n: 6 },
-      { kind: 'text-to-video', state: 'failed', reason: 'upstream_failed', n: 3 },
-    ]);
+    // Only finished tasks are kept in the counts: the queued ones are not there.
+    expect(await counted(c)).toEqual([{ kind: 'text-to-video', state: 'failed', reason: 'upstream_failed', n: 3 }]);
 
     await c.query(`UPDATE tasks SET state = 'submitted' WHERE id = $1`, [queued[0]]);
     await c.query(`UPDATE tasks SET state = 'failed', failure_reason = 'canceled' WHERE id = ANY($1)`, [queued.slice(1, 3)]);
@@ -81,11 +80,13 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     expect(await counted(c)).toEqual(await actual(c));
     expect(await counted(c)).toEqual([
       { kind: 'image-generation', state: 'failed', reason: 'canceled', n: 2 },
-      { kind: 'image-generation', state: 'queued', reason: '', n: 2 },
-      { kind: 'image-generation', state: 'submitted', reason: '', n: 1 },
       { kind: 'image-to-video', state: 'failed', reason: 'upstream_failed', n: 1 },
       { kind: 'text-to-video', state: 'failed', reason: 'timed_out', n: 1 },
     ]);
+    // A finished task moved back by another writer leaves its key.
+    await c.query(`UPDATE tasks SET state = 'processing', failure_reason = NULL WHERE id = $1`, [queued[1]]);
+    expect(await counted(c)).toEqual(await actual(c));
+    expect(await counted(c)).toContainEqual({ kind: 'image-generation', state: 'failed', reason: 'canceled', n: 1 });
 
     // A rolled-back change counts for nothing.
     await c.query('BEGIN');
@@ -99,10 +100,12 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     await insertTasks(c, tenant.id, 2, 'image-generation', 'failed', 'upstream_failed');
     await insertTasks(c, tenant.id, 1, 'image-generation', 'failed');
     await insertTasks(c, tenant.id, 3, 'text-to-video', 'processing');
+    await insertTasks(c, tenant.id, 2, 'image-generation', 'storing');
     const text = (await request(h.url).get('/metrics').set(bearer(ADMIN))).text;
     expect(sample(text, 'kt_tasks', { kind: 'image-generation', state: 'succeed' })).toBe(4);
     expect(sample(text, 'kt_tasks', { kind: 'image-generation', state: 'failed' })).toBe(3);
     expect(sample(text, 'kt_tasks', { kind: 'text-to-video', state: 'processing' })).toBe(3);
+    expect(sample(text, 'kt_tasks', { kind: 'image-generation', state: 'storing' })).toBe(2);
     expect(sample(text, 'kt_tasks', { kind: 'text-to-video', state: 'queued' })).toBeUndefined();
     expect(sample(text, 'kt_tasks_terminal', { kind: 'image-generation', status: 'failed', reason: 'upstream_failed' })).toBe(2);
     expect(sample(text, 'kt_tasks_terminal', { kind: 'image-generation', status: 'failed', reason: 'none' })).toBe(1);
@@ -110,8 +113,10 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     expect(sample(text, 'kt_tasks_terminal', { kind: 'text-to-video', status: 'processing' })).toBeUndefined();
 
     await c.query(`DELETE FROM tasks WHERE state = 'succeed'`);
+    await c.query(`UPDATE tasks SET state = 'succeed' WHERE state = 'storing'`);
     const after = (await request(h.url).get('/metrics').set(bearer(ADMIN))).text;
-    expect(sample(after, 'kt_tasks', { kind: 'image-generation', state: 'succeed' })).toBeUndefined();
+    expect(sample(after, 'kt_tasks', { kind: 'image-generation', state: 'succeed' })).toBe(2);
+    expect(sample(after, 'kt_tasks', { kind: 'image-generation', state: 'storing' })).toBeUndefined();
     expect(sample(after, 'kt_tasks', { kind: 'image-generation', state: 'failed' })).toBe(3);
   });
 
@@ -148,7 +153,9 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     );
     expect(errors).toEqual([]);
     expect(await counted(c)).toEqual(await actual(c));
-    const total = (await counted(c)).reduce((sum, k) => sum + k.n, 0);
+    // The gauges, finished and unfinished together, account for every task.
+    const text = (await request(h.url).get('/metrics').set(bearer(ADMIN))).text;
+    const total = STATES.reduce((sum, state) => sum + (sample(text, 'kt_tasks', { kind: 'image-generation', state }) ?? 0), 0);
     expect(total).toBe(WRITERS * 6);
   });
 
@@ -157,14 +164,14 @@ describe('task counts kept by triggers (kt_tasks, kt_tasks_terminal)', () => {
     await c.query('TRUNCATE tasks CASCADE');
     expect(await counted(c)).toEqual([]);
 
-    await insertTasks(c, tenant.id, 2, 'image-generation', 'processing');
+    await insertTasks(c, tenant.id, 2, 'image-generation', 'succeed');
     await c.query('SET session_replication_role = replica');
     try {
       await insertTasks(c, tenant.id, 7, 'image-generation', 'failed', 'timed_out');
     } finally {
       await c.query('SET session_replication_role = DEFAULT');
     }
-    expect(await counted(c)).toEqual([{ kind: 'image-generation', state: 'processing', reason: '', n: 2 }]);
+    expect(await counted(c)).toEqual([{ kind: 'image-generation', state: 'succeed', reason: '', n: 2 }]);
     await c.query('SELECT recount_tasks()');
     expect(await counted(c)).toEqual(await actual(c));
     expect(await counted(c)).toHaveLength(2);

@@ -111,7 +111,7 @@ describe('soak invariants', () => {
     [
       'a task count off the tasks',
       (r) => r.s.counts.push({ key: 'image-generation failed timed_out', counted: 1, tasks: 0 }),
-      /^task counts \(kt_tasks\) equal to the tasks: image-generation failed timed_out: counted 1, tasks 0$/,
+      /^finished-task counts \(kt_tasks\) equal to the tasks: image-generation failed timed_out: counted 1, tasks 0$/,
     ],
     [
       'a submit job left for a finished task',
