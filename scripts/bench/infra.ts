@@ -9,7 +9,21 @@ import { withPg } from '../lib/local-services';
 
 /** Postgres and Redis housekeeping of the benchmark: its own databases and prefixes only. */
 
-const SERVICE_TABLES = ['webhook_attempts', 'webhook_deliveries', 'task_events', 'idempotency_keys', 'tasks', 'slot_counts'];
+/**
+ * Every table a task's life writes. The copies' blobs are among them: `stored_blobs` hangs off no
+ * task, so emptying `tasks` leaves it, and kept across windows and runs (the files themselves are
+ * deleted with the run) it made each window start from more rows than the one before.
+ */
+const SERVICE_TABLES = [
+  'webhook_attempts',
+  'webhook_deliveries',
+  'task_events',
+  'idempotency_keys',
+  'result_files',
+  'stored_blobs',
+  'tasks',
+  'slot_counts',
+];
 
 /** Migrated service database, emptied, with one fresh tenant; returns its api_key. */
 export async function prepareServiceDb(): Promise<string> {
