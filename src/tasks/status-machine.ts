@@ -71,8 +71,9 @@ export interface Change {
   source: EventSource;
   payload?: unknown;
   /**
-   * More of the statement: CTEs (`, name AS (...)`) written with the change. Each must read `t`, the
-   * changed row, so that it writes nothing when the change does not apply.
+   * More of the statement: CTEs (`, name AS (...)`) written with the change. Each that records the
+   * change must read `t`, the changed row, so that it writes nothing when the change does not
+   * apply; one written whatever the outcome says so (`recordCopiesCte`'s blob rows).
    */
   with?: (param: (value: unknown) => string) => string;
 }
