@@ -1,8 +1,9 @@
-import type { Db, Prisma, Task, TaskState } from '../db/client';
-import { utc } from '../db/client';
+import type { Db, Prisma, Task } from '../db/client';
+import { TaskState, utc } from '../db/client';
 import { selectColumns } from '../db/columns';
 import type { KindId, SlotPool, TaskKind } from '../kinds/kind';
 import { AppError } from '../errors';
+import { isTerminal } from './task-state';
 
 /**
  * The task repository: the statements on `tasks` the lifecycle runs, and the one column map they
@@ -292,11 +293,20 @@ export async function countTasks(db: Db): Promise<TaskCount[]> {
   return rows;
 }
 
+/**
+ * The states `task_counts` does not keep, from the life cycle (a state added to it is counted here
+ * at once), named one by one: `state NOT IN (...)` would not be an index condition.
+ */
+const UNFINISHED_STATES = Object.values(TaskState)
+  .filter((state) => !isTerminal(state))
+  .map((state) => `'${state}'`)
+  .join(', ');
+
 const TASK_COUNTS = `SELECT kind, state::text AS state, reason, sum(n)::float8 AS n FROM task_counts
   WHERE state IN ('succeed', 'failed') GROUP BY kind, state, reason HAVING sum(n) <> 0
   UNION ALL
   SELECT kind, state::text, coalesce(failure_reason, ''), count(*)::float8 FROM tasks
-  WHERE state IN ('queued', 'submitted', 'processing', 'storing') GROUP BY 1, 2, 3`;
+  WHERE state IN (${UNFINISHED_STATES}) GROUP BY 1, 2, 3`;
 
 export interface TaskCount {
   kind: string;
