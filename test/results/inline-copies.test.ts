@@ -51,10 +51,12 @@ describe('copies written with the success (STORAGE_QUICK_MS=10000)', () => {
   let receiver: Receiver;
   beforeAll(async () => {
     receiver = await startReceiver();
-    // The success well after `processing`, so that the processing callback is applied first on any machine.
+    // `processing` well after the submission's answer, so that the worker has written `submitted`
+    // first (a fresh-clone run under load saw it applied before, skipping `submitted`), and the
+    // success well after `processing`, so that the processing callback is applied first.
     h = await startHarness({
       env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '10000' },
-      simulator: { processingAfterMs: 20, finishAfterMs: 400 },
+      simulator: { processingAfterMs: 300, finishAfterMs: 400 },
     });
   });
   afterAll(async () => {
