@@ -214,7 +214,9 @@ describe('POST /v1/images/generations/{id}/cancel', () => {
   });
 
   it('marks a submitted task canceling and discards its result when the upstream finishes', async () => {
-    h = await startHarness({ simulator: { processingAfterMs: 300, finishAfterMs: 200 } });
+    // `processing` 1.5 s after the submission: the cancel must reach a task still `submitted` even on
+    // a loaded machine (a fresh-clone run saw 300 ms pass between the wait and the cancel).
+    h = await startHarness({ simulator: { processingAfterMs: 1500, finishAfterMs: 200 } });
     const rx = await startReceiver();
     try {
       const tenant = await h.newTenant();
