@@ -30,6 +30,13 @@ const isTerminal = (status: SimTaskStatus) => status === 'succeed' || status ===
 export class TaskEngine {
   readonly tasks = new Map<string, SimTask>();
   private readonly meta = new Map<string, TaskMeta>();
+  /**
+   * Task ids by external_task_id, and the tasks that may still hold slots: a create checks both, and
+   * a scan of every task kept would make each create cost more than the last (a run that keeps
+   * tens of thousands of tasks).
+   */
+  private readonly byExternalId = new Map<string, string>();
+  private readonly unfinished = new Set<SimTask>();
   private created = 0;
   // Never reset, so task ids stay unique across reset() like they would upstream.
   private idSequence = 0;
@@ -58,6 +65,8 @@ export class TaskEngine {
     };
     this.meta.set(task.task_id, { kind, params, outcome: this.pickOutcome(), requestBase });
     this.tasks.set(task.task_id, task);
+    if (task.external_task_id) this.byExternalId.set(task.external_task_id, task.task_id);
+    this.unfinished.add(task);
     this.created++;
     this.deps.log('simulator task created', {
       task_id: task.task_id,
@@ -82,8 +91,8 @@ export class TaskEngine {
   }
 
   findByExternalId(externalTaskId: string): SimTask | undefined {
-    for (const task of this.tasks.values()) if (task.external_task_id === externalTaskId) return task;
-    return undefined;
+    const id = this.byExternalId.get(externalTaskId);
+    return id === undefined ? undefined : this.tasks.get(id);
   }
 
   /** Newest first; Map order is creation order. */
@@ -120,8 +129,7 @@ export class TaskEngine {
     const gone: string[] = [];
     for (const [id, task] of this.tasks) {
       if (!isTerminal(task.status) || task.updated_at >= before) continue;
-      this.tasks.delete(id);
-      this.meta.delete(id);
+      this.forget(task);
       gone.push(id);
     }
     return gone;
@@ -131,7 +139,17 @@ export class TaskEngine {
     for (const meta of this.meta.values()) this.deps.tracker.cancel(meta.timer);
     this.meta.clear();
     this.tasks.clear();
+    this.byExternalId.clear();
+    this.unfinished.clear();
     this.created = 0;
+  }
+
+  private forget(task: SimTask): void {
+    this.tasks.delete(task.task_id);
+    this.meta.delete(task.task_id);
+    if (task.external_task_id && this.byExternalId.get(task.external_task_id) === task.task_id)
+      this.byExternalId.delete(task.external_task_id);
+    this.unfinished.delete(task);
   }
 
   private scheduleNext(task: SimTask): void {
@@ -170,9 +188,11 @@ export class TaskEngine {
   // Kling counts slots per resource-pack pool: an image task holds n, a video task 1.
   private slotsInUse(pool: SlotPool): number {
     let slots = 0;
-    for (const task of this.tasks.values()) {
+    for (const task of this.unfinished) {
       const meta = this.meta.get(task.task_id);
-      if (meta?.kind.pool === pool && !isTerminal(task.status)) slots += meta.params.slots;
+      // Read here, not tracked: a task that ended or left the map since (however that was done) drops out.
+      if (!meta || isTerminal(task.status) || this.tasks.get(task.task_id) !== task) this.unfinished.delete(task);
+      else if (meta.kind.pool === pool) slots += meta.params.slots;
     }
     return slots;
   }
