@@ -128,6 +128,8 @@ export const bench = {
   overloadRounds: num('BENCH_OVERLOAD_ROUNDS', 1),
   overloadSkipS: num('BENCH_OVERLOAD_SKIP_S', 10),
   overloadTimeoutS: num('BENCH_OVERLOAD_TIMEOUT_S', 600),
+  /** A drain in which no task ended for this long is over: the rest are reported unfinished. */
+  overloadStallS: num('BENCH_OVERLOAD_STALL_S', 120),
 
   /** Bounds on waiting for a pipeline to drain, so a stuck run fails instead of hanging. */
   drainTimeoutMs: num('BENCH_DRAIN_TIMEOUT_MS', 120_000),

@@ -13,10 +13,14 @@ export interface OverloadWindow {
   createErrors: number;
   /** Seconds the API alone took to accept the backlog. */
   createS: number;
-  /** From the worker being ready until every task ended, or until BENCH_OVERLOAD_TIMEOUT_S. */
+  /** From the worker being ready until every task ended, or until nothing ended for BENCH_OVERLOAD_STALL_S, or BENCH_OVERLOAD_TIMEOUT_S. */
   drainS: number;
   drained: boolean;
-  /** Tasks at `succeed` in the pipeline's own database per second, over the whole drain. */
+  /**
+   * Tasks at `succeed` in the pipeline's own database per second, from the worker being ready until
+   * the last of them succeeded: tasks a pipeline lost (the bare pipeline has no polling to find a
+   * callback that never came) are its `unfinished`, not a tail of waiting that divides its goodput.
+   */
   goodput: number;
   /** The same over the steady window (seconds from the worker being ready); NaN if the drain was too short for one. */
   steadyGoodput: number;
@@ -90,13 +94,17 @@ async function watchDrain(read: () => Promise<Counts>, tasks: number, label: str
     samples.push(sample);
     if (sample.succeeded + sample.failed >= tasks) return { samples, drained: true };
     if (sample.t >= bench.overloadTimeoutS) return { samples, drained: false };
+    // Nothing ended for a long while: what is left is lost (the service's polls come well within it).
+    const moved = samples.find((s) => s.succeeded + s.failed === sample.succeeded + sample.failed)!;
+    if (sample.t - moved.t >= bench.overloadStallS) return { samples, drained: false };
     if (tick % (10_000 / TICK_MS) === 0) progress(`${label}: ${sample.t.toFixed(0)}s, ${sample.succeeded} of ${tasks} succeeded`);
   }
 }
 
-/** Goodput over the drain, over the steady window, and per whole second. */
+/** Goodput until the last success, over the steady window, and per whole second of the drain. */
 export function drainFigures(samples: Sample[], tasks: number, skipS: number) {
   const last = samples[samples.length - 1];
+  const lastSuccess = samples.find((s) => s.succeeded >= last.succeeded)!;
   const from = samples.find((s) => s.t >= skipS);
   const to = samples.find((s) => s.succeeded >= STEADY_UNTIL_SHARE * tasks) ?? last;
   const steady = from && to.t > from.t ? { goodput: (to.succeeded - from.succeeded) / (to.t - from.t), window: [from.t, to.t] } : undefined;
@@ -107,7 +115,7 @@ export function drainFigures(samples: Sample[], tasks: number, skipS: number) {
     before = at;
   }
   return {
-    goodput: last.t > 0 ? last.succeeded / last.t : NaN,
+    goodput: lastSuccess.t > 0 ? last.succeeded / lastSuccess.t : NaN,
     steadyGoodput: steady?.goodput ?? NaN,
     steadyWindowS: (steady?.window ?? [NaN, NaN]) as [number, number],
     seconds,

@@ -172,4 +172,10 @@ describe('the overload drain figures', () => {
   it('has no steady window when the drain ends before the skip does', () => {
     expect(drainFigures(samples, 100, 20)).toMatchObject({ goodput: 10, steadyGoodput: NaN, steadyWindowS: [NaN, NaN] });
   });
+
+  it('counts goodput until the last success: tasks that never end (a lost callback) do not stretch it', () => {
+    // 95 of the 100 succeed by 9.5 s, then nothing more ends until the drain gives up at 20 s.
+    const stalled = [...samples.slice(0, 20), ...Array.from({ length: 22 }, (_, i) => ({ t: 9.5 + i / 2, succeeded: 95, failed: 0 }))];
+    expect(drainFigures(stalled, 100, 2)).toMatchObject({ goodput: 10, steadyGoodput: 10, steadyWindowS: [2, 9] });
+  });
 });
