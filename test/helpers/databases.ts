@@ -1,5 +1,5 @@
 /** Base name of the test databases; each jest worker gets `<base>_w<N>`, copied from `<base>_template`. */
-export const TEST_DB_BASE = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker_test';
+export const TEST_DB_BASE = process.env.TEST_DATABASE_URL || 'postgresql://postgres:postgres@127.0.0.1:5432/kling_tracker_test';
 
 /** Enough copies for jest's worker ids (maxWorkers in jest.config.js is 3; ids can go one higher on restarts). */
 export const WORKER_DBS = 4;
