@@ -15,6 +15,8 @@ export interface BlobStore {
   kind: string;
   /** Where a download is spooled before it is stored (for the directory store, its own filesystem: storing is a rename). */
   spoolDir: string;
+  /** Storing is local (a rename and a sync to this machine's disk), not a transfer to another host. */
+  local: boolean;
   has(key: string): Promise<boolean>;
   /** Stores a spooled file under `key`; the file is gone afterwards (moved or deleted). */
   putFile(key: string, path: string, contentType: string): Promise<void>;

@@ -5,7 +5,10 @@ import type { BlobStore } from './blob-store';
 
 const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{64}$/;
 
-/** A local directory (STORAGE_DIR): objects are files, stored by an atomic rename from `<dir>/.spool`. */
+/**
+ * A local directory (STORAGE_DIR): objects are files, stored by an atomic rename from `<dir>/.spool`,
+ * each synced to the disk (its bytes, then its name) before it is reported stored.
+ */
 export function createDirBlobStore(dir: string): BlobStore {
   const root = path.resolve(dir);
   const spoolDir = path.join(root, '.spool');
@@ -17,6 +20,7 @@ export function createDirBlobStore(dir: string): BlobStore {
   return {
     kind: 'directory',
     spoolDir,
+    local: true,
     async has(key) {
       return fs.promises.access(fileOf(key)).then(
         () => true,
@@ -26,12 +30,22 @@ export function createDirBlobStore(dir: string): BlobStore {
     async putFile(key, file) {
       const target = fileOf(key);
       try {
+        // The bytes reach the disk before the name does: once the copy is recorded (a commit, which
+        // Postgres makes durable), a crash of the machine must not leave the object short or empty.
+        await syncPath(file, 'data');
         // The fan-out directory usually exists already: made only when the rename says it is missing.
-        await fs.promises.rename(file, target).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
-          await fs.promises.mkdir(path.dirname(target), { recursive: true });
-          await fs.promises.rename(file, target);
-        });
+        const madeDir = await fs.promises.rename(file, target).then(
+          () => false,
+          async (err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') throw err;
+            await fs.promises.mkdir(path.dirname(target), { recursive: true });
+            await fs.promises.rename(file, target);
+            return true;
+          },
+        );
+        // Then the name: the rename's directory entry, and a new fan-out directory's own entry.
+        await syncPath(path.dirname(target), 'all');
+        if (madeDir) await syncPath(root, 'all');
       } catch (err) {
         await fs.promises.rm(file, { force: true });
         throw err;
@@ -47,4 +61,17 @@ export function createDirBlobStore(dir: string): BlobStore {
       await Promise.all(keys.map((k) => fs.promises.rm(fileOf(k), { force: true })));
     },
   };
+}
+
+/**
+ * fdatasync (`data`: the bytes and what reading them needs, such as the size) or fsync (`all`: a
+ * directory's entries) of a path, through a descriptor of its own.
+ */
+async function syncPath(target: string, what: 'data' | 'all'): Promise<void> {
+  const handle = await fs.promises.open(target, 'r');
+  try {
+    await (what === 'data' ? handle.datasync() : handle.sync());
+  } finally {
+    await handle.close();
+  }
 }

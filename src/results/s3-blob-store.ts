@@ -31,6 +31,7 @@ export function createS3BlobStore(s: S3Settings): BlobStore & { client: S3Client
     kind: 's3',
     client,
     spoolDir: path.join(os.tmpdir(), 'kling-tracker-spool'),
+    local: false,
     async has(key) {
       try {
         await client.send(new HeadObjectCommand({ Bucket: s.bucket, Key: key }));

@@ -1,19 +1,20 @@
 import { metrics } from '../observability/metrics';
 import { touchBlob, type RecordedCopy } from '../results/result-files';
-import { copyTaskOutputs, storeTaskResults, type StoreDeps } from './store-results';
+import { copyTaskOutputs, storeTaskResults, type CopyProgress, type StoreDeps } from './store-results';
 import type { ReadTask } from './task-repository';
 
 /**
  * Copies of results made by the process that learns of the upstream's success, at once: no
  * `result.store` job, no hop to a worker, no second read of the task.
  *
- * The copy starts before the success is written (`quick`). Done within `quickMs`, it is written with
- * it: the task goes straight to `succeed` with its links, without `storing` (one change instead of
- * two). Otherwise the task enters `storing` and the copy goes on (`start`, from the commit hook),
- * leased to this process for `leaseMs`: it must be over by then (each download gets only the time
- * left), and the results sweep gives a task in `storing` a job only once the lease and
- * SWEEP_MIN_AGE_MS have passed, so a process that dies mid-copy loses nothing and a live one is not
- * doubled. A copy that fails, or runs out of its lease, goes on as a job (with its retries and
+ * The copy starts before the success is written (`quick`). Done within `quickMs` (for a local store,
+ * downloaded within it: its write and sync to the disk are then waited for, up to LOCAL_WRITE_MS),
+ * it is written with it: the task goes straight to `succeed` with its links, without `storing` (one
+ * change instead of two). Otherwise the task enters `storing` and the copy goes on (`start`, from
+ * the commit hook), leased to this process for `leaseMs`: it must be over by then (each download
+ * gets only the time left), and the results sweep gives a task in `storing` a job only once the
+ * lease and SWEEP_MIN_AGE_MS have passed, so a process that dies mid-copy loses nothing and a live
+ * one is not doubled. A copy that fails, or runs out of its lease, goes on as a job (with its retries and
  * back-off); so does every copy past `max` at once.
  */
 export interface InlineCopies {
@@ -43,6 +44,19 @@ export interface InlineCopyDeps extends StoreDeps {
 }
 
 const LATER = Symbol('later');
+/** Longest wait for a local store's write and sync once the bytes are here: a disk slower than this is stalled, and the copy goes on from `storing`. */
+const LOCAL_WRITE_MS = 1000;
+
+/** The copy, or LATER if it is not over within `ms` (a failed copy is null: its failure handling goes on from `storing`). */
+async function within(copying: Promise<RecordedCopy[]>, ms: number): Promise<RecordedCopy[] | null | typeof LATER> {
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    copying.catch(() => null),
+    new Promise<typeof LATER>((resolve) => (timer = setTimeout(() => resolve(LATER), ms))),
+  ]);
+  clearTimeout(timer);
+  return first;
+}
 
 export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
   const leaseMs = deps.storage.inlineMs ?? 0;
@@ -65,16 +79,15 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
     async quick(task, result) {
       if (deps.quickMs <= 0 || leaseMs <= 0 || inFlight.size >= deps.max || underWay.has(task.id)) return null;
       metrics.resultCopiesStarted.inc({ via: 'inline' });
-      const copying = copyTaskOutputs(deps, { kind: task.kind, result, accountId: task.accountId }, Date.now() + leaseMs);
+      const progress: CopyProgress = { fetched: false };
+      const copying = copyTaskOutputs(deps, { kind: task.kind, result, accountId: task.accountId }, Date.now() + leaseMs, progress);
       track(copying);
       // Known from the start: a repeat of the success meanwhile (a retried callback, a poll) takes the storing path and this copy.
       underWay.set(task.id, copying);
-      let timer: NodeJS.Timeout | undefined;
-      const first = await Promise.race([
-        copying.catch(() => null),
-        new Promise<typeof LATER>((resolve) => (timer = setTimeout(() => resolve(LATER), deps.quickMs))),
-      ]);
-      clearTimeout(timer);
+      let first = await within(copying, deps.quickMs);
+      // The limit is on fetching: once every byte is here and the store is local, what is left is its
+      // write and sync to the disk (waited for as a commit waits for its own), and the copy goes with the success.
+      if (first === LATER && progress.fetched) first = await within(copying, LOCAL_WRITE_MS);
       if (first !== LATER) {
         if (underWay.get(task.id) === copying) underWay.delete(task.id);
         return first;

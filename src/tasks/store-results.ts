@@ -92,6 +92,7 @@ export async function copyTaskOutputs(
   deps: StoreDeps,
   task: Pick<ReadTask, 'kind' | 'result' | 'accountId'>,
   deadline?: number,
+  progress?: CopyProgress,
 ): Promise<RecordedCopy[]> {
   const kind = kindOf(task.kind);
   const copies: CopiedOutput[] = [];
@@ -99,8 +100,11 @@ export async function copyTaskOutputs(
     const limits = { ...deps.storage.limits };
     if (!limits.allowPrivate && task.accountId && deps.storage.accountIsPrivate)
       limits.allowPrivate = await deps.storage.accountIsPrivate(task.accountId);
-    for (const o of resultOutputs(kind, task.result))
-      copies.push(await copyOutput(deps, withinDeadline(limits, deadline), kind.outputs.kind, o.index, o.url));
+    const outputs = resultOutputs(kind, task.result);
+    for (const [i, o] of outputs.entries()) {
+      const tracked = i === outputs.length - 1 ? progress : undefined;
+      copies.push(await copyOutput(deps, withinDeadline(limits, deadline), kind.outputs.kind, o.index, o.url, tracked));
+    }
   } catch (err) {
     await Promise.all(copies.map((c) => touchBlob(deps.store.db, c))).catch(() => undefined);
     throw err;
@@ -116,12 +120,18 @@ function withinDeadline(limits: DownloadLimits, deadline: number | undefined): D
   return left < limits.timeoutMs ? { ...limits, timeoutMs: left, cutShort: true } : limits;
 }
 
+/** Set by a copy into a local store once every output is downloaded: what is left is local (the write and its sync, the blob's row). */
+export interface CopyProgress {
+  fetched: boolean;
+}
+
 async function copyOutput(
   { store, storage }: StoreDeps,
   limits: DownloadLimits,
   expected: 'image' | 'video',
   index: number,
   url: string,
+  progress?: CopyProgress,
 ): Promise<CopiedOutput> {
   const started = process.hrtime.bigint();
   let got;
@@ -132,6 +142,7 @@ async function copyOutput(
     throw err;
   }
   metrics.resultDownloads.inc({ outcome: 'ok' });
+  if (progress && storage.blobs.local) progress.fetched = true;
   const copy: CopiedOutput = {
     index,
     outputKind: expected,

@@ -1,0 +1,78 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { blobKey } from '../../src/results/blob-store';
+
+/**
+ * The directory store syncs each object to the disk (its bytes, then its name) before reporting it
+ * stored: the copy's record is committed right after, and a machine crash must not leave a recorded
+ * object short, empty or missing. A crash cannot be staged here, so the store's system calls are
+ * read, under strace (`-y` names each descriptor's path), and their order checked.
+ */
+const ROOT = path.resolve(__dirname, '..', '..');
+const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'kt-dir-sync-')));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** The calls the helper made, one per line (`[pid N] ` prefixes removed), and the spooled files' paths. */
+function tracePuts(keys: string[]): { calls: string[]; spooled: string[] } {
+  const log = path.join(root, 'strace.log');
+  const out = execFileSync(
+    'strace',
+    [
+      '-f',
+      '-qq',
+      '-y',
+      '-e',
+      'trace=fsync,fdatasync,rename,renameat,renameat2',
+      '-o',
+      log,
+      process.execPath,
+      '--import',
+      'tsx',
+      'test/helpers/dir-store-put.ts',
+      root,
+      ...keys,
+    ],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
+  const calls = fs
+    .readFileSync(log, 'utf8')
+    .split('\n')
+    .map((l) => l.replace(/^(\[pid\s+\d+\]\s*|\d+\s+)/, ''));
+  return { calls, spooled: JSON.parse(out) as string[] };
+}
+
+/** Index of the first (or last) call that starts with `name(` and mentions every one of `parts`. */
+const find = (calls: string[], name: string, parts: string[], last = false) => {
+  const match = (l: string) => new RegExp(`^${name}\\(`).test(l) && parts.every((p) => l.includes(p));
+  return last ? calls.findLastIndex(match) : calls.findIndex(match);
+};
+const RENAME = 'rename(?:at2?)?';
+
+it('syncs the bytes before the rename, then the directory entry (and a new fan-out directory in its parent)', () => {
+  const first = blobKey('ab'.padEnd(64, '1'));
+  const second = blobKey('ab'.padEnd(64, '2'));
+  const { calls, spooled } = tracePuts([first, second]);
+  const fanOut = path.join(root, 'ab');
+
+  for (const [i, key] of [first, second].entries()) {
+    const synced = find(calls, 'fdatasync', [`<${spooled[i]}>`]);
+    const renamed = find(calls, RENAME, [spooled[i], path.join(root, key)], true);
+    const dirSynced = calls.findIndex((l, at) => at > renamed && /^fsync\(/.test(l) && l.includes(`<${fanOut}>`));
+    expect({ key, synced: synced >= 0, renamed: renamed >= 0, dirSynced: dirSynced >= 0 }).toEqual({
+      key,
+      synced: true,
+      renamed: true,
+      dirSynced: true,
+    });
+    expect(synced).toBeLessThan(renamed);
+    // The second object's directory sync is after its own rename, not the first one's.
+    if (i === 1) expect(dirSynced).toBeGreaterThan(find(calls, RENAME, [spooled[0]], true));
+  }
+  // The first put made the fan-out directory: its entry in the root is synced after that rename.
+  const firstRename = find(calls, RENAME, [spooled[0], path.join(root, first)], true);
+  expect(calls.findIndex((l, at) => at > firstRename && /^fsync\(/.test(l) && l.includes(`<${root}>`))).toBeGreaterThan(firstRename);
+  expect(fs.readFileSync(path.join(root, first), 'utf8')).toBe('object 0');
+  expect(fs.readFileSync(path.join(root, second), 'utf8')).toBe('object 1');
+});
