@@ -14,8 +14,8 @@ import type { ReadTask } from './task-repository';
  * the commit hook), leased to this process for `leaseMs`: it must be over by then (each download
  * gets only the time left), and the results sweep gives a task in `storing` a job only once the
  * lease and SWEEP_MIN_AGE_MS have passed, so a process that dies mid-copy loses nothing and a live
- * one is not doubled. A copy that fails, or runs out of its lease, goes on as a job (with its retries and
- * back-off); so does every copy past `max` at once.
+ * one is not doubled. A copy that fails, or runs out of its lease, goes on as a job (with its
+ * retries and back-off); so does every copy past `max` at once.
  */
 export interface InlineCopies {
   /**
