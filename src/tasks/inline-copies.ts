@@ -87,7 +87,7 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
       let first = await within(copying, deps.quickMs);
       // The limit is on fetching: once every byte is here and the store is local, what is left is its
       // write and sync to the disk (waited for as a commit waits for its own), and the copy goes with the success.
-      if (first === LATER && progress.fetched) first = await within(copying, LOCAL_WRITE_MS);
+      if (first === LATER && progress.fetched && deps.storage.blobs.local) first = await within(copying, LOCAL_WRITE_MS);
       if (first !== LATER) {
         if (underWay.get(task.id) === copying) underWay.delete(task.id);
         return first;

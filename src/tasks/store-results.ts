@@ -120,7 +120,7 @@ function withinDeadline(limits: DownloadLimits, deadline: number | undefined): D
   return left < limits.timeoutMs ? { ...limits, timeoutMs: left, cutShort: true } : limits;
 }
 
-/** Set by a copy into a local store once every output is downloaded: what is left is local (the write and its sync, the blob's row). */
+/** Set by a copy once every output is downloaded: what is left is storing the last one (and, for reused content, its blob's row). */
 export interface CopyProgress {
   fetched: boolean;
 }
@@ -142,7 +142,7 @@ async function copyOutput(
     throw err;
   }
   metrics.resultDownloads.inc({ outcome: 'ok' });
-  if (progress && storage.blobs.local) progress.fetched = true;
+  if (progress) progress.fetched = true;
   const copy: CopiedOutput = {
     index,
     outputKind: expected,
