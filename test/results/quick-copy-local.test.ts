@@ -49,7 +49,8 @@ function quickCopy(blobs: BlobStore, seed: string) {
     // New content touches no row (each test's store is empty): the copy reads and writes no database here.
     store: {} as TaskStore,
     storage: { blobs, limits: { maxBytes: 1_000_000, timeoutMs: 10_000, allowPrivate: true }, timeoutMs: 60_000, inlineMs: 60_000 },
-    quickMs: 50,
+    // Wide enough for a tiny download on a loaded machine; the writes below are staged around it.
+    quickMs: 200,
     max: 10,
     enqueueStores: async () => true,
   });
@@ -57,8 +58,8 @@ function quickCopy(blobs: BlobStore, seed: string) {
   return { copies, copied: copies.quick(task, { images: [{ index: 0, url: `${base}/${seed}.png` }] }) };
 }
 
-it('waits for a local store once every byte is here, its write taking several times STORAGE_QUICK_MS', async () => {
-  const { copies, copied } = quickCopy(slowStore('local', true, 300), 'local');
+it('waits for a local store once every byte is here, its write taking longer than STORAGE_QUICK_MS', async () => {
+  const { copies, copied } = quickCopy(slowStore('local', true, 500), 'local');
   const got = await copied;
   expect(got).toHaveLength(1);
   expect(got![0].size).toBe(png.length);
@@ -73,7 +74,7 @@ it('stops waiting for a local store stalled past a second: the task goes through
 });
 
 it('does not wait past STORAGE_QUICK_MS for a store on another host: the task goes through storing', async () => {
-  const { copies, copied } = quickCopy(slowStore('remote', false, 400), 'remote');
+  const { copies, copied } = quickCopy(slowStore('remote', false, 600), 'remote');
   expect(await copied).toBeNull();
   await copies.drain();
 });
