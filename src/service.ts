@@ -26,6 +26,7 @@ import { startServer, type RunningServer } from './server';
 import { createTenantCache, type TenantCache } from './tenants/tenant-cache';
 import { createBlobStore, resultStorageOf } from './results/blob-stores';
 import { createFileLinks } from './results/file-links';
+import { startSpoolSweeps } from './results/spool-sweep';
 import { enqueueStores } from './queues/queues';
 import type { TaskViewContext } from './tasks/task-view';
 
@@ -111,6 +112,8 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
     ttlMs: config.RESULT_LINK_TTL_S * 1000,
   });
   const storage = resultStorageOf(config, db, blobs);
+  // Every process that copies outputs shares the spool: each clears what a dead one left there.
+  const stopSpoolSweeps = startSpoolSweeps(blobs.spoolDir, config.STORAGE_DOWNLOAD_TIMEOUT_MS, log);
   const view: TaskViewContext = { resultUrls: config.RESULT_URLS, links };
   const store: TaskStore = {
     db,
@@ -226,6 +229,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   service.close = async () => {
     // Long polls and event streams would hold the server's close for up to their limits.
     stopping.abort();
+    stopSpoolSweeps();
     await service.server?.close();
     await tenants?.close();
     await service.workers?.close();
