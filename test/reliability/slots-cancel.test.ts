@@ -173,12 +173,13 @@ describe('upstream concurrency slots', () => {
   });
 
   it('pauses submission on 1303 instead of failing tasks, and creates each upstream task once', async () => {
-    h = await startHarness({ simulator: { processingAfterMs: 150, finishAfterMs: 150 }, env: { UPSTREAM_CONCURRENCY: '10' } });
+    // Each task stays at the upstream long enough that the five overlap there however slowly they
+    // are created (created one by one, 150 ms each let a loaded machine finish them two at a time).
+    h = await startHarness({ simulator: { processingAfterMs: 500, finishAfterMs: 500 }, env: { UPSTREAM_CONCURRENCY: '10' } });
     // The account is shared with someone else: the upstream is full long before our own count is.
     h.sim.faults.concurrencyLimit = 2;
     const key = (await h.newTenant()).api_key;
-    const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await create(h, key)).body.data.task_id);
+    const ids = await Promise.all([...Array(5)].map(async () => (await create(h, key)).body.data.task_id as string));
     for (const id of ids) await h.waitForTask(id, (t) => t.state === 'succeed');
     const rejections = h.sim.received.filter((r) => r.method === 'POST').length - h.sim.createdCount();
     expect(rejections).toBeGreaterThan(0);
