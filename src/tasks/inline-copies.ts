@@ -47,7 +47,7 @@ const LATER = Symbol('later');
 /** Longest wait for a local store's write and sync once the bytes are here: a disk slower than this is stalled, and the copy goes on from `storing`. */
 const LOCAL_WRITE_MS = 1000;
 
-/** The copy, or LATER if it is not over within `ms` (a failed copy is null: its failure handling goes on from `storing`). */
+/** The copy, or LATER if it is not over within `ms` (a failed copy is null: its failure is handled from `storing`). */
 async function within(copying: Promise<RecordedCopy[]>, ms: number): Promise<RecordedCopy[] | null | typeof LATER> {
   let timer: NodeJS.Timeout | undefined;
   const first = await Promise.race([
@@ -88,13 +88,15 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
       // The limit is on fetching: once every byte is here and the store is local, what is left is its
       // write and sync to the disk (waited for as a commit waits for its own), and the copy goes with the success.
       if (first === LATER && progress.fetched && deps.storage.blobs.local) first = await within(copying, LOCAL_WRITE_MS);
-      if (first !== LATER) {
+      if (first !== LATER && first) {
         if (underWay.get(task.id) === copying) underWay.delete(task.id);
         return first;
       }
-      // Still copying: `start` shows it once the task is in `storing`. If the task never gets there
-      // (another writer won), the copy is dropped when its lease ends, its objects marked for the
-      // blob sweep (which deletes them in time unless another copy of the task refers to them).
+      // Still copying, or failed: `start` takes it once the task is in `storing`, to show it or to
+      // handle its failure (a file that is gone is not fetched a second time to learn so). If the
+      // task never gets there (another writer won), the copy is dropped when its lease ends, its
+      // objects marked for the blob sweep (which deletes them in time unless another copy of the
+      // task refers to them).
       const abandon = () => {
         if (underWay.get(task.id) !== copying) return;
         underWay.delete(task.id);

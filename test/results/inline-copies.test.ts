@@ -100,7 +100,7 @@ describe('a quick copy that fails', () => {
     await receiver.close();
   });
 
-  it("leaves the task to the copies' failure handling: the file is gone (404), so it succeeds at once with the upstream's URLs", async () => {
+  it("leaves the task to the copies' failure handling, without a second try: the file is gone (404), so it succeeds at once with the upstream's URLs", async () => {
     const files = await fileHost(0, () => true);
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = files.url;
@@ -114,9 +114,46 @@ describe('a quick copy that fails', () => {
       expect(hooks.map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
       const urls = (hooks[1].json.task_result as { images: { url: string }[] }).images.map((i) => i.url);
       expect(urls.every((u) => u.startsWith(files.url))).toBe(true);
+      // The quick copy's failure is the one handled from `storing`: the file is not fetched again to learn it.
+      expect([...files.requests.values()]).toEqual([1]);
     } finally {
       h.sim.fileBaseUrl = realBase;
       await files.close();
+    }
+  });
+});
+
+describe('a quick copy that fails for a moment', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '10000', STORAGE_TIMEOUT_MS: '600000' } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('goes on from storing as a job, whose retry copies the file: the task succeeds with its links', async () => {
+    const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
+    let requests = 0;
+    // The first request meets a server error (one that may pass); the others get the file.
+    const server = http.createServer((_req, res) =>
+      ++requests === 1 ? res.writeHead(503).end() : res.writeHead(200, { 'content-type': 'image/png' }).end(png),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const t = await h.newTenant('gus');
+      const id = await createImage(h, t.api_key, 'a flicker');
+      const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+      expect(done.filesState).toBe('stored');
+      const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+      expect(events.map((e) => e.toState).slice(-2)).toEqual(['storing', 'succeed']);
+      expect(requests).toBe(2);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     }
   });
 });
