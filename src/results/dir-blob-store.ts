@@ -43,9 +43,14 @@ export function createDirBlobStore(dir: string): BlobStore {
             return true;
           },
         );
-        // Then the name: the rename's directory entry, and a new fan-out directory's own entry.
+        // Then the name: the rename's directory entry, and a new fan-out directory's own entry. The
+        // root's entry in its parent too: a new fan-out directory is how a new STORAGE_DIR (made by
+        // the first download's spool) shows, and otherwise costs one sync of up to 256 in a store's life.
         await syncPath(path.dirname(target), 'all');
-        if (madeDir) await syncPath(root, 'all');
+        if (madeDir) {
+          await syncPath(root, 'all');
+          await syncPath(path.dirname(root), 'all');
+        }
       } catch (err) {
         await fs.promises.rm(file, { force: true });
         throw err;
