@@ -75,13 +75,18 @@ export function startClientLoad(o: LoadOptions): ClientLoad {
     }
   };
 
+  // The rate is kept in wall time: a tick that comes late (this process starved of CPU on a loaded
+  // machine) starts every create that was due since the last one, instead of one.
+  const startedAt = Date.now();
   const timer = setInterval(() => {
-    if (stopped) return;
-    const i = index++;
-    pending.set(
-      i,
-      create(i).finally(() => pending.delete(i)),
-    );
+    const due = Math.round(((Date.now() - startedAt) * o.ratePerSec) / 1000);
+    while (!stopped && index < due) {
+      const i = index++;
+      pending.set(
+        i,
+        create(i).finally(() => pending.delete(i)),
+      );
+    }
   }, 1000 / o.ratePerSec);
 
   return {
