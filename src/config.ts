@@ -160,7 +160,7 @@ export const ConfigSchema = z
      * opened (5000-series answers or timeouts in a row) is a last resort for this long.
      */
     ACCOUNT_PROBE_INTERVAL_MS: z.coerce.number().int().min(100).default(60_000),
-    /** First pause of submissions after a 1302/1303 from the upstream; doubles while they continue (max 1 min). */
+    /** First pause of submissions after a 1302/1303 from the upstream; doubles with each round of them in a row (max 1 min). */
     UPSTREAM_THROTTLE_PAUSE_MS: z.coerce.number().int().min(1).default(1_000),
     /**
      * Backpressure: a callback that takes longer than this (answered or still waiting) in any API

@@ -24,7 +24,7 @@ export interface SubmitDeps {
   probeIntervalMs: number;
   /** What the upstream's answers say about each account (pools out, models refused, breaker). */
   accountHealth: AccountHealth;
-  /** First pause of submissions after a 1302/1303; doubles while they continue, up to a minute. */
+  /** First pause of submissions after a 1302/1303; doubles with each round of them in a row, up to a minute. */
   throttlePauseMs: number;
   /** Stops this queue for every worker for `ms` (the upstream said it is full or throttling). */
   pauseSubmissions(ms: number): Promise<void>;
@@ -53,6 +53,7 @@ export interface SubmitDeps {
  * a created one is tracked to its end like any other, a refused or absent one ends the task now.
  */
 export function submitTaskProcessor(deps: SubmitDeps) {
+  const throttle = createThrottle(deps.throttlePauseMs);
   return async ({ taskId }: SubmitJob, job: Job): Promise<string> => {
     const fields = { task_id: taskId, job_id: job.id, attempt: job.attemptsMade + 1 };
     // The claim is also the read: it skips a task past `queued`, and counts a first attempt in its
@@ -63,7 +64,7 @@ export function submitTaskProcessor(deps: SubmitDeps) {
     let claim = await claimSlots(deps.db, taskId, deps.poolLimits, true, deps.probeIntervalMs).finally(claimed);
     // Placed again at most this often in one job: each move follows a refusal by another account.
     for (let moves = 0; ; moves++) {
-      const outcome = await submitOnAccount(deps, claim, job, fields);
+      const outcome = await submitOnAccount(deps, throttle, claim, job, fields);
       if (outcome !== 'refused') return outcome;
       if (moves >= MAX_MOVES) throw new Error('refused by several accounts in a row; the job retries later');
       claim = await claimSlots(deps.db, taskId, deps.poolLimits, false, deps.probeIntervalMs);
@@ -75,7 +76,13 @@ export function submitTaskProcessor(deps: SubmitDeps) {
 const MAX_MOVES = 5;
 
 /** Submits the claimed task through its account; 'refused' when that account refused it and it was taken off it. */
-async function submitOnAccount(deps: SubmitDeps, claim: Claimed, job: Job, fields: Record<string, unknown>): Promise<string> {
+async function submitOnAccount(
+  deps: SubmitDeps,
+  throttle: Throttle,
+  claim: Claimed,
+  job: Job,
+  fields: Record<string, unknown>,
+): Promise<string> {
   if (claim.result === 'missing') {
     deps.log.warn(fields, 'submit job for a task that does not exist; dropped');
     return 'missing';
@@ -102,7 +109,7 @@ async function submitOnAccount(deps: SubmitDeps, claim: Claimed, job: Job, field
       const created = await kling.createTask(kindOf(task.kind).path, upstreamBody(deps, task));
       await applyUpstreamUpdate(deps.store, task.id, created, 'submit', counted);
       deps.log.info({ ...fields, account, request_id: task.requestId, upstream_task_id: created.task_id }, 'submitted upstream');
-      throttled = 0;
+      throttle.passed();
       await deps.accountHealth.succeeded(account, task.pool);
       return 'submitted';
     } catch (err) {
@@ -112,7 +119,7 @@ async function submitOnAccount(deps: SubmitDeps, claim: Claimed, job: Job, field
       if (err.kind === 'auth_expired' && !resigned) continue;
       const verdict = accountVerdict(err, resigned);
       if (verdict && verdict.kind !== 'failure') {
-        const pause = verdict.kind === 'full' ? throttlePause(deps.throttlePauseMs, err.retryAfterSec) : 0;
+        const pause = verdict.kind === 'full' ? throttle.pause(err.retryAfterSec) : 0;
         await deps.accountHealth.record(verdict, account, task, pause);
         log().warn({ code: err.code, verdict: verdict.kind }, 'the account refused the task; placing it again');
         // Refused, so nothing was made upstream: an end requested meanwhile is carried out now.
@@ -125,7 +132,7 @@ async function submitOnAccount(deps: SubmitDeps, claim: Claimed, job: Job, field
         if (await endIfRequested(deps.store, task.id, 'submit')) return 'ended';
         // The upstream throttles requests: pause submissions, keep the task (and its slots) and
         // its attempts; the job returns to the queue and runs again after the pause.
-        const pause = throttlePause(deps.throttlePauseMs, err.retryAfterSec);
+        const pause = throttle.pause(err.retryAfterSec);
         log().warn({ code: err.code, pause_ms: pause }, 'upstream throttling; pausing submissions');
         await deps.pauseSubmissions(pause);
         throw Worker.RateLimitError();
@@ -152,12 +159,34 @@ async function submitOnAccount(deps: SubmitDeps, claim: Claimed, job: Job, field
   }
 }
 
-/** Consecutive 1302/1303 answers in this process; the pause doubles with each, up to a minute. */
-let throttled = 0;
-function throttlePause(baseMs: number, retryAfterSec?: number): number {
-  throttled++;
-  return Math.max(Math.min(baseMs * 2 ** Math.min(throttled - 1, 16), 60_000), (retryAfterSec ?? 0) * 1000);
+/**
+ * The pause after 1302/1303 answers: it doubles with each round of them in a row, up to a minute,
+ * and starts again after a submission goes through. A round is the answers that come back within
+ * the pause its first one set: submissions that were under way together say one thing once, so
+ * twenty tasks refused at the same moment pause the account as long as one does (counted one by
+ * one, they paused it for a minute).
+ */
+function createThrottle(baseMs: number) {
+  let rounds = 0;
+  let roundStartedAt = 0;
+  let roundPauseMs = 0;
+  return {
+    pause(retryAfterSec?: number): number {
+      const now = Date.now();
+      if (rounds === 0 || now - roundStartedAt >= roundPauseMs) {
+        rounds++;
+        roundStartedAt = now;
+        roundPauseMs = Math.min(baseMs * 2 ** Math.min(rounds - 1, 16), 60_000);
+      }
+      return Math.max(roundPauseMs, (retryAfterSec ?? 0) * 1000);
+    },
+    passed(): void {
+      rounds = 0;
+    },
+  };
 }
+
+type Throttle = ReturnType<typeof createThrottle>;
 
 async function adoptExisting(deps: SubmitDeps, kling: KlingClient, task: Task): Promise<boolean> {
   const existing = await kling.findByExternalId(kindOf(task.kind).path, task.id);

@@ -1,11 +1,12 @@
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
 import { newApiKey } from '../../src/tenants/api-key';
+import { metrics } from '../../src/observability/metrics';
 import { readTask } from '../../src/tasks/task-repository';
 import { claimSlots, slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
-import { slotsHeldByTasks } from '../helpers/invariants';
+import { eventually, slotsHeldByTasks } from '../helpers/invariants';
 import { startReceiver } from '../helpers/receiver';
 import { moveUpstream, upstreamTaskOf } from '../helpers/video';
 import { recordSlotPeaks } from '../helpers/slot-peaks';
@@ -185,6 +186,30 @@ describe('upstream concurrency slots', () => {
     expect(rejections).toBeGreaterThan(0);
     expect(h.sim.createdCount()).toBe(5);
     expect(await slotsInUse(h.api.db)).toBe(0);
+  });
+
+  it('pauses once for 1303s that answer submissions made together, not once per task', async () => {
+    // A second's pause: refusals counted one by one would double it eight times (past a minute).
+    h = await startHarness({ env: { UPSTREAM_THROTTLE_PAUSE_MS: '1000' } });
+    // The account is full with someone else's tasks for a moment. The answers take half a second,
+    // so the eight submissions are all under way before the first refusal comes back.
+    h.sim.faults.createLatencyMs = 500;
+    h.sim.faults.createOutage = { http: 429, code: 1303, message: 'parallel task over resource pack limit' };
+    const refusals = async () =>
+      (await metrics.accountSubmissions.get()).values.filter((v) => v.labels.outcome === '1303').reduce((n, v) => n + v.value, 0);
+    const before = await refusals();
+    const key = (await h.newTenant()).api_key;
+    const ids = await Promise.all([...Array(8)].map(async () => (await create(h, key)).body.data.task_id as string));
+    await eventually('the eight refusals', async () => (await refusals()) - before >= 8);
+    // The account's usable slots are lowered for the pause of one round (a second), not a minute.
+    const { rows } = await h.api.db.sql<{ left_ms: number }>(
+      `SELECT extract(epoch FROM (slot_caps -> 'image' ->> 'until')::timestamptz - now()) * 1000 AS left_ms FROM upstream_accounts`,
+    );
+    expect(rows.map((r) => Number(r.left_ms) < 10_000)).toEqual([true]);
+    h.sim.faults.createOutage = undefined;
+    h.sim.faults.createLatencyMs = 0;
+    for (const id of ids) await h.waitForTask(id, (t) => t.state === 'succeed');
+    expect(h.sim.createdCount()).toBe(8);
   });
 });
 
