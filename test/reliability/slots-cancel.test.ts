@@ -189,7 +189,7 @@ describe('upstream concurrency slots', () => {
   });
 
   it('pauses once for 1303s that answer submissions made together, not once per task', async () => {
-    // A second's pause: refusals counted one by one would double it eight times (past a minute).
+    // A second's pause: eight refusals counted one by one would double it seven times (to the one-minute cap).
     h = await startHarness({ env: { UPSTREAM_THROTTLE_PAUSE_MS: '1000' } });
     // The account is full with someone else's tasks for a moment. The answers take half a second,
     // so the eight submissions are all under way before the first refusal comes back.
