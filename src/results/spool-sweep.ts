@@ -22,7 +22,7 @@ export const spoolLeftoverAgeMs = (downloadTimeoutMs: number) => Math.max(MIN_LE
  * tells a dead process's file from a live download's, not who made it. A spool that does not
  * exist yet has nothing to sweep.
  */
-export async function sweepSpool(spoolDir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+export async function sweepSpool(spoolDir: string, olderThanMs: number): Promise<number> {
   let names: string[];
   try {
     names = await fs.promises.readdir(spoolDir);
@@ -30,6 +30,7 @@ export async function sweepSpool(spoolDir: string, olderThanMs: number, now = Da
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw err;
   }
+  const now = Date.now();
   let removed = 0;
   for (const name of names) {
     const file = path.join(spoolDir, name);

@@ -18,15 +18,18 @@ const copiesStarted = async (via: 'inline' | 'job') =>
 const fallbacks = async () => (await metrics.resultStorageFallbacks.get()).values.reduce((a, v) => a + v.value, 0);
 
 /**
- * A file host that answers every request with the same PNG after `delayMs` (404 for paths that are
- * `missing`), counting the requests per path.
+ * A file host that answers every request with the same PNG after `delayMs`, or with the error
+ * status `refuse` gives for the path and the request's number on it (from 1), counting the requests
+ * per path.
  */
-async function fileHost(delayMs: number, missing: (path: string) => boolean = () => false) {
+async function fileHost(delayMs: number, refuse: (path: string, nth: number) => number | undefined = () => undefined) {
   const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
   const requests = new Map<string, number>();
   const server = http.createServer((req, res) => {
-    requests.set(req.url!, (requests.get(req.url!) ?? 0) + 1);
-    const answer = () => (missing(req.url!) ? res.writeHead(404).end() : res.writeHead(200, { 'content-type': 'image/png' }).end(png));
+    const nth = (requests.get(req.url!) ?? 0) + 1;
+    requests.set(req.url!, nth);
+    const status = refuse(req.url!, nth);
+    const answer = () => (status ? res.writeHead(status).end() : res.writeHead(200, { 'content-type': 'image/png' }).end(png));
     const timer = setTimeout(answer, delayMs);
     res.on('close', () => clearTimeout(timer));
   });
@@ -101,7 +104,7 @@ describe('a quick copy that fails', () => {
   });
 
   it("leaves the task to the copies' failure handling, without a second try: the file is gone (404), so it succeeds at once with the upstream's URLs", async () => {
-    const files = await fileHost(0, () => true);
+    const files = await fileHost(0, () => 404);
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = files.url;
     try {
@@ -123,15 +126,10 @@ describe('a quick copy that fails', () => {
   });
 
   it('for a moment, goes on from storing as a job, whose retry copies the file: the task succeeds with its links', async () => {
-    const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
-    let requests = 0;
     // The first request meets a server error (one that may pass); the others get the file.
-    const server = http.createServer((_req, res) =>
-      ++requests === 1 ? res.writeHead(503).end() : res.writeHead(200, { 'content-type': 'image/png' }).end(png),
-    );
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const files = await fileHost(0, (_path, nth) => (nth === 1 ? 503 : undefined));
     const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    h.sim.fileBaseUrl = files.url;
     try {
       const t = await h.newTenant('gus');
       const id = await createImage(h, t.api_key, 'a flicker');
@@ -139,11 +137,10 @@ describe('a quick copy that fails', () => {
       expect(done.filesState).toBe('stored');
       const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
       expect(events.map((e) => e.toState).slice(-2)).toEqual(['storing', 'succeed']);
-      expect(requests).toBe(2);
+      expect([...files.requests.values()]).toEqual([2]);
     } finally {
       h.sim.fileBaseUrl = realBase;
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await files.close();
     }
   });
 });
@@ -228,7 +225,7 @@ describe('copies of some outputs only', () => {
 
   it('gives an object written before a later output failed its blob row, so the blob sweep can delete it', async () => {
     // The first of two outputs is copied; the second is gone (404), which no retry can cure.
-    const files = await fileHost(0, (p) => p.endsWith('/1.png'));
+    const files = await fileHost(0, (p) => (p.endsWith('/1.png') ? 404 : undefined));
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = files.url;
     try {
