@@ -248,6 +248,11 @@ export const ConfigSchema = z
      */
     STORAGE_INLINE_MS: z.coerce.number().int().min(0).default(60_000),
     /**
+     * That process holds each such copy this long, renewing the hold every quarter of it while it
+     * copies: when it dies mid-copy, a `result.store` job takes over once the hold runs out.
+     */
+    STORAGE_HOLD_MS: z.coerce.number().int().min(100).default(10_000),
+    /**
      * A success waits this long for its copy: done by then, the task succeeds with its links in
      * one change, without `storing` (the callback's answer waits as long at most); 0: never waits.
      */

@@ -29,7 +29,7 @@ import type { WebhookSettings } from '../src/webhooks/delivery-attempt';
 import { enqueueStores } from '../src/queues/queues';
 import { expireResults } from '../src/tasks/expire-results';
 import { storeTaskResults, type ResultStorage } from '../src/tasks/store-results';
-import { sweepStoringTasks } from '../src/tasks/sweep-storing-tasks';
+import { copyHoldMs, sweepStoringTasks } from '../src/tasks/sweep-storing-tasks';
 import { startCatalogueWorkers } from './catalogue-workers';
 import { deliverWebhookProcessor } from './deliver-webhook.processor';
 import { keepJobsScheduled } from './job-schedulers';
@@ -101,8 +101,9 @@ function jobHandlers(
         sweepStoringTasks({
           store: deps.store,
           timeoutMs: deps.storage.timeoutMs,
-          // A copy made by the process that saw the success is its own until its lease ends.
-          minAgeMs: deps.sweepMinAgeMs + (deps.storage.inlineMs ?? 0),
+          minAgeMs: deps.sweepMinAgeMs,
+          // A copy made by the process that saw the success is its own while that process renews its hold.
+          holdMs: copyHoldMs(deps.storage),
           enqueueStores: (ids) => enqueueStores(deps.queues, ids),
         }),
       'results.expire': () => expireResults(deps.db, deps.storage.blobs),

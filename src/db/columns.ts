@@ -9,7 +9,7 @@ export const TABLE_COLUMNS = {
   tasks: columnsOf(`id tenant_id request_id external_task_id kind pool state request model_name slot_cost callback_url callback_token
     upstream_task_id status_msg failure_reason result upstream_created_at upstream_updated_at submit_attempts slots_held
     slots_wait_since next_poll_at poll_count cancel_requested_at cancel_reason cancel_message event_seq created_at updated_at
-    submitted_at finished_at account_id results_expire_at files_state files storing_since files_expired_at`),
+    submitted_at finished_at account_id results_expire_at files_state files storing_since copy_held_until files_expired_at`),
   webhook_deliveries: columnsOf(`id task_id tenant_id seq event_type url body status attempt_count chain next_attempt_at last_error
     created_at updated_at delivered_at`),
   tenants: columnsOf(`id name api_key_hash api_key_prefix access_key secret_key webhook_secret webhook_secret_previous created_at

@@ -52,6 +52,7 @@ export function resultStorageOf(c: Config, db: Db, blobs: BlobStore = createBlob
     blobs,
     timeoutMs: c.STORAGE_TIMEOUT_MS,
     inlineMs: c.STORAGE_INLINE_MS,
+    holdMs: c.STORAGE_HOLD_MS,
     limits: { maxBytes: c.STORAGE_MAX_BYTES, timeoutMs: c.STORAGE_DOWNLOAD_TIMEOUT_MS, allowPrivate: upstreamIsPrivate(c) },
     accountIsPrivate: async (accountId: string): Promise<boolean> => {
       if (accountId === ENV_ACCOUNT_ID) return false;

@@ -1,6 +1,7 @@
 import { metrics } from '../observability/metrics';
 import { touchBlob, type RecordedCopy } from '../results/result-files';
 import { copyTaskOutputs, storeTaskResults, type CopyProgress, type StoreDeps } from './store-results';
+import { copyHoldMs, holdCopies } from './sweep-storing-tasks';
 import type { ReadTask } from './task-repository';
 
 /**
@@ -11,11 +12,12 @@ import type { ReadTask } from './task-repository';
  * downloaded within it: its write and sync to the disk are then waited for, up to LOCAL_WRITE_MS),
  * it is written with it: the task goes straight to `succeed` with its links, without `storing` (one
  * change instead of two). Otherwise the task enters `storing` and the copy goes on (`start`, from
- * the commit hook), leased to this process for `leaseMs`: it must be over by then (each download
- * gets only the time left), and the results sweep gives a task in `storing` a job only once the
- * lease and SWEEP_MIN_AGE_MS have passed, so a process that dies mid-copy loses nothing and a live
- * one is not doubled. A copy that fails, or runs out of its lease, goes on as a job (with its
- * retries and back-off); so does every copy past `max` at once.
+ * the commit hook), for `leaseMs` at most from then (each download gets only the time left). While
+ * it runs, this process renews its hold on the task (`copy_held_until`, every quarter of
+ * `copyHoldMs`), and the results sweep gives a task in `storing` a job only once its hold and
+ * SWEEP_MIN_AGE_MS have passed: a live copy is not doubled, and the copy of a process that died
+ * mid-copy is taken over within a hold. A copy that fails, or runs out of its lease, goes on as a
+ * job (with its retries and back-off); so does every copy past `max` at once.
  */
 export interface InlineCopies {
   /**
@@ -71,6 +73,7 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
     inFlight.add(settled);
     void settled.finally(() => inFlight.delete(settled));
   };
+  const holds = keepHolds(deps, copyHoldMs(deps.storage));
   const handToJob = async (taskId: string) => {
     if (!(await deps.enqueueStores([taskId]).catch(() => false)))
       deps.log?.warn({ task_id: taskId }, 'could not enqueue the copy of results now; the results sweep will');
@@ -118,10 +121,39 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
         deps.log?.info({ task_id: task.id, reason: err.message }, 'copy of results goes on as a job');
         return handToJob(task.id);
       });
+      holds.during(task.id, run);
       track(run);
     },
     async drain() {
       await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+/**
+ * The holds of this process on the tasks whose copies it is making from `storing`: one statement
+ * every quarter of `holdMs` renews them all, while there are any. A renewal that fails (Postgres
+ * restarting) is tried again at the next; a hold that runs out meanwhile lets the sweep start a
+ * second copy of the same bytes, which the task's version check makes harmless.
+ */
+function keepHolds(deps: InlineCopyDeps, holdMs: number) {
+  const held = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
+  const renew = () =>
+    void holdCopies(deps.store.db, [...held], holdMs).catch((err: Error) =>
+      deps.log?.warn({ tasks: held.size, reason: err.message }, 'could not renew the hold on copies under way'),
+    );
+  return {
+    during(taskId: string, copying: Promise<unknown>) {
+      held.add(taskId);
+      timer ??= setInterval(renew, holdMs / 4).unref();
+      const release = () => {
+        held.delete(taskId);
+        if (held.size || !timer) return;
+        clearInterval(timer);
+        timer = undefined;
+      };
+      copying.then(release, release);
     },
   };
 }

@@ -24,6 +24,8 @@ export interface ResultStorage {
   timeoutMs: number;
   /** STORAGE_INLINE_MS: a copy is its process's this long from the task's entry into `storing` (src/tasks/inline-copies.ts). */
   inlineMs?: number;
+  /** STORAGE_HOLD_MS: ...and no longer than this without a renewal of its hold (src/tasks/sweep-storing-tasks.ts). */
+  holdMs?: number;
 }
 
 export interface StoreDeps {

@@ -155,6 +155,7 @@ export function newTaskRow(t: NewTask, createdAt: Date): Task {
     filesState: null,
     files: null,
     storingSince: null,
+    copyHeldUntil: null,
     filesExpiredAt: null,
   };
 }

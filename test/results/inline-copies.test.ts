@@ -173,10 +173,10 @@ describe('a quick copy that outlasts STORAGE_QUICK_MS (50)', () => {
   });
 });
 
-describe('copies made from storing by the process that saw the success (STORAGE_QUICK_MS=0)', () => {
+describe('copies made from storing by the process that saw the success (STORAGE_QUICK_MS=0, STORAGE_HOLD_MS=400)', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '0' } });
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '0', STORAGE_HOLD_MS: '400' } });
   });
   afterAll(async () => {
     await h.close();
@@ -195,9 +195,9 @@ describe('copies made from storing by the process that saw the success (STORAGE_
     expect(events.map((e) => e.toState)).toContain('storing');
   });
 
-  it("is not doubled by the results sweep while the copy's lease runs, however long past SWEEP_MIN_AGE_MS it takes", async () => {
-    // The file answers after a second: five sweeps (every 200 ms, SWEEP_MIN_AGE_MS 100) pass meanwhile.
-    const files = await fileHost(1000);
+  it('is not doubled by the results sweep while its process renews the hold, however many holds it outlasts', async () => {
+    // The file answers after 2 s: five holds of 400 ms, and ten sweeps (every 200 ms, SWEEP_MIN_AGE_MS 100), pass meanwhile.
+    const files = await fileHost(2000);
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = files.url;
     try {
@@ -210,6 +210,19 @@ describe('copies made from storing by the process that saw the success (STORAGE_
       h.sim.fileBaseUrl = realBase;
       await files.close();
     }
+  });
+
+  it('of a process that died mid-copy, goes on as a job once the hold has run out, long before STORAGE_INLINE_MS (60 s)', async () => {
+    const t = await h.newTenant('gina');
+    const id = await createImage(h, t.api_key, 'a quiet harbour');
+    await h.waitForTask(id, (x) => x.state === 'succeed');
+    // The row as a process leaves it when it dies mid-copy: `storing`, held until a moment ago, no job, no copy running.
+    await h.api.db.$executeRaw`UPDATE tasks SET state = 'storing', files_state = NULL, files = NULL, finished_at = NULL,
+      storing_since = now(), copy_held_until = now() WHERE id = ${id}`;
+    const done = await h.waitForTask(id, (x) => x.state === 'succeed', 10_000);
+    expect(done.filesState).toBe('stored');
+    const shown = (await request(h.url).get(`${IMAGES}/${id}`).set(bearer(t.api_key)).expect(200)).body.data;
+    expect(shown.task_result.images[0].url.startsWith(`${h.url}/v1/files/`)).toBe(true);
   });
 });
 
@@ -256,7 +269,7 @@ describe('copies whose lease runs out (STORAGE_INLINE_MS=300)', () => {
     const t = await h.newTenant('gina');
     const id = await createImage(h, t.api_key, 'a quiet harbour');
     await h.waitForTask(id, (x) => x.state === 'succeed');
-    // The row as a process leaves it when it dies right after committing `storing`: no job, no copy running.
+    // The row as a process leaves it when it dies right after committing `storing`: no job, no copy running, no hold renewed.
     await h.api.db.$executeRaw`UPDATE tasks SET state = 'storing', files_state = NULL, files = NULL, finished_at = NULL,
       storing_since = now() WHERE id = ${id}`;
     const done = await h.waitForTask(id, (x) => x.state === 'succeed');
