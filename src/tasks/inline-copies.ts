@@ -1,5 +1,7 @@
 import { metrics } from '../observability/metrics';
+import { DownloadError } from '../results/download-output';
 import { touchBlob, type RecordedCopy } from '../results/result-files';
+import type { QuickCopy } from './status-machine';
 import { copyTaskOutputs, storeTaskResults, type CopyProgress, type StoreDeps } from './store-results';
 import { copyHoldMs, holdCopies } from './sweep-storing-tasks';
 import type { ReadTask } from './task-repository';
@@ -22,13 +24,15 @@ import type { ReadTask } from './task-repository';
 export interface InlineCopies {
   /**
    * Starts copying the outputs of a task the upstream says succeeded (`result`), before that is
-   * written; the copies if they are done within `quickMs`, else null (a copy still under way is
-   * picked up by `start` once the task is in `storing`).
+   * written; the copies if they are done within `quickMs`; the failure if the file cannot be had
+   * (its host out of reach, or it is gone); else null (a copy still under way, or one that failed
+   * otherwise, is picked up by `start` once the task is in `storing`).
    */
-  quick(task: ReadTask, result: ReadTask['result']): Promise<RecordedCopy[] | null>;
+  quick(task: ReadTask, result: ReadTask['result']): Promise<QuickCopy>;
   /**
    * Copies the outputs of a task that has just entered `storing` (or goes on with its quick copy),
-   * or gives it a `result.store` job when this process does not copy it; resolves once that is decided.
+   * or gives it a `result.store` job when this process does not copy it (as it does not a task that
+   * succeeded with the upstream's URLs, whose copy is to be tried again later); resolves once that is decided.
    */
   start(task: ReadTask): Promise<void>;
   /** Waits for the copies in flight (each bounded by the lease). */
@@ -46,6 +50,8 @@ export interface InlineCopyDeps extends StoreDeps {
 }
 
 const LATER = Symbol('later');
+/** A copy's failure for want of its file (its host out of reach, or it is gone): no wait in `storing` can help. */
+const unreachableCause = (err: unknown): DownloadError | null => (err instanceof DownloadError && err.unreachable ? err : null);
 /** Longest wait for a local store's write and sync once the bytes are here: a disk slower than this is stalled, and the copy goes on from `storing`. */
 const LOCAL_WRITE_MS = 1000;
 
@@ -91,15 +97,21 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
       // The limit is on fetching: once every byte is here and the store is local, what is left is its
       // write and sync to the disk (waited for as a commit waits for its own), and the copy goes with the success.
       if (first === LATER && progress.fetched && deps.storage.blobs.local) first = await within(copying, LOCAL_WRITE_MS);
-      if (first !== LATER && first) {
+      const settle = <T>(outcome: T): T => {
         if (underWay.get(task.id) === copying) underWay.delete(task.id);
-        return first;
+        return outcome;
+      };
+      if (first !== LATER && first) return settle(first);
+      const failure = first === null ? await copying.then(() => null, unreachableCause) : null;
+      if (failure) {
+        deps.log?.warn({ task_id: task.id, reason: failure.message }, "result cannot be copied now: succeeding with the upstream's URLs");
+        return settle({ unreachable: failure.permanent ? 'for_good' : 'for_now' });
       }
-      // Still copying, or failed: `start` takes it once the task is in `storing`, to show it or to
-      // handle its failure (a file that is gone is not fetched a second time to learn so). If the
-      // task never gets there (another writer won), the copy is dropped when its lease ends, its
-      // objects marked for the blob sweep (which deletes them in time unless another copy of the
-      // task refers to them).
+      // Still copying, or failed in a way a retry may cure: `start` takes it once the task is in
+      // `storing`, to show it or to hand its failure to a job (the file is not fetched a second
+      // time to learn it). If the task never gets there (another writer won), the copy is dropped
+      // when its lease ends, its objects marked for the blob sweep (which deletes them in time
+      // unless another copy of the task refers to them).
       const abandon = () => {
         if (underWay.get(task.id) !== copying) return;
         underWay.delete(task.id);
@@ -111,7 +123,7 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
     async start(task) {
       const copying = underWay.get(task.id);
       underWay.delete(task.id);
-      if (!copying && (leaseMs <= 0 || !task.storingSince || inFlight.size >= deps.max)) {
+      if (!copying && (task.state !== 'storing' || leaseMs <= 0 || !task.storingSince || inFlight.size >= deps.max)) {
         metrics.resultCopiesStarted.inc({ via: 'job' });
         return handToJob(task.id);
       }

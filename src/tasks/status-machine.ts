@@ -34,7 +34,7 @@ export interface CommitEffects {
   slotsReleased: number;
   /** The pool of the task (whose waiting tasks may take the freed slots). */
   pool: SlotPool;
-  /** The task entered `storing`: its outputs are to be copied (in this process, or a `result.store` job). */
+  /** The task entered `storing`, or asks for a copy later: its outputs are to be copied (in this process, or a `result.store` job). */
   storeResults: boolean;
   /** The task as the change left it (its new version). */
   task: ReadTask;
@@ -48,10 +48,10 @@ export interface TaskStore {
   inline?: InlineDeliveries;
   /**
    * RESULT_URLS=mirror: copies the outputs of a task the upstream says succeeded (`result`) before
-   * that is written; the copies if they were quick enough to be written with it (the task then
-   * succeeds without `storing`), else null (src/tasks/inline-copies.ts).
+   * that is written (src/tasks/inline-copies.ts); what became of the copy within the time a success
+   * waits for it.
    */
-  copyQuickly?: (task: ReadTask, result: ReadTask['result']) => Promise<RecordedCopy[] | null>;
+  copyQuickly?: (task: ReadTask, result: ReadTask['result']) => Promise<QuickCopy>;
   /** Called after a change commits (best effort: the sweep covers anything it does not do). */
   afterCommit?: (effects: CommitEffects) => Promise<void>;
   /** Where alerts about what the upstream says go. */
@@ -62,6 +62,15 @@ export interface TaskStore {
    */
   view?: TaskViewContext;
 }
+
+/**
+ * A copy made before its success is written: the copies, quick enough to be written with it (the
+ * task then succeeds without `storing`); `unreachable` when it failed because the file cannot be had
+ * now (`for_now`: its host cannot be reached; `for_good`: it is gone or refused), so the task succeeds
+ * with the upstream's URLs at once, without `storing` either (a `for_now` copy is tried again by a
+ * job, to replace them); null when the copy goes on, or failed in a way its retries may cure, from `storing`.
+ */
+export type QuickCopy = RecordedCopy[] | { unreachable: 'for_now' | 'for_good' } | null;
 
 export type EventSource = 'api' | 'submit' | 'callback' | 'poll' | 'sweep' | 'storage';
 
@@ -76,6 +85,8 @@ export interface Change {
    * apply; one written whatever the outcome says so (`recordCopiesCte`'s blob rows).
    */
   with?: (param: (value: unknown) => string) => string;
+  /** The task's outputs are to be copied after this change, though it does not enter `storing` (a copy that failed for now). */
+  copyLater?: boolean;
 }
 
 const DEFAULT_POLL_AFTER_MS = 30_000;
@@ -161,7 +172,7 @@ export async function transition(store: TaskStore, task: ReadTask, change: Chang
     deliveryIds: outbox?.committed(rows[0]) ?? [],
     slotsReleased: rows[0].waiters ? task.slotsHeld : 0,
     pool: task.pool as SlotPool,
-    storeResults: change.to === 'storing',
+    storeResults: change.to === 'storing' || change.copyLater === true,
     task: updated,
   };
   await store.afterCommit?.(effects).catch(() => undefined);

@@ -5,9 +5,9 @@ import { kindOf } from '../kinds/registry';
 import { resultOutputs } from '../kinds/result-outputs';
 import { withSaneTimes, type UpstreamTask } from '../kinds/upstream-task';
 import { metrics } from '../observability/metrics';
-import { filesField, recordCopiesCte, type RecordedCopy } from '../results/result-files';
+import { filesField, recordCopiesCte } from '../results/result-files';
 import { requestedEnd } from './end-task';
-import { transition, type EventSource, type TaskStore } from './status-machine';
+import { transition, type EventSource, type QuickCopy, type TaskStore } from './status-machine';
 import { adoptUpstreamId, readTask, type ReadTask, type TaskPatch } from './task-repository';
 import { canTransition, fromUpstreamStatus, isTerminal } from './task-state';
 
@@ -36,7 +36,7 @@ export async function applyUpstreamUpdate(
   update = sane.task;
   let first = true;
   // Copies made before the change (store.copyQuickly): kept for a retry after a lost race.
-  let copied: RecordedCopy[] | null | undefined;
+  let copied: QuickCopy | undefined;
   return retryOnRace(`task ${taskId}`, async (): Promise<ApplyOutcome | typeof RACED> => {
     const task = first && known ? known : await readTask(db, taskId);
     first = false;
@@ -65,12 +65,16 @@ export async function applyUpstreamUpdate(
       ended === 'succeed' && store.view?.resultUrls === 'mirror'
         ? resultOutputs(kindOf(task.kind), data.result ?? task.result).map((o) => o.url)
         : [];
-    const uncopyable = urls.some(knownNotToResolve);
-    const copyable = urls.length > 0 && !uncopyable;
+    const unknownHost = urls.some(knownNotToResolve);
+    const copyable = urls.length > 0 && !unknownHost;
     if (copyable && copied === undefined) copied = (await store.copyQuickly?.(task, data.result ?? task.result)) ?? null;
-    // Copied quickly enough: the copies go with the success, in the same change.
-    const shown = copyable ? copied : null;
-    const storing = copyable && !shown;
+    // Copied quickly enough: the copies go with the success, in the same change. Failed for want of
+    // the file (gone, or its host out of reach): the success goes with the upstream's URLs, as for a
+    // host name known not to resolve, and a copy that may pass later is retried by a job.
+    const shown = copyable && Array.isArray(copied) ? copied : null;
+    const unreachable = copyable && copied && !Array.isArray(copied) ? copied.unreachable : null;
+    const uncopyable = unknownHost || unreachable !== null;
+    const storing = copyable && !shown && !unreachable;
     if (storing) {
       data.storingSince = new Date();
       lookUpAhead(urls);
@@ -83,13 +87,13 @@ export async function applyUpstreamUpdate(
       source,
       payload: update,
       ...(shown ? { with: (param: (value: unknown) => string) => recordCopiesCte(shown, task.resultsExpireAt, param) } : {}),
+      copyLater: unreachable === 'for_now',
     });
     if (!updated) return RACED;
-    if (uncopyable) {
-      metrics.resultStorageFallbacks.inc({ kind: task.kind });
-      // Debug only: the copy that found the name unknown warned, and one does again each time the answer expires.
+    if (uncopyable) metrics.resultStorageFallbacks.inc({ kind: task.kind });
+    // Debug only: the copy that found the name unknown warned, and one does again each time the answer expires.
+    if (unknownHost)
       store.log?.debug({ task_id: taskId }, "result host name does not resolve: succeeded with the upstream's URLs without a copy");
-    }
     return { applied: true, task: updated };
   });
 }

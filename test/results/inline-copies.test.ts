@@ -20,9 +20,9 @@ const fallbacks = async () => (await metrics.resultStorageFallbacks.get()).value
 /**
  * A file host that answers every request with the same PNG after `delayMs`, or with the error
  * status `refuse` gives for the path and the request's number on it (from 1), counting the requests
- * per path.
+ * per path; on `port` if given.
  */
-async function fileHost(delayMs: number, refuse: (path: string, nth: number) => number | undefined = () => undefined) {
+async function fileHost(delayMs: number, refuse: (path: string, nth: number) => number | undefined = () => undefined, port = 0) {
   const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
   const requests = new Map<string, number>();
   const server = http.createServer((req, res) => {
@@ -33,7 +33,7 @@ async function fileHost(delayMs: number, refuse: (path: string, nth: number) => 
     const timer = setTimeout(answer, delayMs);
     res.on('close', () => clearTimeout(timer));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     png,
@@ -96,14 +96,19 @@ describe('a quick copy that fails', () => {
   let receiver: Receiver;
   beforeAll(async () => {
     receiver = await startReceiver();
-    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '10000', STORAGE_TIMEOUT_MS: '600000' } });
+    h = await startHarness({
+      env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '10000', STORAGE_TIMEOUT_MS: '600000', STORAGE_RETRY_MS: '200' },
+    });
   });
   afterAll(async () => {
     await h.close();
     await receiver.close();
   });
 
-  it("leaves the task to the copies' failure handling, without a second try: the file is gone (404), so it succeeds at once with the upstream's URLs", async () => {
+  const states = async (id: string) =>
+    (await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } })).map((e) => e.toState);
+
+  it("because the file is gone (404), succeeds at once with the upstream's URLs, in the success's own change (no storing, no second try)", async () => {
     const files = await fileHost(0, () => 404);
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = files.url;
@@ -117,11 +122,47 @@ describe('a quick copy that fails', () => {
       expect(hooks.map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
       const urls = (hooks[1].json.task_result as { images: { url: string }[] }).images.map((i) => i.url);
       expect(urls.every((u) => u.startsWith(files.url))).toBe(true);
-      // The quick copy's failure is the one handled from `storing`: the file is not fetched again to learn it.
+      expect(await states(id)).not.toContain('storing');
+      // The quick copy's failure is the one handled: the file is not fetched again to learn it.
       expect([...files.requests.values()]).toEqual([1]);
     } finally {
       h.sim.fileBaseUrl = realBase;
       await files.close();
+    }
+  });
+
+  it("because its host refuses connections, succeeds at once with the upstream's URLs (no storing), and a job puts this service's links in their place once the host answers", async () => {
+    // A port with nothing listening on it, until the host starts there.
+    const probe = http.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const realBase = h.sim.fileBaseUrl;
+    h.sim.fileBaseUrl = `http://127.0.0.1:${port}`;
+    let files: Awaited<ReturnType<typeof fileHost>> | undefined;
+    try {
+      const t = await h.newTenant('hugo');
+      const id = (
+        await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'a closed door', callback_url: receiver.url }).expect(200)
+      ).body.data.task_id;
+      expect((await h.waitForTask(id, (x) => x.state === 'succeed')).filesState).toBe('upstream');
+      const before = await states(id);
+      expect(before).not.toContain('storing');
+      expect(before.at(-1)).toBe('succeed');
+      files = await fileHost(0, undefined, port);
+      const stored = await h.waitForTask(id, (x) => x.filesState === 'stored');
+      expect(files.requests.size).toBe(1);
+      const shown = (await request(h.url).get(`${IMAGES}/${id}`).set(bearer(t.api_key)).expect(200)).body.data;
+      expect(shown.task_result.images[0].url.startsWith(`${h.url}/v1/files/`)).toBe(true);
+      // The links are replaced quietly: no new event, no third webhook.
+      expect(await states(id)).toEqual(before);
+      expect(stored.eventSeq).toBe(before.length);
+      // The first test's two, then this task's.
+      const hooks = await receiver.waitFor(4);
+      expect(hooks.filter((r) => r.json.task_id === id).map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
+    } finally {
+      h.sim.fileBaseUrl = realBase;
+      await files?.close();
     }
   });
 

@@ -61,9 +61,10 @@ function quickCopy(blobs: BlobStore, seed: string) {
 it('waits for a local store once every byte is here, its write taking longer than STORAGE_QUICK_MS', async () => {
   const { copies, copied } = quickCopy(slowStore('local', true, 500), 'local');
   const got = await copied;
+  if (!Array.isArray(got)) throw new Error(`no copies: ${JSON.stringify(got)}`);
   expect(got).toHaveLength(1);
-  expect(got![0].size).toBe(png.length);
-  expect(fs.readFileSync(path.join(root, 'local', got![0].storageKey))).toEqual(png);
+  expect(got[0].size).toBe(png.length);
+  expect(fs.readFileSync(path.join(root, 'local', got[0].storageKey))).toEqual(png);
   await copies.drain();
 });
 
