@@ -17,11 +17,18 @@ export const ANALYZED_TABLES = ['tasks', 'task_events', 'webhook_deliveries', 'w
  * partial index `tasks_waiting_for_slots_idx`. An analyze
  * invalidates them, and the next run plans with real statistics.
  *
+ * At most once per `autovacuum_naptime` (a minute) a table, as autovacuum, which visits a database
+ * that often, would: a table whose rows keep changing passes the threshold every few seconds under
+ * load, and its analyze (a third of a second for `tasks` with tens of thousands of rows) then took a
+ * few percent of the machine for statistics that hardly moved. Sooner only for a table never analyzed
+ * or emptied since, or whose rows have more than doubled or halved: the statistics the plans were
+ * made on are then wrong. `minIntervalS` replaces the naptime (tests).
+ *
  * One table per statement (an ANALYZE locks only that table, and waits for nobody but a TRUNCATE or
  * DDL of it). Returns the tables analyzed. A table this role may not analyze is skipped by Postgres
  * with a warning, not an error.
  */
-export async function analyzeStaleTables(db: Db): Promise<string[]> {
+export async function analyzeStaleTables(db: Db, opts: { minIntervalS?: number } = {}): Promise<string[]> {
   const { rows } = await db.sql<{ table: string }>(
     `SELECT c.relname AS table
      FROM pg_class c
@@ -30,8 +37,13 @@ export async function analyzeStaleTables(db: Db): Promise<string[]> {
        AND (current_setting('autovacuum')::boolean = false
             OR EXISTS (SELECT 1 FROM unnest(c.reloptions) o WHERE o ~* '^autovacuum_enabled=(false|off|no|0|f)$'))
        AND s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float8
-             + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)`,
-    [ANALYZED_TABLES],
+             + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)
+       AND (c.reltuples < 0
+            OR coalesce(greatest(s.last_analyze, s.last_autoanalyze), '-infinity') <
+                 now() - coalesce($2::float8, extract(epoch FROM current_setting('autovacuum_naptime')::interval)) * interval '1 second'
+            OR s.n_live_tup > 2 * c.reltuples + current_setting('autovacuum_analyze_threshold')::float8
+            OR s.n_live_tup < c.reltuples / 2)`,
+    [ANALYZED_TABLES, opts.minIntervalS ?? null],
   );
   // The names come from ANALYZED_TABLES (matched above), never from input.
   for (const { table } of rows) await db.pool.query(`ANALYZE "${table}"`);

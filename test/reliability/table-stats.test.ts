@@ -57,6 +57,9 @@ describe('table statistics where autovacuum does not run', () => {
     return rows.map((r: Record<string, string>) => r['QUERY PLAN']).join('\n');
   }
 
+  /** Without autovacuum_naptime's wait between two analyzes of a table (the next test has it). */
+  const NOW = { minIntervalS: 0 };
+
   it('analyzes a table once it has changed past autovacuum threshold, and not before', async () => {
     tenantId = (await h.newTenant()).id;
     await c.query('ANALYZE tasks');
@@ -69,15 +72,15 @@ describe('table statistics where autovacuum does not run', () => {
     const under = Math.floor(limit);
     await insertTasks(under, () => 'succeed');
     expect(await changedSinceAnalyze(under)).toBe(under);
-    expect(await analyzeStaleTables(h.api.db)).not.toContain('tasks');
+    expect(await analyzeStaleTables(h.api.db, NOW)).not.toContain('tasks');
     expect(await reltuples()).toBe(before);
 
     await insertTasks(2, () => 'succeed');
     expect(await changedSinceAnalyze(under + 2)).toBe(under + 2);
-    expect(await analyzeStaleTables(h.api.db)).toContain('tasks');
+    expect(await analyzeStaleTables(h.api.db, NOW)).toContain('tasks');
     expect(await reltuples()).toBe(Math.max(before, 0) + under + 2);
     expect(await changedSinceAnalyze(0)).toBe(0);
-    expect(await analyzeStaleTables(h.api.db)).not.toContain('tasks');
+    expect(await analyzeStaleTables(h.api.db, NOW)).not.toContain('tasks');
   });
 
   it('makes statements prepared on empty tables plan through the partial indexes once analyzed', async () => {
@@ -108,5 +111,30 @@ describe('table statistics where autovacuum does not run', () => {
       await c.query('DEALLOCATE ALL');
       await c.query('RESET plan_cache_mode');
     }
+  });
+
+  it('analyzes a table whose rows changed but did not grow at most once per autovacuum_naptime, as autovacuum would', async () => {
+    await h.reset();
+    tenantId = (await h.newTenant()).id;
+    await insertTasks(1000, () => 'succeed');
+    expect(await changedSinceAnalyze(1000)).toBe(1000);
+    // Grown from nothing: analyzed at once.
+    expect(await analyzeStaleTables(h.api.db)).toContain('tasks');
+    expect(await reltuples()).toBe(1000);
+
+    // Every row changes again, well past the threshold (50 + 10% of 1000), and the table keeps its size.
+    await c.query(`UPDATE tasks SET updated_at = now()`);
+    await c.query('SELECT pg_stat_force_next_flush()');
+    expect(await changedSinceAnalyze(1000)).toBe(1000);
+    expect(await analyzeStaleTables(h.api.db)).not.toContain('tasks');
+    expect(await changedSinceAnalyze(1000)).toBe(1000);
+    // Once the wait is over (none here), it is analyzed.
+    expect(await analyzeStaleTables(h.api.db, NOW)).toContain('tasks');
+    expect(await changedSinceAnalyze(0)).toBe(0);
+
+    // Doubled within the wait: analyzed at once.
+    await insertTasks(1100, () => 'succeed');
+    expect(await changedSinceAnalyze(1100)).toBe(1100);
+    expect(await analyzeStaleTables(h.api.db)).toContain('tasks');
   });
 });
