@@ -25,8 +25,8 @@ export interface InlineCopies {
   /**
    * Starts copying the outputs of a task the upstream says succeeded (`result`), before that is
    * written; the copies if they are done within `quickMs`; the failure if the file cannot be had
-   * (its host out of reach, or it is gone); else null (a copy still under way, or one that failed
-   * otherwise, is picked up by `start` once the task is in `storing`).
+   * (its host out of reach, or the file gone or refused); else null (a copy still under way, or one
+   * that failed otherwise, is picked up by `start` once the task is in `storing`).
    */
   quick(task: ReadTask, result: ReadTask['result']): Promise<QuickCopy>;
   /**
@@ -50,7 +50,7 @@ export interface InlineCopyDeps extends StoreDeps {
 }
 
 const LATER = Symbol('later');
-/** A copy's failure for want of its file (its host out of reach, or it is gone): no wait in `storing` can help. */
+/** A copy's failure for want of its file (its host out of reach, or the file gone or refused): no wait in `storing` can help. */
 const unreachableCause = (err: unknown): DownloadError | null => (err instanceof DownloadError && err.unreachable ? err : null);
 /** Longest wait for a local store's write and sync once the bytes are here: a disk slower than this is stalled, and the copy goes on from `storing`. */
 const LOCAL_WRITE_MS = 1000;
