@@ -140,6 +140,7 @@ describe('a quick copy that fails', () => {
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = `http://127.0.0.1:${port}`;
     let files: Awaited<ReturnType<typeof fileHost>> | undefined;
+    const hooksBefore = receiver.received.length;
     try {
       const t = await h.newTenant('hugo');
       const id = (
@@ -157,8 +158,7 @@ describe('a quick copy that fails', () => {
       // The links are replaced quietly: no new event, no third webhook.
       expect(await states(id)).toEqual(before);
       expect(stored.eventSeq).toBe(before.length);
-      // The first test's two, then this task's.
-      const hooks = await receiver.waitFor(4);
+      const hooks = (await receiver.waitFor(hooksBefore + 2)).slice(hooksBefore);
       expect(hooks.filter((r) => r.json.task_id === id).map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
     } finally {
       h.sim.fileBaseUrl = realBase;
@@ -214,10 +214,10 @@ describe('a quick copy that outlasts STORAGE_QUICK_MS (50)', () => {
   });
 });
 
-describe('copies made from storing by the process that saw the success (STORAGE_QUICK_MS=0, STORAGE_HOLD_MS=400)', () => {
+describe('copies made from storing by the process that saw the success (STORAGE_QUICK_MS=0, STORAGE_HOLD_MS=1000)', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '0', STORAGE_HOLD_MS: '400' } });
+    h = await startHarness({ env: { RESULT_URLS: 'mirror', STORAGE_QUICK_MS: '0', STORAGE_HOLD_MS: '1000' } });
   });
   afterAll(async () => {
     await h.close();
@@ -237,8 +237,9 @@ describe('copies made from storing by the process that saw the success (STORAGE_
   });
 
   it('is not doubled by the results sweep while its process renews the hold, however many holds it outlasts', async () => {
-    // The file answers after 2 s: five holds of 400 ms, and ten sweeps (every 200 ms, SWEEP_MIN_AGE_MS 100), pass meanwhile.
-    const files = await fileHost(2000);
+    // The file answers after 3 s: three holds of a second (renewed every 250 ms), and fifteen
+    // sweeps (every 200 ms, SWEEP_MIN_AGE_MS 100), pass meanwhile.
+    const files = await fileHost(3000);
     const realBase = h.sim.fileBaseUrl;
     h.sim.fileBaseUrl = files.url;
     try {
