@@ -48,10 +48,12 @@ export async function sweepStoringTasks(deps: StoringSweepDeps): Promise<{ fellB
  * How long a copy under way in the process that saw its task succeed is that process's without a
  * renewal (STORAGE_HOLD_MS): from the task's entry into `storing`, then from each renewal (every
  * quarter of it, by `holdCopies`). A process that dies mid-copy thus hands its tasks to the results
- * sweep within this, not at the end of its whole STORAGE_INLINE_MS, which it never outlasts.
+ * sweep within this, not at the end of its whole STORAGE_INLINE_MS, which it never outlasts (and is,
+ * for storage set up without a hold).
  */
 export function copyHoldMs(storage: Pick<ResultStorage, 'inlineMs' | 'holdMs'>): number {
-  return Math.min(storage.inlineMs ?? 0, storage.holdMs ?? 10_000);
+  const inlineMs = storage.inlineMs ?? 0;
+  return Math.min(inlineMs, storage.holdMs ?? inlineMs);
 }
 
 /** Renews the hold of copies under way in this process, for `holdMs` from now (tasks no longer in `storing` are left alone). */
