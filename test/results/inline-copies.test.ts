@@ -45,6 +45,20 @@ async function fileHost(delayMs: number, refuse: (path: string, nth: number) => 
   };
 }
 
+type FileHost = Awaited<ReturnType<typeof fileHost>>;
+
+/** Runs `body` with the simulator's outputs on `files`' host, then puts the simulator's own host back and closes `files`. */
+async function servingFrom(h: Harness, files: Pick<FileHost, 'url' | 'close'>, body: () => Promise<void>): Promise<void> {
+  const ownHost = h.sim.fileBaseUrl;
+  h.sim.fileBaseUrl = files.url;
+  try {
+    await body();
+  } finally {
+    h.sim.fileBaseUrl = ownHost;
+    await files.close();
+  }
+}
+
 async function createImage(h: Harness, apiKey: string, prompt: string): Promise<string> {
   return (await request(h.url).post(IMAGES).set(bearer(apiKey)).send({ prompt }).expect(200)).body.data.task_id;
 }
@@ -110,9 +124,7 @@ describe('a quick copy that fails', () => {
 
   it("because the file is gone (404), succeeds at once with the upstream's URLs, in the success's own change (no storing, no second try)", async () => {
     const files = await fileHost(0, () => 404);
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = files.url;
-    try {
+    await servingFrom(h, files, async () => {
       const t = await h.newTenant('finn');
       const id = (
         await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'a lost reel', callback_url: receiver.url }).expect(200)
@@ -125,10 +137,7 @@ describe('a quick copy that fails', () => {
       expect(await states(id)).not.toContain('storing');
       // The quick copy's failure is the one handled: the file is not fetched again to learn it.
       expect([...files.requests.values()]).toEqual([1]);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files.close();
-    }
+    });
   });
 
   it("because its host refuses connections, succeeds at once with the upstream's URLs (no storing), and a job puts this service's links in their place once the host answers", async () => {
@@ -137,11 +146,9 @@ describe('a quick copy that fails', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const port = (probe.address() as AddressInfo).port;
     await new Promise((r) => probe.close(r));
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = `http://127.0.0.1:${port}`;
-    let files: Awaited<ReturnType<typeof fileHost>> | undefined;
+    let files: FileHost | undefined;
     const hooksBefore = receiver.received.length;
-    try {
+    await servingFrom(h, { url: `http://127.0.0.1:${port}`, close: async () => files?.close() }, async () => {
       const t = await h.newTenant('hugo');
       const id = (
         await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'a closed door', callback_url: receiver.url }).expect(200)
@@ -160,18 +167,13 @@ describe('a quick copy that fails', () => {
       expect(stored.eventSeq).toBe(before.length);
       const hooks = (await receiver.waitFor(hooksBefore + 2)).slice(hooksBefore);
       expect(hooks.filter((r) => r.json.task_id === id).map((r) => r.json.task_status)).toEqual(['processing', 'succeed']);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files?.close();
-    }
+    });
   });
 
   it('for a moment, goes on from storing as a job, whose retry copies the file: the task succeeds with its links', async () => {
     // The first request meets a server error (one that may pass); the others get the file.
     const files = await fileHost(0, (_path, nth) => (nth === 1 ? 503 : undefined));
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = files.url;
-    try {
+    await servingFrom(h, files, async () => {
       const t = await h.newTenant('gus');
       const id = await createImage(h, t.api_key, 'a flicker');
       const done = await h.waitForTask(id, (x) => x.state === 'succeed');
@@ -179,10 +181,7 @@ describe('a quick copy that fails', () => {
       const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
       expect(events.map((e) => e.toState).slice(-2)).toEqual(['storing', 'succeed']);
       expect([...files.requests.values()]).toEqual([2]);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files.close();
-    }
+    });
   });
 });
 
@@ -197,9 +196,7 @@ describe('a quick copy that outlasts STORAGE_QUICK_MS (50)', () => {
 
   it('goes on: the task enters storing and that same copy shows its links (the file is fetched once)', async () => {
     const files = await fileHost(500);
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = files.url;
-    try {
+    await servingFrom(h, files, async () => {
       const t = await h.newTenant('eli');
       const id = await createImage(h, t.api_key, 'a long exposure');
       const done = await h.waitForTask(id, (x) => x.state === 'succeed');
@@ -207,10 +204,7 @@ describe('a quick copy that outlasts STORAGE_QUICK_MS (50)', () => {
       const events = await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
       expect(events.map((e) => e.toState).slice(-2)).toEqual(['storing', 'succeed']);
       expect([...files.requests.values()]).toEqual([1]);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files.close();
-    }
+    });
   });
 });
 
@@ -240,18 +234,13 @@ describe('copies made from storing by the process that saw the success (STORAGE_
     // The file answers after 3 s: three holds of a second (renewed every 250 ms), and fifteen
     // sweeps (every 200 ms, SWEEP_MIN_AGE_MS 100), pass meanwhile.
     const files = await fileHost(3000);
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = files.url;
-    try {
+    await servingFrom(h, files, async () => {
       const t = await h.newTenant('frank');
       const id = await createImage(h, t.api_key, 'a slow tide');
       const done = await h.waitForTask(id, (x) => x.state === 'succeed');
       expect(done.filesState).toBe('stored');
       expect([...files.requests.values()]).toEqual([1]);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files.close();
-    }
+    });
   });
 
   it('of a process that died mid-copy, goes on as a job once the hold has run out, long before STORAGE_INLINE_MS (60 s)', async () => {
@@ -281,9 +270,7 @@ describe('copies of some outputs only', () => {
   it('gives an object written before a later output failed its blob row, so the blob sweep can delete it', async () => {
     // The first of two outputs is copied; the second is gone (404), which no retry can cure.
     const files = await fileHost(0, (p) => (p.endsWith('/1.png') ? 404 : undefined));
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = files.url;
-    try {
+    await servingFrom(h, files, async () => {
       const t = await h.newTenant('ivan');
       const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'two moons', n: 2 }).expect(200)).body.data
         .task_id;
@@ -291,10 +278,7 @@ describe('copies of some outputs only', () => {
       const sha256 = createHash('sha256').update(files.png).digest('hex');
       expect(fs.existsSync(path.join(h.config.STORAGE_DIR, blobKey(sha256)))).toBe(true);
       expect(await h.api.db.storedBlob.count({ where: { sha256 } })).toBe(1);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files.close();
-    }
+    });
   });
 });
 
@@ -324,17 +308,12 @@ describe('copies whose lease runs out (STORAGE_INLINE_MS=300)', () => {
     // Three at once: were each lease's end counted as a failure of the host, its circuit breaker
     // would open, the jobs' downloads would be refused at once and the tasks would fall back to the upstream's URLs.
     const files = await fileHost(1000);
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = files.url;
-    try {
+    await servingFrom(h, files, async () => {
       const t = await h.newTenant('hana');
       const before = await fallbacks();
       const ids = await Promise.all(['dune', 'mesa', 'reef'].map((p) => createImage(h, t.api_key, p)));
       for (const id of ids) expect((await h.waitForTask(id, (x) => x.state === 'succeed')).filesState).toBe('stored');
       expect(await fallbacks()).toBe(before);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-      await files.close();
-    }
+    });
   });
 });
