@@ -1,11 +1,12 @@
 import { Client } from 'pg';
 import { utc } from '../../src/db/client';
-import { databaseName, maintenanceUrl, migrationNames, prepareDatabase } from '../../src/db/migrate';
+import { databaseName, maintenanceUrl, migrationNames } from '../../src/db/migrate';
 import { newApiKey } from '../../src/tenants/api-key';
 import { createSecretBox, sealContext } from '../../src/tenants/secret-box';
 import { hashApiKey } from '../../src/tenants/tenants.service';
 import { bench } from './config';
 import { FILL_EVENTS, FILL_TASKS, INSERT_ATTEMPTS, INSERT_DELIVERIES, INSERT_EVENTS, INSERT_KEYS, INSERT_TASKS } from './history-seed-sql';
+import { recreateDatabase } from './infra';
 import { withPg } from '../lib/local-services';
 import { progress } from './stats';
 
@@ -166,10 +167,8 @@ const sameSeed = (r: SeedRecord | null, shape: SeedShape): r is SeedRecord =>
   r.days === shape.days;
 
 /** A fresh database at the current migrations, with the tenants named history-0 .. history-(n-1). */
-async function recreateDatabase(url: string, tenants: number): Promise<string[]> {
-  const name = databaseName(url).replace(/"/g, '""');
-  await withPg(maintenanceUrl(url), (c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
-  await prepareDatabase(url);
+async function freshHistoryDatabase(url: string, tenants: number): Promise<string[]> {
+  await recreateDatabase(url);
   return withPg(url, async (c) => {
     // Credentials are set by rekeyTenants, at every run.
     const { rows } = await c.query<{ id: string }>(
@@ -280,7 +279,7 @@ export async function seedHistoryDb(url: string, shape: SeedShape, reseed: boole
   }
   const started = Date.now();
   progress(`history: writing ${shape.tasks} finished tasks of ${shape.tenants} tenants over ${shape.days} days into ${databaseName(url)}`);
-  const tenantIds = await recreateDatabase(url, shape.tenants);
+  const tenantIds = await freshHistoryDatabase(url, shape.tenants);
   const definitions = await dropIndexes(url);
   const to = new Date(started - NEWEST_AGE_MS);
   const rows = await insertHistory(url, { tenantIds, tasks: shape.tasks, from: new Date(to.getTime() - shape.days * DAY_MS), to });
