@@ -13,7 +13,10 @@ export async function markCallbacksCongested(redis: RedisClient, prefix: string,
   await redis.set(key(prefix), '1', 'PX', ms).catch(() => undefined);
 }
 
-/** Whether some API process marked its callbacks congested within the mark's lifetime. Redis down reads as no. */
+/**
+ * Whether some API process marked its callbacks congested within the mark's lifetime. Rejects when
+ * Redis cannot be read: "no mark" would read as "the callbacks keep up", and grow the window.
+ */
 export async function callbacksCongested(redis: RedisClient, prefix: string): Promise<boolean> {
-  return (await redis.exists(key(prefix)).catch(() => 0)) === 1;
+  return (await redis.exists(key(prefix))) === 1;
 }

@@ -1,7 +1,7 @@
 export interface SubmissionWindowDeps {
   /** Upstream slots held now in the deployment, all pools (slotsInUse). */
   inFlight(): Promise<number>;
-  /** Whether an API process says its callbacks are congested (callbacksCongested). */
+  /** Whether an API process says its callbacks are congested (callbacksCongested); rejects when that cannot be read. */
   congested(): Promise<boolean>;
   /** The window never grows past this (every account's limits together: beyond them the claim refuses anyway); read at each resize. */
   max: number | (() => number);
@@ -31,8 +31,9 @@ const GROWTH = 1.1;
  *
  * Soft by design (the account's slot limit is the hard one, in the claim): this process counts its
  * own admissions until a read that began after their claim counts them, other processes' only at
- * the next read, so several workers can overshoot by what they admit within one read. A failed
- * read admits: submissions never stop on a signal they cannot get.
+ * the next read, so several workers can overshoot by what they admit within one read. A count that
+ * cannot be read admits: submissions never stop on a signal they cannot get. A congestion mark that
+ * cannot be read leaves the window as it is, neither grown nor cut.
  */
 export class SubmissionWindow {
   private window: number;
@@ -112,23 +113,16 @@ export class SubmissionWindow {
 
   private async readCounts(): Promise<void> {
     const claimedBefore = this.claimed;
-    let held: number;
-    let congested: boolean;
-    try {
-      [held, congested] = await Promise.all([this.deps.inFlight(), this.deps.congested()]);
-    } catch {
-      // No signal: admit what is waiting rather than stall (the claim still enforces the account's limit).
-      this.readAt = Date.now();
-      this.held = 0;
-      this.reflected = claimedBefore;
-      return;
-    }
-    this.held = held;
+    const [held, congested] = await Promise.allSettled([this.deps.inFlight(), this.deps.congested()]);
+    this.readAt = Date.now();
     this.reflected = claimedBefore;
+    // No count: admit what is waiting rather than stall (the claim still enforces the account's limit).
+    this.held = held.status === 'fulfilled' ? held.value : 0;
+    // Without either signal the window stays as it is: a mark that cannot be read says nothing of the callbacks.
+    if (held.status === 'rejected' || congested.status === 'rejected') return;
     // The window is what limits: submissions wait for it, or it is (nearly) full.
     const binding = this.waiters.length > 0 || this.window - this.room() >= this.window * 0.9;
-    this.readAt = Date.now();
-    if (congested) this.cut();
+    if (congested.value) this.cut();
     else if (binding && this.readAt - this.grownAt >= GROW_EVERY_MS) {
       this.grownAt = this.readAt;
       this.resize(Math.ceil(this.window * GROWTH));

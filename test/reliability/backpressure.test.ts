@@ -1,9 +1,11 @@
 import { Client } from 'pg';
 import request from 'supertest';
 import { callbacksCongested, markCallbacksCongested } from '../../src/queues/callback-pressure';
+import { createProducerConnection } from '../../src/queues/redis-connections';
 import { MIN_WINDOW } from '../../src/tasks/submission-window';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
+import { freePort } from '../helpers/processes';
 
 /**
  * Backpressure between the callback route and the submitting workers: the upstream's tasks may
@@ -184,5 +186,18 @@ describe('backpressure on submissions', () => {
       expect(await Promise.all(callbacks.map((call) => call(30_000)))).toEqual(callbacks.map(() => 200));
       return callbacksCongested(h.api.redis, h.config.QUEUE_PREFIX);
     }, 'the congestion mark');
+  });
+});
+
+describe('the congestion mark', () => {
+  it('cannot be read without Redis: the read fails rather than say the callbacks keep up', async () => {
+    // A producer connection (no offline queue) to a port nothing listens on: Redis down.
+    const redis = createProducerConnection({ url: `redis://127.0.0.1:${await freePort()}`, cluster: false });
+    redis.on('error', () => undefined);
+    try {
+      await expect(callbacksCongested(redis, 'kt-test')).rejects.toThrow();
+    } finally {
+      redis.disconnect();
+    }
   });
 });

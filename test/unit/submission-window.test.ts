@@ -6,13 +6,16 @@ import { MIN_WINDOW, SubmissionWindow } from '../../src/tasks/submission-window'
  * test/reliability/backpressure.test.ts.
  */
 function world(max = 1000) {
-  const state = { held: 0, congested: false, failing: false, sizes: [] as number[] };
+  const state = { held: 0, congested: false, failing: false, markUnreadable: false, sizes: [] as number[] };
   const window = new SubmissionWindow({
     inFlight: async () => {
       if (state.failing) throw new Error('database unavailable');
       return state.held;
     },
-    congested: async () => state.congested,
+    congested: async () => {
+      if (state.markUnreadable) throw new Error('Redis unavailable');
+      return state.congested;
+    },
     max,
     onChange: (size) => state.sizes.push(size),
   });
@@ -113,6 +116,27 @@ describe('SubmissionWindow', () => {
     const claimed = await w.window.admit();
     claimed();
     expect(w.state.failing).toBe(true);
+  });
+
+  it('neither grows nor is cut while the congestion mark cannot be read, and still waits for room', async () => {
+    const w = world();
+    const start = w.window.size();
+    await submit(w, start);
+    w.state.markUnreadable = true;
+    let admitted = false;
+    const next = w.window.admit().then((claimed) => {
+      admitted = true;
+      w.state.held++;
+      claimed();
+    });
+    // Several reads and growth intervals with a submission waiting: a window that may grow would.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(admitted).toBe(false);
+    expect(w.window.size()).toBe(start);
+    w.state.held -= 1;
+    await next;
+    expect(w.window.size()).toBe(start);
+    expect(w.state.sizes).toEqual([start]);
   });
 
   it('lets every waiting submission go when closed, so a worker shutting down is not held', async () => {
