@@ -119,10 +119,11 @@ describe('SubmissionWindow', () => {
   });
 
   it('neither grows nor is cut while the congestion mark cannot be read, and still waits for room', async () => {
+    // Unreadable from the first read on: no read while filling the window may resize it either.
     const w = world();
+    w.state.markUnreadable = true;
     const start = w.window.size();
     await submit(w, start);
-    w.state.markUnreadable = true;
     let admitted = false;
     const next = w.window.admit().then((claimed) => {
       admitted = true;
