@@ -45,6 +45,8 @@ export interface InlineCopyDeps extends StoreDeps {
   quickMs: number;
   /** Copies at once at most (STORAGE_CONCURRENCY). */
   max: number;
+  /** Longest wait for a local store's write and sync once the bytes are here (default LOCAL_WRITE_MS); tests widen it. */
+  localWriteMs?: number;
   /** Gives tasks their `result.store` job; false when it could not now (the results sweep will). */
   enqueueStores(taskIds: string[]): Promise<boolean>;
 }
@@ -96,7 +98,8 @@ export function createInlineCopies(deps: InlineCopyDeps): InlineCopies {
       let first = await within(copying, deps.quickMs);
       // The limit is on fetching: once every byte is here and the store is local, what is left is its
       // write and sync to the disk (waited for as a commit waits for its own), and the copy goes with the success.
-      if (first === LATER && progress.fetched && deps.storage.blobs.local) first = await within(copying, LOCAL_WRITE_MS);
+      if (first === LATER && progress.fetched && deps.storage.blobs.local)
+        first = await within(copying, deps.localWriteMs ?? LOCAL_WRITE_MS);
       const settle = <T>(outcome: T): T => {
         if (underWay.get(task.id) === copying) underWay.delete(task.id);
         return outcome;

@@ -44,13 +44,14 @@ function slowStore(name: string, local: boolean, delayMs: number): BlobStore {
   };
 }
 
-function quickCopy(blobs: BlobStore, seed: string) {
+/** `quickMs` 200: wide enough for a tiny download on a loaded machine; the writes below are staged around it. */
+function quickCopy(blobs: BlobStore, seed: string, { quickMs = 200, localWriteMs }: { quickMs?: number; localWriteMs?: number } = {}) {
   const copies = createInlineCopies({
     // New content touches no row (each test's store is empty): the copy reads and writes no database here.
     store: {} as TaskStore,
     storage: { blobs, limits: { maxBytes: 1_000_000, timeoutMs: 10_000, allowPrivate: true }, timeoutMs: 60_000, inlineMs: 60_000 },
-    // Wide enough for a tiny download on a loaded machine; the writes below are staged around it.
-    quickMs: 200,
+    quickMs,
+    localWriteMs,
     max: 10,
     enqueueStores: async () => true,
   });
@@ -59,7 +60,9 @@ function quickCopy(blobs: BlobStore, seed: string) {
 }
 
 it('waits for a local store once every byte is here, its write taking longer than STORAGE_QUICK_MS', async () => {
-  const { copies, copied } = quickCopy(slowStore('local', true, 500), 'local');
+  // A second for the download (the first in this process), the write held back half a second past
+  // it, and a wait for the write wide enough for a loaded machine's syncs: only the order is tested.
+  const { copies, copied } = quickCopy(slowStore('local', true, 1500), 'local', { quickMs: 1000, localWriteMs: 10_000 });
   const got = await copied;
   if (!Array.isArray(got)) throw new Error(`no copies: ${JSON.stringify(got)}`);
   expect(got).toHaveLength(1);
