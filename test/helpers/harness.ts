@@ -50,6 +50,25 @@ export interface Harness {
 }
 
 /**
+ * Runs `body` with the simulator's outputs on `files`' host, then puts the simulator's own host back
+ * and closes `files` (when it has something to close).
+ */
+export async function servingFrom(
+  h: Harness,
+  files: { url: string; close?: () => Promise<void> },
+  body: () => Promise<void>,
+): Promise<void> {
+  const ownHost = h.sim.fileBaseUrl;
+  h.sim.fileBaseUrl = files.url;
+  try {
+    await body();
+  } finally {
+    h.sim.fileBaseUrl = ownHost;
+    await files.close?.();
+  }
+}
+
+/**
  * The real service (API and workers as in production, against the real Postgres and Redis) in
  * front of the real simulator on port 0. Each harness has its own BullMQ prefix; each jest worker
  * its own database (test/setup-env.ts).

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { PNG } from 'pngjs';
 import { metrics } from '../../src/observability/metrics';
 import { blobKey } from '../../src/results/blob-store';
-import { startHarness, type Harness } from '../helpers/harness';
+import { servingFrom, startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 
@@ -46,18 +46,6 @@ async function fileHost(delayMs: number, refuse: (path: string, nth: number) => 
 }
 
 type FileHost = Awaited<ReturnType<typeof fileHost>>;
-
-/** Runs `body` with the simulator's outputs on `files`' host, then puts the simulator's own host back and closes `files`. */
-async function servingFrom(h: Harness, files: Pick<FileHost, 'url' | 'close'>, body: () => Promise<void>): Promise<void> {
-  const ownHost = h.sim.fileBaseUrl;
-  h.sim.fileBaseUrl = files.url;
-  try {
-    await body();
-  } finally {
-    h.sim.fileBaseUrl = ownHost;
-    await files.close();
-  }
-}
 
 async function createImage(h: Harness, apiKey: string, prompt: string): Promise<string> {
   return (await request(h.url).post(IMAGES).set(bearer(apiKey)).send({ prompt }).expect(200)).body.data.task_id;

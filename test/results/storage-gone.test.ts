@@ -3,7 +3,7 @@ import request from 'supertest';
 import { PNG } from 'pngjs';
 import { knownNotToResolve } from '../../src/lib/host-lookup';
 import { metrics } from '../../src/observability/metrics';
-import { startHarness, type Harness } from '../helpers/harness';
+import { servingFrom, startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { bearer } from '../helpers/fixtures';
 import { eventually } from '../helpers/invariants';
@@ -30,31 +30,30 @@ const fallbacks = async () => (await metrics.resultStorageFallbacks.get()).value
 describe('durable copies that cannot be made', () => {
   it("succeeds at once with the upstream's URLs when the upstream's file is gone (404), without waiting for STORAGE_TIMEOUT_MS", async () => {
     // The upstream's results point at files it does not have.
-    h.sim.fileBaseUrl = `${h.sim.fileBaseUrl}/gone`;
-    const t = await h.newTenant('carol');
-    const fellBackBefore = await fallbacks();
-    const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'fog', callback_url: receiver.url }).expect(200))
-      .body.data.task_id;
-    const done = await h.waitForTask(id, (x) => x.state === 'succeed');
-    expect(done.filesState).toBe('upstream');
-    const shown = (await request(h.url).get(`${IMAGES}/${id}`).set(bearer(t.api_key)).expect(200)).body.data;
-    expect(shown.task_status).toBe('succeed');
-    expect(shown.task_result.images[0].url).toContain('/gone/');
-    expect(shown.task_result.images[0].url).toBe(shown.tracker.files.upstream_urls[0]);
-    expect(await fallbacks()).toBe(fellBackBefore + 1);
-    const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
-    expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
+    await servingFrom(h, { url: `${h.sim.fileBaseUrl}/gone` }, async () => {
+      const t = await h.newTenant('carol');
+      const fellBackBefore = await fallbacks();
+      const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'fog', callback_url: receiver.url }).expect(200))
+        .body.data.task_id;
+      const done = await h.waitForTask(id, (x) => x.state === 'succeed');
+      expect(done.filesState).toBe('upstream');
+      const shown = (await request(h.url).get(`${IMAGES}/${id}`).set(bearer(t.api_key)).expect(200)).body.data;
+      expect(shown.task_status).toBe('succeed');
+      expect(shown.task_result.images[0].url).toContain('/gone/');
+      expect(shown.task_result.images[0].url).toBe(shown.tracker.files.upstream_urls[0]);
+      expect(await fallbacks()).toBe(fellBackBefore + 1);
+      const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
+      expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
+    });
   });
 
   it("succeeds at once with the upstream's URLs when the files' host refuses connections, then swaps in durable links once it answers", async () => {
     // The upstream's file server is down (nothing listens on its port); it comes back later.
     const port = await freePort();
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = `http://127.0.0.1:${port}`;
-    const t = await h.newTenant('dave');
-    const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'rain', callback_url: receiver.url }).expect(200))
-      .body.data.task_id;
-    try {
+    await servingFrom(h, { url: `http://127.0.0.1:${port}` }, async () => {
+      const t = await h.newTenant('dave');
+      const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'rain', callback_url: receiver.url }).expect(200))
+        .body.data.task_id;
       const done = await h.waitForTask(id, (x) => x.state === 'succeed');
       expect(done.filesState).toBe('upstream');
       const png = PNG.sync.write(new PNG({ width: 8, height: 8 }));
@@ -74,22 +73,18 @@ describe('durable copies that cannot be made', () => {
       }
       const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
       expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-    }
+    });
   });
 
   it('does not wait for copies from a host name this service was just told does not exist: the next task succeeds without `storing`', async () => {
     // .invalid names never resolve (RFC 2606).
-    const realBase = h.sim.fileBaseUrl;
-    h.sim.fileBaseUrl = 'http://files.kling-tracker-test.invalid';
-    const t = await h.newTenant('erin');
-    const create = async () =>
-      (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'dunes', callback_url: receiver.url }).expect(200)).body.data
-        .task_id as string;
-    const states = async (id: string) =>
-      (await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } })).map((e) => e.toState);
-    try {
+    await servingFrom(h, { url: 'http://files.kling-tracker-test.invalid' }, async () => {
+      const t = await h.newTenant('erin');
+      const create = async () =>
+        (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'dunes', callback_url: receiver.url }).expect(200)).body
+          .data.task_id as string;
+      const states = async (id: string) =>
+        (await h.api.db.taskEvent.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } })).map((e) => e.toState);
       // The first copy is tried, and fails for good: the name is unknown.
       const first = await create();
       expect((await h.waitForTask(first, (x) => x.state === 'succeed')).filesState).toBe('upstream');
@@ -105,8 +100,6 @@ describe('durable copies that cannot be made', () => {
       expect(shown.tracker.files.state).toBe('upstream');
       const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: second }, orderBy: { seq: 'asc' } });
       expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
-    } finally {
-      h.sim.fileBaseUrl = realBase;
-    }
+    });
   });
 });
