@@ -20,6 +20,8 @@ export interface BlobStore {
   has(key: string): Promise<boolean>;
   /** Stores a spooled file under `key`; the file is gone afterwards (moved or deleted). */
   putFile(key: string, path: string, contentType: string): Promise<void>;
+  /** Stores bytes held in memory under `key` (an output small enough to be downloaded into memory). */
+  putBytes(key: string, bytes: Buffer, contentType: string): Promise<void>;
   read(key: string, range?: ByteRange): Promise<Readable>;
   /** Deletes objects; a missing one is no error. */
   remove(keys: string[]): Promise<void>;

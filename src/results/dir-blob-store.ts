@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -6,8 +7,9 @@ import type { BlobStore } from './blob-store';
 const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{64}$/;
 
 /**
- * A local directory (STORAGE_DIR): objects are files, stored by an atomic rename from `<dir>/.spool`,
- * each synced to the disk (its bytes, then its name) before it is reported stored.
+ * A local directory (STORAGE_DIR): objects are files, stored by an atomic rename from `<dir>/.spool`
+ * (a download's spool file, or one written from memory), each synced to the disk (its bytes, then
+ * its name) before it is reported stored.
  */
 export function createDirBlobStore(dir: string): BlobStore {
   const root = path.resolve(dir);
@@ -16,6 +18,36 @@ export function createDirBlobStore(dir: string): BlobStore {
     // Keys are made from hashes only; anything else must never become a path.
     if (!SAFE_KEY.test(key)) throw new Error(`not a blob key: ${key.slice(0, 80)}`);
     return path.join(root, key);
+  };
+  /**
+   * Moves a spool file, made and synced by `ready`, to its object's name, then syncs that name: the
+   * rename's directory entry, and a new fan-out directory's own entry. The root's entry in its parent
+   * too: a new fan-out directory is how a new STORAGE_DIR (made by the first spool) shows, and
+   * otherwise costs one sync of up to 256 in a store's life. The spool file is gone afterwards.
+   */
+  const place = async (key: string, file: string, ready: () => Promise<void>) => {
+    const target = fileOf(key);
+    try {
+      await ready();
+      // The fan-out directory usually exists already: made only when the rename says it is missing.
+      const madeDir = await fs.promises.rename(file, target).then(
+        () => false,
+        async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          await fs.promises.mkdir(path.dirname(target), { recursive: true });
+          await fs.promises.rename(file, target);
+          return true;
+        },
+      );
+      await syncPath(path.dirname(target), 'all');
+      if (madeDir) {
+        await syncPath(root, 'all');
+        await syncPath(path.dirname(root), 'all');
+      }
+    } catch (err) {
+      await fs.promises.rm(file, { force: true });
+      throw err;
+    }
   };
   return {
     kind: 'directory',
@@ -28,33 +60,13 @@ export function createDirBlobStore(dir: string): BlobStore {
       );
     },
     async putFile(key, file) {
-      const target = fileOf(key);
-      try {
-        // The bytes reach the disk before the name does: once the copy is recorded (a commit, which
-        // Postgres makes durable), a crash of the machine must not leave the object short or empty.
-        await syncPath(file, 'data');
-        // The fan-out directory usually exists already: made only when the rename says it is missing.
-        const madeDir = await fs.promises.rename(file, target).then(
-          () => false,
-          async (err: NodeJS.ErrnoException) => {
-            if (err.code !== 'ENOENT') throw err;
-            await fs.promises.mkdir(path.dirname(target), { recursive: true });
-            await fs.promises.rename(file, target);
-            return true;
-          },
-        );
-        // Then the name: the rename's directory entry, and a new fan-out directory's own entry. The
-        // root's entry in its parent too: a new fan-out directory is how a new STORAGE_DIR (made by
-        // the first download's spool) shows, and otherwise costs one sync of up to 256 in a store's life.
-        await syncPath(path.dirname(target), 'all');
-        if (madeDir) {
-          await syncPath(root, 'all');
-          await syncPath(path.dirname(root), 'all');
-        }
-      } catch (err) {
-        await fs.promises.rm(file, { force: true });
-        throw err;
-      }
+      // The bytes reach the disk before the name does: once the copy is recorded (a commit, which
+      // Postgres makes durable), a crash of the machine must not leave the object short or empty.
+      await place(key, file, () => syncPath(file, 'data'));
+    },
+    async putBytes(key, bytes) {
+      const file = path.join(spoolDir, randomUUID());
+      await place(key, file, () => writeSynced(file, bytes, spoolDir));
     },
     async read(key, range) {
       const stream: Readable = fs.createReadStream(fileOf(key), range ? { start: range.start, end: range.end } : {});
@@ -66,6 +78,21 @@ export function createDirBlobStore(dir: string): BlobStore {
       await Promise.all(keys.map((k) => fs.promises.rm(fileOf(k), { force: true })));
     },
   };
+}
+
+/** Writes a new spool file and syncs its bytes, with one descriptor (the spool directory is made if it is missing). */
+async function writeSynced(file: string, bytes: Buffer, spoolDir: string): Promise<void> {
+  const handle = await fs.promises.open(file, 'wx').catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+    await fs.promises.mkdir(spoolDir, { recursive: true });
+    return fs.promises.open(file, 'wx');
+  });
+  try {
+    await handle.writeFile(bytes);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { deliveryAgent } from '../webhooks/ssrf';
 import { SNIFF_BYTES, sniffFileType, type FileType } from './file-types';
 
@@ -23,12 +22,18 @@ export interface DownloadLimits {
   cutShort?: boolean;
 }
 
-export interface Downloaded extends FileType {
-  /** The spooled file (the caller stores or deletes it). */
-  path: string;
-  size: number;
-  sha256: string;
-}
+/**
+ * A downloaded output: its bytes in memory when it is no larger than IN_MEMORY_BYTES, otherwise
+ * the spooled file (the caller stores or deletes it).
+ */
+export type Downloaded = FileType & { size: number; sha256: string } & ({ bytes: Buffer; path?: never } | { path: string; bytes?: never });
+
+/**
+ * Outputs up to this size are kept in memory and stored from there (images, short clips): writing
+ * a spool file through a stream costs a small output about twice the CPU of downloading it. Larger
+ * ones go to a spool file as they arrive, so a process holds at most this much per copy under way.
+ */
+export const IN_MEMORY_BYTES = 4 * 1024 * 1024;
 
 /** Why a download failed, as the downloads metric counts it. */
 export type DownloadFailure = 'http_status' | 'too_large' | 'wrong_type' | 'timeout' | 'network' | 'host_failing';
@@ -99,9 +104,10 @@ function noteHostFailure(host: string): void {
 }
 
 /**
- * Streams one output from the upstream into a spool file, hashing it on the way: never held whole
- * in memory. The first bytes must be the expected kind of file (an image for images, a video for
- * videos), whatever Content-Type claims. Throws a DownloadError; the spool file is then removed.
+ * Downloads one output from the upstream, hashing it on the way: kept in memory up to
+ * IN_MEMORY_BYTES, streamed into a spool file past that (never held whole). The first bytes must be
+ * the expected kind of file (an image for images, a video for videos), whatever Content-Type claims.
+ * Throws a DownloadError; the spool file, if any, is then removed.
  *
  * A host whose last HOST_FAILURES_TO_BREAK downloads failed for a reason that may pass is not
  * waited on (a circuit breaker): downloads from it fail at once as unreachable for now
@@ -147,15 +153,16 @@ async function spoolDirReady(dir: string): Promise<void> {
 }
 
 async function download(url: string, expected: 'image' | 'video', spoolDir: string, limits: DownloadLimits): Promise<Downloaded> {
-  await spoolDirReady(spoolDir);
-  const file = path.join(spoolDir, randomUUID());
+  let file: string | null = null;
+  let spool: fs.promises.FileHandle | null = null;
   const abort = AbortSignal.timeout(limits.timeoutMs);
   // The request ends with the whole download's deadline, or earlier if no answer comes in time.
-  // Once answered, the body is bounded by `abort` alone (the pipeline's signal).
+  // Once answered, the body is bounded by `abort` alone.
   const request = new AbortController();
   const endRequest = () => request.abort();
   abort.addEventListener('abort', endRequest, { once: true });
   const answerTimer = setTimeout(endRequest, Math.min(limits.timeoutMs, limits.answerTimeoutMs ?? ANSWER_TIMEOUT_MS));
+  let endBody: (() => void) | undefined;
   try {
     const res = await openFollowingRedirects(url, limits, request.signal)
       .catch((err: unknown) => {
@@ -167,31 +174,42 @@ async function download(url: string, expected: 'image' | 'video', spoolDir: stri
         clearTimeout(answerTimer);
         abort.removeEventListener('abort', endRequest);
       });
+    endBody = () => res.destroy(new Error('the download ran out of time'));
+    abort.addEventListener('abort', endBody, { once: true });
     const hash = createHash('sha256');
+    const held: Buffer[] = [];
     let size = 0;
     let head = Buffer.alloc(0);
     let type: FileType | null = null;
-    await pipeline(
-      res,
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          size += chunk.length;
-          if (size > limits.maxBytes) throw new DownloadError('too_large', `larger than ${limits.maxBytes} bytes`);
-          if (!type) {
-            head = Buffer.concat([head, chunk]).subarray(0, SNIFF_BYTES);
-            if (head.length >= SNIFF_BYTES) type = checkedType(head, expected);
-          }
-          hash.update(chunk);
-          yield chunk;
-        }
-      },
-      fs.createWriteStream(file),
-      { signal: abort },
-    );
+    // Reading waits while a chunk is written: the spool file sets the pace, not the sender.
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limits.maxBytes) throw new DownloadError('too_large', `larger than ${limits.maxBytes} bytes`);
+      if (!type) {
+        head = Buffer.concat([head, chunk]).subarray(0, SNIFF_BYTES);
+        if (head.length >= SNIFF_BYTES) type = checkedType(head, expected);
+      }
+      hash.update(chunk);
+      if (spool) {
+        await spool.writeFile(chunk);
+        continue;
+      }
+      held.push(chunk);
+      if (size <= IN_MEMORY_BYTES) continue;
+      await spoolDirReady(spoolDir);
+      file = path.join(spoolDir, randomUUID());
+      spool = await fs.promises.open(file, 'w');
+      await spool.writeFile(Buffer.concat(held.splice(0)));
+    }
     type ??= checkedType(head, expected);
-    return { ...type, path: file, size, sha256: hash.digest('hex') };
+    const got = { ...type, size, sha256: hash.digest('hex') };
+    if (!spool || !file) return { ...got, bytes: held.length === 1 ? held[0] : Buffer.concat(held, size) };
+    await spool.close();
+    spool = null;
+    return { ...got, path: file };
   } catch (err) {
-    await fs.promises.rm(file, { force: true });
+    await spool?.close().catch(() => undefined);
+    if (file) await fs.promises.rm(file, { force: true });
     if (err instanceof DownloadError) throw err;
     // The spool directory may have been removed under us: the next download makes it again.
     if ((err as { code?: string }).code === 'ENOENT') madeSpoolDirs.delete(spoolDir);
@@ -203,6 +221,8 @@ async function download(url: string, expected: 'image' | 'video', spoolDir: stri
       unreachableForGood(err),
       unreachableForGood(err) || UNREACHABLE_NOW.has(code),
     );
+  } finally {
+    if (endBody) abort.removeEventListener('abort', endBody);
   }
 }
 

@@ -17,8 +17,8 @@ export interface S3Settings {
 
 /**
  * An S3-compatible bucket through the AWS SDK v3. Uploads go through lib-storage's `Upload`
- * (streamed from the spool file, multipart past 5 MB): a plain streamed PutObject would be stored
- * with its aws-chunked framing by some S3-compatible servers.
+ * (from memory, or streamed from the spool file, multipart past 5 MB): a plain streamed PutObject
+ * would be stored with its aws-chunked framing by some S3-compatible servers.
  */
 export function createS3BlobStore(s: S3Settings): BlobStore & { client: S3Client } {
   const client = new S3Client({
@@ -27,6 +27,8 @@ export function createS3BlobStore(s: S3Settings): BlobStore & { client: S3Client
     forcePathStyle: s.forcePathStyle,
     credentials: s.accessKeyId && s.secretAccessKey ? { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey } : undefined,
   });
+  const upload = (key: string, body: Readable | Buffer, contentType: string) =>
+    new Upload({ client, params: { Bucket: s.bucket, Key: key, Body: body, ContentType: contentType } }).done();
   return {
     kind: 's3',
     client,
@@ -43,13 +45,13 @@ export function createS3BlobStore(s: S3Settings): BlobStore & { client: S3Client
     },
     async putFile(key, file, contentType) {
       try {
-        await new Upload({
-          client,
-          params: { Bucket: s.bucket, Key: key, Body: fs.createReadStream(file), ContentType: contentType },
-        }).done();
+        await upload(key, fs.createReadStream(file), contentType);
       } finally {
         await fs.promises.rm(file, { force: true });
       }
+    },
+    async putBytes(key, bytes, contentType) {
+      await upload(key, bytes, contentType);
     },
     async read(key, range) {
       const out = await client.send(

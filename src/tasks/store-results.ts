@@ -155,18 +155,20 @@ async function copyOutput(
     storageKey: blobKey(got.sha256),
     upstreamUrl: url,
   };
-  let spooled = true;
+  let spooled = got.path;
   try {
     // Content addressing: identical bytes already stored (this task's retry, another task) are not
     // written again. Two copies of the same bytes at the same moment may both write: same key, same bytes.
     if (!(await reusable(store, storage, copy))) {
-      spooled = false; // putFile moves or deletes the spooled file, whatever it meets
-      await storage.blobs.putFile(copy.storageKey, got.path, got.contentType);
+      spooled = undefined; // putFile moves or deletes the spooled file, whatever it meets
+      await (got.path === undefined
+        ? storage.blobs.putBytes(copy.storageKey, got.bytes, got.contentType)
+        : storage.blobs.putFile(copy.storageKey, got.path, got.contentType));
       metrics.resultBytesStored.inc({ store: storage.blobs.kind }, got.size);
       metrics.resultObjectsStored.inc({ store: storage.blobs.kind });
     }
   } finally {
-    if (spooled) await fs.promises.rm(got.path, { force: true });
+    if (spooled !== undefined) await fs.promises.rm(spooled, { force: true });
   }
   metrics.resultStoreLatency.observe({ store: storage.blobs.kind }, Number(process.hrtime.bigint() - started) / 1e9);
   return copy;

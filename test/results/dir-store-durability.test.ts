@@ -14,8 +14,8 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'kt-dir-sync-')));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-/** The calls the helper made, one per line (`[pid N] ` prefixes removed), and the spooled files' paths. */
-function tracePuts(keys: string[]): { calls: string[]; spooled: string[] } {
+/** The calls the helper made putting `keys` in the store at `store`, one per line (`[pid N] ` prefixes removed), and the spooled files' paths. */
+function tracePuts(store: string, keys: string[], fromMemory = false): { calls: string[]; spooled: string[] } {
   const log = path.join(root, 'strace.log');
   const out = execFileSync(
     'strace',
@@ -31,7 +31,8 @@ function tracePuts(keys: string[]): { calls: string[]; spooled: string[] } {
       '--import',
       'tsx',
       'test/helpers/dir-store-put.ts',
-      root,
+      store,
+      ...(fromMemory ? ['--bytes'] : []),
       ...keys,
     ],
     { cwd: ROOT, encoding: 'utf8' },
@@ -53,7 +54,7 @@ const RENAME = 'rename(?:at2?)?';
 it("syncs the bytes before the rename, then the directory entry (and, with a new fan-out directory, its entry and the root's)", () => {
   const first = blobKey('ab'.padEnd(64, '1'));
   const second = blobKey('ab'.padEnd(64, '2'));
-  const { calls, spooled } = tracePuts([first, second]);
+  const { calls, spooled } = tracePuts(root, [first, second]);
   const fanOut = path.join(root, 'ab');
 
   for (const [i, key] of [first, second].entries()) {
@@ -77,4 +78,27 @@ it("syncs the bytes before the rename, then the directory entry (and, with a new
     expect(calls.findIndex((l, at) => at > firstRename && /^fsync\(/.test(l) && l.includes(`<${dir}>`))).toBeGreaterThan(firstRename);
   expect(fs.readFileSync(path.join(root, first), 'utf8')).toBe('object 0');
   expect(fs.readFileSync(path.join(root, second), 'utf8')).toBe('object 1');
+});
+
+it('stores bytes from memory the same way: written and synced in its spool, renamed, then the directory entry synced', () => {
+  // A new STORAGE_DIR, made by the first put's spool.
+  const store = path.join(root, 'from-memory');
+  const keys = [blobKey('cd'.padEnd(64, '1')), blobKey('cd'.padEnd(64, '2'))];
+  const { calls } = tracePuts(store, keys, true);
+  const fanOut = path.join(store, 'cd');
+  for (const key of keys) {
+    const renamed = find(calls, RENAME, [path.join(store, key)], true);
+    expect(renamed).toBeGreaterThanOrEqual(0);
+    const spoolFile = /"([^"]+)"/.exec(calls[renamed])![1];
+    expect(path.dirname(spoolFile)).toBe(path.join(store, '.spool'));
+    const synced = find(calls, 'fdatasync', [`<${spoolFile}>`]);
+    expect(synced).toBeGreaterThanOrEqual(0);
+    expect(synced).toBeLessThan(renamed);
+    expect(calls.findIndex((l, at) => at > renamed && /^fsync\(/.test(l) && l.includes(`<${fanOut}>`))).toBeGreaterThan(renamed);
+  }
+  const firstRename = find(calls, RENAME, [path.join(store, keys[0])], true);
+  for (const dir of [store, root])
+    expect(calls.findIndex((l, at) => at > firstRename && /^fsync\(/.test(l) && l.includes(`<${dir}>`))).toBeGreaterThan(firstRename);
+  expect(keys.map((key) => fs.readFileSync(path.join(store, key), 'utf8'))).toEqual(['object 0', 'object 1']);
+  expect(fs.readdirSync(path.join(store, '.spool'))).toEqual([]);
 });

@@ -5,12 +5,20 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PNG } from 'pngjs';
-import { DownloadError, downloadOutput, HOST_FAILURES_TO_BREAK, type DownloadLimits } from '../../src/results/download-output';
+import {
+  DownloadError,
+  downloadOutput,
+  HOST_FAILURES_TO_BREAK,
+  IN_MEMORY_BYTES,
+  type DownloadLimits,
+} from '../../src/results/download-output';
 import { hostLookup } from '../../src/lib/host-lookup';
 import { freePort } from '../helpers/processes';
 
 const png = PNG.sync.write(new PNG({ width: 64, height: 64 }));
 const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x20]), Buffer.from('ftypisom'), Buffer.alloc(2000, 1)]);
+/** A video past IN_MEMORY_BYTES: spooled to a file as it arrives. */
+const largeMp4 = Buffer.concat([mp4, Buffer.alloc(IN_MEMORY_BYTES + 256 * 1024, 2)]);
 const spool = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-spool-'));
 const limits: DownloadLimits = { maxBytes: 1_000_000, timeoutMs: 5_000, allowPrivate: true };
 const servers: http.Server[] = [];
@@ -25,6 +33,12 @@ async function fileServer(extra?: http.RequestListener): Promise<string> {
     if (req.url === '/a.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end(png);
     if (req.url === '/moved.png') return void res.writeHead(302, { location: '/a.png' }).end();
     if (req.url === '/clip.mp4') return void res.writeHead(200, { 'content-type': 'video/mp4' }).end(mp4);
+    if (req.url === '/large.mp4') return void res.writeHead(200, { 'content-type': 'video/mp4' }).end(largeMp4);
+    if (req.url === '/stalls-large.mp4') {
+      res.writeHead(200, { 'content-type': 'video/mp4' });
+      res.write(largeMp4);
+      return; // never ends
+    }
     // Claims to be an image, is a page.
     if (req.url === '/page.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end('<!DOCTYPE html><html>expired</html>');
     if (req.url === '/silent.png') return; // never answers
@@ -61,14 +75,25 @@ const failure = (p: Promise<unknown>) =>
 const spooled = () => fs.readdirSync(spool);
 
 describe('downloading an output from the upstream', () => {
-  it('streams it into a spool file with its SHA-256, size and type, following a redirect', async () => {
+  it('keeps a small output in memory with its SHA-256, size and type, following a redirect: no spool file', async () => {
     const base = await fileServer();
     const got = await downloadOutput(`${base}/moved.png`, 'image', spool, limits);
     expect(got).toMatchObject({ kind: 'image', contentType: 'image/png', ext: 'png', size: png.length });
-    expect(fs.readFileSync(got.path).equals(png)).toBe(true);
+    expect(got.path).toBeUndefined();
+    expect(got.bytes?.equals(png)).toBe(true);
     expect(got.sha256).toBe(createHash('sha256').update(png).digest('hex'));
-    fs.rmSync(got.path);
     expect((await downloadOutput(`${base}/clip.mp4`, 'video', spool, limits)).contentType).toBe('video/mp4');
+    expect(spooled()).toEqual([]);
+  });
+
+  it('streams an output larger than IN_MEMORY_BYTES into a spool file, which it leaves to the caller', async () => {
+    const base = await fileServer();
+    const got = await downloadOutput(`${base}/large.mp4`, 'video', spool, { ...limits, maxBytes: 2 * largeMp4.length });
+    expect(got).toMatchObject({ kind: 'video', contentType: 'video/mp4', size: largeMp4.length });
+    expect(got.bytes).toBeUndefined();
+    expect(got.sha256).toBe(createHash('sha256').update(largeMp4).digest('hex'));
+    expect(spooled()).toEqual([path.basename(got.path!)]);
+    expect(fs.readFileSync(got.path!).equals(largeMp4)).toBe(true);
   });
 
   it('refuses bytes of the wrong kind, oversized outputs, error answers and stalls, and leaves no spool file behind', async () => {
@@ -79,6 +104,14 @@ describe('downloading an output from the upstream', () => {
     expect(await failure(downloadOutput(`${base}/a.png`, 'image', spool, { ...limits, maxBytes: png.length - 1 }))).toBe('too_large');
     expect(await failure(downloadOutput(`${base}/gone.png`, 'image', spool, limits))).toBe('http_status');
     expect(await failure(downloadOutput(`${base}/slow.png`, 'image', spool, { ...limits, timeoutMs: 300 }))).toBe('timeout');
+    // Past IN_MEMORY_BYTES, once the spool file is written to.
+    const spooling = { ...limits, maxBytes: IN_MEMORY_BYTES + 128 * 1024 };
+    expect(await failure(downloadOutput(`${base}/large.mp4`, 'video', spool, spooling))).toBe('too_large');
+    expect(
+      await failure(
+        downloadOutput(`${base}/stalls-large.mp4`, 'video', spool, { ...spooling, maxBytes: 2 * largeMp4.length, timeoutMs: 1000 }),
+      ),
+    ).toBe('timeout');
     expect(spooled()).toEqual([]);
   });
 
@@ -129,8 +162,7 @@ describe('downloading an output from the upstream', () => {
       hostLookup.lookup = lookup;
     }
     expect(asked).toContain('localhost');
-    expect(fs.readFileSync(got.path).equals(png)).toBe(true);
-    fs.rmSync(got.path);
+    expect(got.bytes?.equals(png)).toBe(true);
     // The name is now cached; the address it gave is checked all the same.
     const refused = await downloadOutput(`${base}/a.png`, 'image', spool, { ...limits, allowPrivate: false }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(DownloadError);
@@ -146,9 +178,9 @@ describe('downloading an output from the upstream', () => {
       if (failing) return void res.writeHead(503).end();
       res.writeHead(200, { 'content-type': 'image/png' }).end(png);
     });
-    const outcome = (p: Promise<{ path: string }>) =>
+    const outcome = (p: Promise<unknown>) =>
       p.then(
-        (got) => (fs.rmSync(got.path), 'ok'),
+        () => 'ok',
         (e: unknown) => (e instanceof DownloadError ? `${e.outcome} unreachable=${e.unreachable}` : `unexpected: ${String(e)}`),
       );
     const get = () => outcome(downloadOutput(`${base}/flaky.png`, 'image', spool, limits));

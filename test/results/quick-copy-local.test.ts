@@ -41,6 +41,10 @@ function slowStore(name: string, local: boolean, delayMs: number): BlobStore {
       await new Promise((r) => setTimeout(r, delayMs));
       await real.putFile(key, file, type);
     },
+    putBytes: async (key, bytes, type) => {
+      await new Promise((r) => setTimeout(r, delayMs));
+      await real.putBytes(key, bytes, type);
+    },
   };
 }
 
