@@ -109,7 +109,7 @@ describe('downloading an output from the upstream', () => {
     expect(await failure(downloadOutput(`${base}/large.mp4`, 'video', spool, spooling))).toBe('too_large');
     expect(
       await failure(
-        downloadOutput(`${base}/stalls-large.mp4`, 'video', spool, { ...spooling, maxBytes: 2 * largeMp4.length, timeoutMs: 1000 }),
+        downloadOutput(`${base}/stalls-large.mp4`, 'video', spool, { ...spooling, maxBytes: 2 * largeMp4.length, timeoutMs: 3000 }),
       ),
     ).toBe('timeout');
     expect(spooled()).toEqual([]);
