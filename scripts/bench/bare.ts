@@ -6,7 +6,9 @@
  *     create; per upstream callback, one UPDATE, then a direct POST to the task's callback_url
  *     (fire and forget: without it the bare pipeline would do less network I/O than the service).
  *     With BARE_COPY_DIR (the service copies results: RESULT_URLS=mirror), a `succeed` callback
- *     first downloads each output into a file there, as the service stores its copies.
+ *     first downloads each output into a file there, as the service stores its copies; with
+ *     BARE_COPY_SYNC=1 as durably as the service's directory store does (bytes synced, renamed,
+ *     the directory synced).
  *   `bare.ts worker`: one SELECT, the upstream POST at the task's path, one UPDATE.
  */
 import { randomUUID } from 'node:crypto';
@@ -86,11 +88,26 @@ function startApi(): void {
 const copyDir = process.env.BARE_COPY_DIR;
 if (copyDir) fs.mkdirSync(copyDir, { recursive: true });
 
-/** Each output streamed into a file of its own: the download and the write of the service's copy, without its checks or records. */
+const syncCopies = process.env.BARE_COPY_SYNC === '1';
+
+/**
+ * Each output streamed into a file of its own: the download and the write of the service's copy,
+ * without its checks or records. With BARE_COPY_SYNC=1 the file survives a machine crash once
+ * written, as the service's directory store makes its objects: its bytes synced before its name,
+ * its name synced after.
+ */
 async function copyOutputs(id: string, outputs: { url: string }[]): Promise<void> {
   for (const [i, { url }] of outputs.entries()) {
     const answer = await request(url);
-    await pipeline(answer.body, fs.createWriteStream(path.join(copyDir!, `${id}-${i}`)));
+    const file = path.join(copyDir!, `${id}-${i}`);
+    if (!syncCopies) {
+      await pipeline(answer.body, fs.createWriteStream(file));
+      continue;
+    }
+    await pipeline(answer.body, fs.createWriteStream(`${file}.part`, { flush: true }));
+    await fs.promises.rename(`${file}.part`, file);
+    const dir = await fs.promises.open(copyDir!, 'r');
+    await dir.sync().finally(() => dir.close());
   }
 }
 

@@ -84,9 +84,11 @@ export const bench = {
   /**
    * BENCH_BARE_COPIES=0: the bare pipeline downloads nothing even when the service copies every
    * output, as a bare pipeline that knows nothing of copies does: the cost of the copies then falls
-   * in the ratios.
+   * in the ratios. `durable`: it writes each download as durably as the service's directory store
+   * (the file synced, renamed, the directory synced), so only the copy's checks and records fall in them.
    */
   bareCopies: process.env.BENCH_BARE_COPIES !== '0',
+  bareCopiesSynced: process.env.BENCH_BARE_COPIES === 'durable',
   /** The service's STORAGE_DIR and the bare pipeline's downloads, under one directory removed at the end of the run. */
   filesDir: path.join(os.tmpdir(), own('ktbench-files')),
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
@@ -203,9 +205,11 @@ export function describeOutputs(): string {
   if (bench.resultUrls === 'upstream') return 'outputs: RESULT_URLS=upstream, no copies (the bare pipeline downloads nothing either)';
   if (bench.fileBaseUrl)
     return `outputs: RESULT_URLS=mirror, result URLs on ${bench.fileBaseUrl}: the service's copies fail there, the bare pipeline downloads nothing`;
-  return bareCopies()
-    ? 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads each to a file'
-    : 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads nothing (BENCH_BARE_COPIES=0)';
+  if (!bareCopies())
+    return 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads nothing (BENCH_BARE_COPIES=0)';
+  return bench.bareCopiesSynced
+    ? 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads each to a file, synced as the service syncs its copies (BENCH_BARE_COPIES=durable)'
+    : 'outputs: RESULT_URLS=mirror, the service copies every output and the bare pipeline downloads each to a file';
 }
 
 /** Environment of a bare-pipeline process (scripts/bench/bare.ts). */
@@ -221,5 +225,6 @@ export function bareEnv(o: { port: number; publicBaseUrl: string; simUrl: string
     BARE_PATHS: bench.kinds.map((k) => k.path).join(','),
     // With BENCH_FILE_BASE_URL the service's copies cannot be made, so there is no copy to match.
     ...(bareCopies() ? { BARE_COPY_DIR: path.join(bench.filesDir, 'bare') } : {}),
+    ...(bareCopies() && bench.bareCopiesSynced ? { BARE_COPY_SYNC: '1' } : {}),
   };
 }
