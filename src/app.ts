@@ -1,7 +1,6 @@
 import express, { type Express } from 'express';
 import type { RedisClient } from './lib/redis-client';
 import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
 import { docsRouter } from './http/docs.routes';
 import { tenantRateLimit } from './http/rate-limit';
 import { metricsRouter } from './http/metrics.routes';
@@ -14,8 +13,8 @@ import type { Db } from './db/client';
 import { AppError, errorHandler, notFoundRoute } from './errors';
 import { healthRouter } from './http/health.routes';
 import { refuseMalformedRequest } from './http/malformed-request';
-import { redactUrl } from './lib/redact-url';
 import { requestId } from './http/request-id';
+import { requestLog } from './http/request-log';
 import type { AccountClients } from './accounts/account-clients';
 import type { Logger } from './logger';
 import { enqueueSubmits, type Queues } from './queues/queues';
@@ -153,37 +152,6 @@ export function createApp(deps: AppDeps): Express {
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));
   return app;
-}
-
-/**
- * One log line per request at `info`. Below that level (LOG_LEVEL=warn or error) those lines are
- * never written, so no per-request logger is built either (it would cost CPU on every request); a
- * failed request (5xx) is still logged.
- */
-function requestLog(log: Logger): express.RequestHandler {
-  if (log.isLevelEnabled('info')) {
-    return pinoHttp({
-      logger: log,
-      genReqId: (_req, res) => (res as express.Response).locals.requestId,
-      customProps: (_req, res) => ({ request_id: (res as express.Response).locals.requestId }),
-      // One line per request is enough; bodies (prompts, images) never go to the log.
-      serializers: {
-        req: (r: { method: string; url: string }) => ({ method: r.method, url: redactUrl(r.url) }),
-        res: (r: { statusCode: number }) => ({ status: r.statusCode }),
-      },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
-    }) as express.RequestHandler;
-  }
-  return (req, res, next) => {
-    res.once('finish', () => {
-      if (res.statusCode < 500) return;
-      log.error(
-        { request_id: res.locals.requestId, req: { method: req.method, url: redactUrl(req.originalUrl) }, res: { status: res.statusCode } },
-        'request failed',
-      );
-    });
-    next();
-  };
 }
 
 /** A create must be JSON; anything else is refused before authentication touches the DB. */

@@ -89,6 +89,8 @@ export const bench = {
    */
   bareCopies: process.env.BENCH_BARE_COPIES !== '0',
   bareCopiesSynced: process.env.BENCH_BARE_COPIES === 'durable',
+  /** LOG_LEVEL of the service's processes: `warn` unless BENCH_LOG_LEVEL says (`info`, a deployment's default, logs every request). */
+  logLevel: process.env.BENCH_LOG_LEVEL || 'warn',
   /** The service's STORAGE_DIR and the bare pipeline's downloads, under one directory removed at the end of the run. */
   filesDir: path.join(os.tmpdir(), own('ktbench-files')),
   /** One key for every service process of the run: they all open the same sealed tenant secrets. */
@@ -187,7 +189,7 @@ export function serviceEnv(o: { role: 'api' | 'worker'; port: number; publicBase
     KLING_API_KEY: bench.upstreamKey,
     RESULT_URLS: bench.resultUrls,
     STORAGE_DIR: path.join(bench.filesDir, 'service'),
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: bench.logLevel,
     RATE_LIMIT_PER_MINUTE: '100000000',
     MAX_UNFINISHED_TASKS: '100000000',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',

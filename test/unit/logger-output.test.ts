@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * No line of the service's logger is lost, whatever way its process ends (a logger that gathered
+ * lines to write them later would have to flush them): each test runs a real process that logs
+ * through it and reads that process's stdout.
+ */
+const LOGGER = path.resolve(__dirname, '..', '..', 'src', 'logger.ts');
+let dir: string;
+beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-logger-'))));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** Runs `body` (TypeScript, with `log` the service's logger at info) as a process of its own. */
+function run(name: string, body: string) {
+  const file = path.join(dir, `${name}.ts`);
+  fs.writeFileSync(file, `import { createLogger } from ${JSON.stringify(LOGGER)};\nconst log = createLogger('info');\n${body}\n`);
+  const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const lines = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; n?: number });
+  return { child, exited, lines };
+}
+
+describe('the log output', () => {
+  it('writes the lines logged just before the process exits', async () => {
+    const p = run('exit', "log.info({ n: 1 }, 'first'); log.warn('last words'); process.exit(3);");
+    expect(await p.exited).toBe(3);
+    expect(p.lines().map((l) => l.msg)).toEqual(['first', 'last words']);
+  });
+
+  it('writes the lines logged before an uncaught exception ends the process', async () => {
+    const p = run('crash', "log.error('about to fail'); setImmediate(() => { throw new Error('boom'); });");
+    expect(await p.exited).toBe(1);
+    expect(p.lines().map((l) => l.msg)).toEqual(['about to fail']);
+  });
+
+  it('writes the lines of a process that goes on without logging more', async () => {
+    const p = run('idle', "log.info('alone'); setInterval(() => undefined, 1000);");
+    try {
+      for (let i = 0; i < 500 && p.lines().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(p.child.exitCode).toBeNull();
+      expect(p.lines().map((l) => l.msg)).toEqual(['alone']);
+    } finally {
+      p.child.kill('SIGKILL');
+      await p.exited;
+    }
+  });
+
+  it('writes every line of a burst, whole and in order', async () => {
+    const p = run('burst', "for (let n = 0; n < 5000; n++) log.info({ n, pad: 'x'.repeat(n % 300) }, 'line');");
+    expect(await p.exited).toBe(0);
+    expect(p.lines().map((l) => l.n)).toEqual(Array.from({ length: 5000 }, (_, n) => n));
+  });
+});
