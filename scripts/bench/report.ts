@@ -46,6 +46,8 @@ export interface RunResults {
   machine: Machine;
   /** What each pipeline did with the outputs (describeOutputs). */
   outputs?: string;
+  /** The service processes' LOG_LEVEL (BENCH_LOG_LEVEL): a run at `info` logs every request, and is not comparable with one at `warn`. */
+  logLevel?: string;
   /** The kinds measured, in order; the first one's first end-to-end windows carry the latency phase. */
   kinds: string[];
   /** A kind's windows are empty when its phase did not run (BENCH_PHASES). */
@@ -185,6 +187,7 @@ export function printReport(r: RunResults): string {
     `kling-tracker benchmark, ${m.date}, commit ${m.commit}`,
     `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, Postgres ${m.postgres}, Redis ${m.redis}`,
     ...(r.outputs ? [r.outputs] : []),
+    ...(r.logLevel ? [`logs: the service's processes at LOG_LEVEL=${r.logLevel} (BENCH_LOG_LEVEL)`] : []),
     '',
     textTable(HEADER, comparisonRows(r)),
     ...windowLines(r),

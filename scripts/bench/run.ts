@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     const withHistory = historyTasks(process.argv);
     if (withHistory) return console.log(await runHistory(withHistory, apiKey, s, options, machine));
     if (process.argv.includes('--memory')) return console.log(await runMemory(service, s, machine));
-    const results: RunResults = { machine, outputs: describeOutputs(), ...(await runBench(service, bare, s)) };
+    const results: RunResults = { machine, outputs: describeOutputs(), logLevel: bench.logLevel, ...(await runBench(service, bare, s)) };
     const file = path.join(os.tmpdir(), `kling-tracker-bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(file, JSON.stringify(results, null, 2));
     console.log(printReport(results));

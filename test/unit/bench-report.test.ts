@@ -154,6 +154,12 @@ describe('the overload phase', () => {
     expect(verdict(run([window(90)], [window(100, { timeouts: 5, p99Ms: 5000 })]))[4]).toBe(MET);
   });
 
+  it("says at which level the service's processes logged", () => {
+    expect(printReport({ ...run([window(90)], [window(100)]), logLevel: 'info' })).toContain(
+      "logs: the service's processes at LOG_LEVEL=info (BENCH_LOG_LEVEL)",
+    );
+  });
+
   it('reports only the phases that ran', () => {
     const rows = comparisonRows(run([window(90)], [window(100)])).map((row) => row[0]);
     expect(rows.length).toBeGreaterThan(0);
