@@ -20,7 +20,8 @@ function run(name: string, body: string) {
   const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // 'close', not 'exit': it comes once stdout has been read to its end.
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   const lines = () =>
     out
       .split('\n')
