@@ -4,9 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * No line of the service's logger is lost, whatever way its process ends (a logger that gathered
- * lines to write them later would have to flush them): each test runs a real process that logs
- * through it and reads that process's stdout.
+ * No line of the service's logger is lost or reordered when its process exits, crashes, is killed
+ * or goes idle: each test runs a real process that logs through it and reads its stdout.
  */
 const LOGGER = path.resolve(__dirname, '..', '..', 'src', 'logger.ts');
 let dir: string;
@@ -53,6 +52,13 @@ describe('the log output', () => {
       p.child.kill('SIGKILL');
       await p.exited;
     }
+  });
+
+  it('has written every line logged before the process is killed outright', async () => {
+    const p = run('killed', "log.info('one'); log.info('two'); process.kill(process.pid, 'SIGKILL');");
+    await p.exited;
+    expect(p.child.signalCode).toBe('SIGKILL');
+    expect(p.lines().map((l) => l.msg)).toEqual(['one', 'two']);
   });
 
   it('writes every line of a burst, whole and in order', async () => {
