@@ -4,6 +4,7 @@ import express from 'express';
 import pino from 'pino';
 import request from 'supertest';
 import { requestLog } from '../../src/http/request-log';
+import { eventually } from '../helpers/invariants';
 
 /** The request log on its own, in front of real routes, with a real pino logger whose lines the test reads. */
 function appAt(level: pino.Level) {
@@ -24,14 +25,10 @@ function appAt(level: pino.Level) {
   return { app, lines, held: () => held };
 }
 
-/** Resolves once `lines` holds a line with message `msg` (the log is written when the response closes). */
+/** The first line with message `msg`, once there is one (the log is written when the response closes). */
 async function lineWith(lines: Record<string, unknown>[], msg: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 200; i++) {
-    const line = lines.find((l) => l.msg === msg);
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`no "${msg}" line in ${JSON.stringify(lines)}`);
+  await eventually(`a "${msg}" line`, async () => lines.some((l) => l.msg === msg), 2_000);
+  return lines.find((l) => l.msg === msg)!;
 }
 
 describe('the request log', () => {
@@ -78,7 +75,7 @@ describe('the request log', () => {
       const { port } = server.address() as AddressInfo;
       const req = http.get({ host: '127.0.0.1', port, path: '/held' });
       req.on('error', () => undefined);
-      for (let i = 0; i < 200 && !held(); i++) await new Promise((r) => setTimeout(r, 10));
+      await eventually('the request reached its route', async () => held() !== undefined, 2_000);
       expect(held()).toBeDefined();
       req.destroy();
       const line = await lineWith(lines, 'request aborted');

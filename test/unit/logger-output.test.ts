@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { eventually } from '../helpers/invariants';
 
 /**
  * No line of the service's logger is lost or reordered when its process exits, crashes, is killed
@@ -45,7 +46,7 @@ describe('the log output', () => {
   it('writes the lines of a process that goes on without logging more', async () => {
     const p = run('idle', "log.info('alone'); setInterval(() => undefined, 1000);");
     try {
-      for (let i = 0; i < 500 && p.lines().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await eventually('the line of an idle process', async () => p.lines().length > 0, 5_000);
       expect(p.child.exitCode).toBeNull();
       expect(p.lines().map((l) => l.msg)).toEqual(['alone']);
     } finally {
