@@ -113,7 +113,7 @@ export async function startService(config: Config, log: Logger, klingBaseUrl: st
   });
   const storage = resultStorageOf(config, db, blobs);
   // Every process that copies outputs shares the spool: each clears what a dead one left there.
-  const stopSpoolSweeps = startSpoolSweeps(blobs.spoolDir, config.STORAGE_DOWNLOAD_TIMEOUT_MS, log);
+  const stopSpoolSweeps = startSpoolSweeps(blobs.spool.dir, config.STORAGE_DOWNLOAD_TIMEOUT_MS, log);
   const view: TaskViewContext = { resultUrls: config.RESULT_URLS, links };
   const store: TaskStore = {
     db,

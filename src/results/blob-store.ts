@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Spool } from './spool';
 
 /** A byte range, both ends included (as HTTP writes them). */
 export interface ByteRange {
@@ -13,8 +14,8 @@ export interface ByteRange {
 export interface BlobStore {
   /** `directory` or `s3` (logs, metrics). */
   kind: string;
-  /** Where a download is spooled before it is stored (for the directory store, its own filesystem: storing is a rename). */
-  spoolDir: string;
+  /** Where a download is spooled before it is stored (for the directory store, on its own filesystem: storing is a rename). */
+  spool: Spool;
   /** Storing is local (a rename and a sync to this machine's disk), not a transfer to another host. */
   local: boolean;
   has(key: string): Promise<boolean>;

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from './blob-store';
+import { createSpool } from './spool';
 
 const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{64}$/;
 
@@ -13,7 +13,7 @@ const SAFE_KEY = /^[0-9a-f]{2}\/[0-9a-f]{64}$/;
  */
 export function createDirBlobStore(dir: string): BlobStore {
   const root = path.resolve(dir);
-  const spoolDir = path.join(root, '.spool');
+  const spool = createSpool(path.join(root, '.spool'));
   const fileOf = (key: string) => {
     // Keys are made from hashes only; anything else must never become a path.
     if (!SAFE_KEY.test(key)) throw new Error(`not a blob key: ${key.slice(0, 80)}`);
@@ -51,7 +51,7 @@ export function createDirBlobStore(dir: string): BlobStore {
   };
   return {
     kind: 'directory',
-    spoolDir,
+    spool,
     local: true,
     async has(key) {
       return fs.promises.access(fileOf(key)).then(
@@ -65,8 +65,8 @@ export function createDirBlobStore(dir: string): BlobStore {
       await place(key, file, () => syncPath(file, 'data'));
     },
     async putBytes(key, bytes) {
-      const file = path.join(spoolDir, randomUUID());
-      await place(key, file, () => writeSynced(file, bytes, spoolDir));
+      const { path: file, handle } = await spool.create();
+      await place(key, file, () => writeSynced(handle, bytes));
     },
     async read(key, range) {
       const stream: Readable = fs.createReadStream(fileOf(key), range ? { start: range.start, end: range.end } : {});
@@ -80,13 +80,8 @@ export function createDirBlobStore(dir: string): BlobStore {
   };
 }
 
-/** Writes a new spool file and syncs its bytes, with one descriptor (the spool directory is made if it is missing). */
-async function writeSynced(file: string, bytes: Buffer, spoolDir: string): Promise<void> {
-  const handle = await fs.promises.open(file, 'wx').catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-    await fs.promises.mkdir(spoolDir, { recursive: true });
-    return fs.promises.open(file, 'wx');
-  });
+/** Writes a new spool file through its descriptor and syncs its bytes, then closes it. */
+async function writeSynced(handle: fs.promises.FileHandle, bytes: Buffer): Promise<void> {
   try {
     await handle.writeFile(bytes);
     await handle.datasync();

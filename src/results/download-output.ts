@@ -1,10 +1,10 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import path from 'node:path';
 import { deliveryAgent } from '../webhooks/ssrf';
 import { SNIFF_BYTES, sniffFileType, type FileType } from './file-types';
+import type { Spool } from './spool';
 
 export interface DownloadLimits {
   /** STORAGE_MAX_BYTES: an output larger than this is refused (counted as it streams, whatever Content-Length says). */
@@ -117,13 +117,8 @@ function noteHostFailure(host: string): void {
  * breaker library that makes them wait for the trial would hold every copy slot as long as a dead
  * host takes to time out).
  */
-export async function downloadOutput(
-  url: string,
-  expected: 'image' | 'video',
-  spoolDir: string,
-  limits: DownloadLimits,
-): Promise<Downloaded> {
-  if (!URL.canParse(url)) return download(url, expected, spoolDir, limits);
+export async function downloadOutput(url: string, expected: 'image' | 'video', spool: Spool, limits: DownloadLimits): Promise<Downloaded> {
+  if (!URL.canParse(url)) return download(url, expected, spool, limits);
   const { host } = new URL(url);
   const trouble = troubledHosts.get(host);
   const trial = trouble !== undefined && trouble.failures >= HOST_FAILURES_TO_BREAK;
@@ -131,7 +126,7 @@ export async function downloadOutput(
     throw new DownloadError('host_failing', `${host} failed its last downloads; not waited on until one gets through`, false, true);
   if (trial) trouble.trialRunning = true;
   try {
-    const got = await download(url, expected, spoolDir, limits);
+    const got = await download(url, expected, spool, limits);
     troubledHosts.delete(host);
     return got;
   } catch (err) {
@@ -143,18 +138,9 @@ export async function downloadOutput(
   }
 }
 
-const madeSpoolDirs = new Set<string>();
-
-/** Makes the spool directory once per process, not once per download (again after a download found it gone). */
-async function spoolDirReady(dir: string): Promise<void> {
-  if (madeSpoolDirs.has(dir)) return;
-  await fs.promises.mkdir(dir, { recursive: true });
-  madeSpoolDirs.add(dir);
-}
-
-async function download(url: string, expected: 'image' | 'video', spoolDir: string, limits: DownloadLimits): Promise<Downloaded> {
+async function download(url: string, expected: 'image' | 'video', spool: Spool, limits: DownloadLimits): Promise<Downloaded> {
   let file: string | null = null;
-  let spool: fs.promises.FileHandle | null = null;
+  let spooled: fs.promises.FileHandle | null = null;
   const abort = AbortSignal.timeout(limits.timeoutMs);
   // The request ends with the whole download's deadline, or earlier if no answer comes in time.
   // Once answered, the body is bounded by `abort` alone.
@@ -190,29 +176,25 @@ async function download(url: string, expected: 'image' | 'video', spoolDir: stri
         if (head.length >= SNIFF_BYTES) type = checkedType(head, expected);
       }
       hash.update(chunk);
-      if (spool) {
-        await spool.writeFile(chunk);
+      if (spooled) {
+        await spooled.writeFile(chunk);
         continue;
       }
       held.push(chunk);
       if (size <= IN_MEMORY_BYTES) continue;
-      await spoolDirReady(spoolDir);
-      file = path.join(spoolDir, randomUUID());
-      spool = await fs.promises.open(file, 'w');
-      await spool.writeFile(Buffer.concat(held.splice(0)));
+      ({ path: file, handle: spooled } = await spool.create());
+      await spooled.writeFile(Buffer.concat(held.splice(0)));
     }
     type ??= checkedType(head, expected);
     const got = { ...type, size, sha256: hash.digest('hex') };
-    if (!spool || !file) return { ...got, bytes: held.length === 1 ? held[0] : Buffer.concat(held, size) };
-    await spool.close();
-    spool = null;
+    if (!spooled || !file) return { ...got, bytes: held.length === 1 ? held[0] : Buffer.concat(held, size) };
+    await spooled.close();
+    spooled = null;
     return { ...got, path: file };
   } catch (err) {
-    await spool?.close().catch(() => undefined);
+    await spooled?.close().catch(() => undefined);
     if (file) await fs.promises.rm(file, { force: true });
     if (err instanceof DownloadError) throw err;
-    // The spool directory may have been removed under us: the next download makes it again.
-    if ((err as { code?: string }).code === 'ENOENT') madeSpoolDirs.delete(spoolDir);
     if (abort.aborted) throw new DownloadError('timeout', `no complete answer within ${limits.timeoutMs} ms`);
     const code = (err as { code?: string }).code ?? '';
     throw new DownloadError(

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { BlobStore } from './blob-store';
+import { createSpool } from './spool';
 
 export interface S3Settings {
   endpoint?: string;
@@ -32,7 +33,7 @@ export function createS3BlobStore(s: S3Settings): BlobStore & { client: S3Client
   return {
     kind: 's3',
     client,
-    spoolDir: path.join(os.tmpdir(), 'kling-tracker-spool'),
+    spool: createSpool(path.join(os.tmpdir(), 'kling-tracker-spool')),
     local: false,
     async has(key) {
       try {

@@ -138,7 +138,7 @@ async function copyOutput(
   const started = process.hrtime.bigint();
   let got;
   try {
-    got = await downloadOutput(url, expected, storage.blobs.spoolDir, limits);
+    got = await downloadOutput(url, expected, storage.blobs.spool, limits);
   } catch (err) {
     metrics.resultDownloads.inc({ outcome: err instanceof DownloadError ? err.outcome : 'network' });
     throw err;

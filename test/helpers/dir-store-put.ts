@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const keys = fromMemory ? rest.slice(1) : rest;
   const store = createDirBlobStore(root);
   // Bytes from memory need no spool before the store's first put: it makes its own.
-  if (!fromMemory) fs.mkdirSync(store.spoolDir, { recursive: true });
+  if (!fromMemory) fs.mkdirSync(store.spool.dir, { recursive: true });
   const spooled: string[] = [];
   for (const [i, key] of keys.entries()) {
     if (fromMemory) {
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
       spooled.push('');
       continue;
     }
-    const file = path.join(store.spoolDir, `spooled-${i}`);
+    const file = path.join(store.spool.dir, `spooled-${i}`);
     fs.writeFileSync(file, `object ${i}`);
     await store.putFile(key, file, 'image/png');
     spooled.push(file);

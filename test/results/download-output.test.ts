@@ -12,6 +12,7 @@ import {
   IN_MEMORY_BYTES,
   type DownloadLimits,
 } from '../../src/results/download-output';
+import { createSpool } from '../../src/results/spool';
 import { hostLookup } from '../../src/lib/host-lookup';
 import { freePort } from '../helpers/processes';
 
@@ -19,7 +20,8 @@ const png = PNG.sync.write(new PNG({ width: 64, height: 64 }));
 const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x20]), Buffer.from('ftypisom'), Buffer.alloc(2000, 1)]);
 /** A video past IN_MEMORY_BYTES: spooled to a file as it arrives. */
 const largeMp4 = Buffer.concat([mp4, Buffer.alloc(IN_MEMORY_BYTES + 256 * 1024, 2)]);
-const spool = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-spool-'));
+const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-spool-'));
+const spool = createSpool(spoolDir);
 const limits: DownloadLimits = { maxBytes: 1_000_000, timeoutMs: 5_000, allowPrivate: true };
 const servers: http.Server[] = [];
 
@@ -60,11 +62,11 @@ afterAll(async () => {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
   }
-  fs.rmSync(spool, { recursive: true, force: true });
+  fs.rmSync(spoolDir, { recursive: true, force: true });
 });
 
 beforeEach(() => {
-  for (const f of fs.readdirSync(spool)) fs.rmSync(path.join(spool, f));
+  for (const f of fs.readdirSync(spoolDir)) fs.rmSync(path.join(spoolDir, f));
 });
 
 const failure = (p: Promise<unknown>) =>
@@ -72,7 +74,7 @@ const failure = (p: Promise<unknown>) =>
     () => 'succeeded',
     (e: unknown) => (e instanceof DownloadError ? e.outcome : `unexpected: ${String(e)}`),
   );
-const spooled = () => fs.readdirSync(spool);
+const spooled = () => fs.readdirSync(spoolDir);
 
 describe('downloading an output from the upstream', () => {
   it('keeps a small output in memory with its SHA-256, size and type, following a redirect: no spool file', async () => {
@@ -92,6 +94,14 @@ describe('downloading an output from the upstream', () => {
     expect(got).toMatchObject({ kind: 'video', contentType: 'video/mp4', size: largeMp4.length });
     expect(got.bytes).toBeUndefined();
     expect(got.sha256).toBe(createHash('sha256').update(largeMp4).digest('hex'));
+    expect(spooled()).toEqual([path.basename(got.path!)]);
+    expect(fs.readFileSync(got.path!).equals(largeMp4)).toBe(true);
+  });
+
+  it('spools into a spool directory removed under it: the directory is made again', async () => {
+    const base = await fileServer();
+    fs.rmSync(spoolDir, { recursive: true });
+    const got = await downloadOutput(`${base}/large.mp4`, 'video', spool, { ...limits, maxBytes: 2 * largeMp4.length });
     expect(spooled()).toEqual([path.basename(got.path!)]);
     expect(fs.readFileSync(got.path!).equals(largeMp4)).toBe(true);
   });
