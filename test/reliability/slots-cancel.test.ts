@@ -10,6 +10,7 @@ import { eventually, slotsHeldByTasks } from '../helpers/invariants';
 import { startReceiver } from '../helpers/receiver';
 import { moveUpstream, upstreamTaskOf } from '../helpers/video';
 import { recordSlotPeaks } from '../helpers/slot-peaks';
+import { counted } from '../helpers/metrics';
 
 /** Pool limits with `n` image slots (and video slots enough not to matter here). */
 const images = (n: number) => ({ image: n, video: 10 });
@@ -195,8 +196,7 @@ describe('upstream concurrency slots', () => {
     // so the eight submissions are all under way before the first refusal comes back.
     h.sim.faults.createLatencyMs = 500;
     h.sim.faults.createOutage = { http: 429, code: 1303, message: 'parallel task over resource pack limit' };
-    const refusals = async () =>
-      (await metrics.accountSubmissions.get()).values.filter((v) => v.labels.outcome === '1303').reduce((n, v) => n + v.value, 0);
+    const refusals = () => counted(metrics.accountSubmissions, { outcome: '1303' });
     const before = await refusals();
     const key = (await h.newTenant()).api_key;
     const ids = await Promise.all([...Array(8)].map(async () => (await create(h, key)).body.data.task_id as string));

@@ -12,6 +12,7 @@ import { metrics } from '../../src/observability/metrics';
 import { startHarness, type Harness } from '../helpers/harness';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { bearer } from '../helpers/fixtures';
+import { counted } from '../helpers/metrics';
 
 const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-durable-'));
 let h: Harness;
@@ -150,7 +151,7 @@ describe('durable copies in a directory (RESULT_URLS=mirror)', () => {
   });
 
   it('stores identical content once, whichever tasks it came from', async () => {
-    const written = async () => (await metrics.resultObjectsStored.get()).values.reduce((a, v) => a + v.value, 0);
+    const written = () => counted(metrics.resultObjectsStored);
     const before = await written();
     const ids: string[] = [];
     // One after the other: two copies of the same bytes made at the same moment may both write the

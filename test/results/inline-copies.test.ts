@@ -10,12 +10,11 @@ import { blobKey } from '../../src/results/blob-store';
 import { servingFrom, startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
 import { startReceiver, type Receiver } from '../helpers/receiver';
+import { counted } from '../helpers/metrics';
 
 const IMAGES = '/v1/images/generations';
 
-const copiesStarted = async (via: 'inline' | 'job') =>
-  (await metrics.resultCopiesStarted.get()).values.find((v) => v.labels.via === via)?.value ?? 0;
-const fallbacks = async () => (await metrics.resultStorageFallbacks.get()).values.reduce((a, v) => a + v.value, 0);
+const copiesStarted = (via: 'inline' | 'job') => counted(metrics.resultCopiesStarted, { via });
 
 /**
  * A file host that answers every request with the same PNG after `delayMs`, or with the error
@@ -298,10 +297,10 @@ describe('copies whose lease runs out (STORAGE_INLINE_MS=300)', () => {
     const files = await fileHost(1000);
     await servingFrom(h, files, async () => {
       const t = await h.newTenant('hana');
-      const before = await fallbacks();
+      const before = await counted(metrics.resultStorageFallbacks);
       const ids = await Promise.all(['dune', 'mesa', 'reef'].map((p) => createImage(h, t.api_key, p)));
       for (const id of ids) expect((await h.waitForTask(id, (x) => x.state === 'succeed')).filesState).toBe('stored');
-      expect(await fallbacks()).toBe(before);
+      expect(await counted(metrics.resultStorageFallbacks)).toBe(before);
     });
   });
 });

@@ -8,6 +8,7 @@ import { startReceiver, type Receiver } from '../helpers/receiver';
 import { bearer } from '../helpers/fixtures';
 import { eventually } from '../helpers/invariants';
 import { freePort } from '../helpers/processes';
+import { counted } from '../helpers/metrics';
 
 const IMAGES = '/v1/images/generations';
 let h: Harness;
@@ -25,14 +26,12 @@ afterAll(async () => {
   await receiver.close();
 });
 
-const fallbacks = async () => (await metrics.resultStorageFallbacks.get()).values.reduce((a, v) => a + v.value, 0);
-
 describe('durable copies that cannot be made', () => {
   it("succeeds at once with the upstream's URLs when the upstream's file is gone (404), without waiting for STORAGE_TIMEOUT_MS", async () => {
     // The upstream's results point at files it does not have.
     await servingFrom(h, { url: `${h.sim.fileBaseUrl}/gone` }, async () => {
       const t = await h.newTenant('carol');
-      const fellBackBefore = await fallbacks();
+      const fellBackBefore = await counted(metrics.resultStorageFallbacks);
       const id = (await request(h.url).post(IMAGES).set(bearer(t.api_key)).send({ prompt: 'fog', callback_url: receiver.url }).expect(200))
         .body.data.task_id;
       const done = await h.waitForTask(id, (x) => x.state === 'succeed');
@@ -41,7 +40,7 @@ describe('durable copies that cannot be made', () => {
       expect(shown.task_status).toBe('succeed');
       expect(shown.task_result.images[0].url).toContain('/gone/');
       expect(shown.task_result.images[0].url).toBe(shown.tracker.files.upstream_urls[0]);
-      expect(await fallbacks()).toBe(fellBackBefore + 1);
+      expect(await counted(metrics.resultStorageFallbacks)).toBe(fellBackBefore + 1);
       const deliveries = await h.api.db.webhookDelivery.findMany({ where: { taskId: id }, orderBy: { seq: 'asc' } });
       expect(deliveries.map((d) => d.eventType)).toEqual(['task.processing', 'task.succeeded']);
     });
@@ -90,11 +89,11 @@ describe('durable copies that cannot be made', () => {
       expect((await h.waitForTask(first, (x) => x.state === 'succeed')).filesState).toBe('upstream');
       expect(await states(first)).toContain('storing');
       await eventually('the name known not to resolve', async () => knownNotToResolve(`${h.sim.fileBaseUrl}/x.png`));
-      const fellBackBefore = await fallbacks();
+      const fellBackBefore = await counted(metrics.resultStorageFallbacks);
       const second = await create();
       expect((await h.waitForTask(second, (x) => x.state === 'succeed')).filesState).toBe('upstream');
       expect(await states(second)).not.toContain('storing');
-      expect(await fallbacks()).toBe(fellBackBefore + 1);
+      expect(await counted(metrics.resultStorageFallbacks)).toBe(fellBackBefore + 1);
       const shown = (await request(h.url).get(`${IMAGES}/${second}`).set(bearer(t.api_key)).expect(200)).body.data;
       expect(shown.task_result.images[0].url).toMatch(/^http:\/\/files\.kling-tracker-test\.invalid\//);
       expect(shown.tracker.files.state).toBe('upstream');

@@ -9,6 +9,7 @@ import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';
 import { startReceiver, type Receiver } from '../helpers/receiver';
+import { counted } from '../helpers/metrics';
 
 /**
  * The first attempt of a webhook is sent by the process that committed the status change, not
@@ -182,7 +183,7 @@ describe('inline sends are bounded', () => {
       },
       2,
     );
-    const full = async () => (await metrics.webhookInlineFull.get()).values[0]?.value ?? 0;
+    const full = () => counted(metrics.webhookInlineFull);
     const before = await full();
     expect([inline.reserve(), inline.reserve(), inline.reserve()]).toEqual([true, true, false]);
     expect(await full()).toBe(before + 1);
