@@ -20,13 +20,12 @@ export function createDirBlobStore(dir: string): BlobStore {
     return path.join(root, key);
   };
   /**
-   * Moves a spool file, made and synced by `ready`, to its object's name, then syncs that name: the
-   * rename's directory entry, and a new fan-out directory's own entry. The root's entry in its parent
-   * too: a new fan-out directory is how a new STORAGE_DIR (made by the first spool) shows, and
-   * otherwise costs one sync of up to 256 in a store's life. The spool file is gone afterwards.
+   * Moves a spool file, made and synced by `ready`, to its object's name (`target`), then syncs that
+   * name: the rename's directory entry, and a new fan-out directory's own entry. The root's entry in
+   * its parent too: a new fan-out directory is how a new STORAGE_DIR (made by the first spool) shows,
+   * and otherwise costs one sync of up to 256 in a store's life. The spool file is gone afterwards.
    */
-  const place = async (key: string, file: string, ready: () => Promise<void>) => {
-    const target = fileOf(key);
+  const place = async (target: string, file: string, ready: () => Promise<void>) => {
     try {
       await ready();
       // The fan-out directory usually exists already: made only when the rename says it is missing.
@@ -62,11 +61,13 @@ export function createDirBlobStore(dir: string): BlobStore {
     async putFile(key, file) {
       // The bytes reach the disk before the name does: once the copy is recorded (a commit, which
       // Postgres makes durable), a crash of the machine must not leave the object short or empty.
-      await place(key, file, () => syncPath(file, 'data'));
+      await place(fileOf(key), file, () => syncPath(file, 'data'));
     },
     async putBytes(key, bytes) {
+      // The key is checked before a spool file exists: a bad one leaves no file and no open descriptor.
+      const target = fileOf(key);
       const { path: file, handle } = await spool.create();
-      await place(key, file, () => writeSynced(handle, bytes));
+      await place(target, file, () => writeSynced(handle, bytes));
     },
     async read(key, range) {
       const stream: Readable = fs.createReadStream(fileOf(key), range ? { start: range.start, end: range.end } : {});

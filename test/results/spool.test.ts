@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createDirBlobStore } from '../../src/results/dir-blob-store';
 import { createSpool } from '../../src/results/spool';
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-spool-test-'));
@@ -40,4 +41,15 @@ test('a spool that cannot be made is an error for the caller, not a file elsewhe
   const blocker = path.join(base, 'blocker');
   fs.writeFileSync(blocker, 'a file where the spool directory would go');
   await expect(createSpool(path.join(blocker, '.spool')).create()).rejects.toMatchObject({ code: 'ENOTDIR' });
+});
+
+test('the directory store refuses a key that is not a blob key before its spool has a file for it', async () => {
+  const root = path.join(base, 'store');
+  const store = createDirBlobStore(root);
+  await expect(store.putBytes('../outside', Buffer.from('bytes'), 'image/png')).rejects.toThrow('not a blob key');
+  expect(fs.existsSync(store.spool.dir) ? fs.readdirSync(store.spool.dir) : []).toEqual([]);
+  // A good key afterwards goes through the same spool.
+  await store.putBytes(`ab/${'ab'.repeat(32)}`, Buffer.from('bytes'), 'image/png');
+  expect(fs.readFileSync(path.join(root, 'ab', 'ab'.repeat(32)), 'utf8')).toBe('bytes');
+  expect(fs.readdirSync(store.spool.dir)).toEqual([]);
 });
