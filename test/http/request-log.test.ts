@@ -1,15 +1,16 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import pino from 'pino';
+import type pino from 'pino';
 import request from 'supertest';
 import { requestLog } from '../../src/http/request-log';
 import { eventually } from '../helpers/invariants';
+import { capturingLogger } from '../helpers/log-capture';
 
 /** The request log on its own, in front of real routes, with a real pino logger whose lines the test reads. */
 function appAt(level: pino.Level) {
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const { logger: log, lines: written } = capturingLogger(level);
+  const lines = () => written.map((line) => JSON.parse(line) as Record<string, unknown>);
   let held: express.Response | undefined;
   const app = express();
   app.use((_req, res, next) => {
@@ -26,9 +27,9 @@ function appAt(level: pino.Level) {
 }
 
 /** The first line with message `msg`, once there is one (the log is written when the response closes). */
-async function lineWith(lines: Record<string, unknown>[], msg: string): Promise<Record<string, unknown>> {
-  await eventually(`a "${msg}" line`, async () => lines.some((l) => l.msg === msg), 2_000);
-  return lines.find((l) => l.msg === msg)!;
+async function lineWith(lines: () => Record<string, unknown>[], msg: string): Promise<Record<string, unknown>> {
+  await eventually(`a "${msg}" line`, async () => lines().some((l) => l.msg === msg), 2_000);
+  return lines().find((l) => l.msg === msg)!;
 }
 
 describe('the request log', () => {
@@ -38,7 +39,7 @@ describe('the request log', () => {
     const line = await lineWith(lines, 'request completed');
     expect(line).toMatchObject({ level: 30, request_id: 'req-under-test', req: { method: 'GET', url: '/ok?x=1' }, res: { status: 200 } });
     expect(typeof line.responseTime).toBe('number');
-    expect(lines).toHaveLength(1);
+    expect(lines()).toHaveLength(1);
   });
 
   it('never writes a callback token', async () => {
@@ -46,7 +47,7 @@ describe('the request log', () => {
     await request(app).post('/callbacks/kling/task-1/a-secret-callback-token').send({}).expect(200);
     const line = await lineWith(lines, 'request completed');
     expect(line.req).toEqual({ method: 'POST', url: '/callbacks/kling/task-1/[redacted]' });
-    expect(JSON.stringify(lines)).not.toContain('a-secret-callback-token');
+    expect(JSON.stringify(lines())).not.toContain('a-secret-callback-token');
   });
 
   it('writes a failed request (5xx) as an error, at info and below it', async () => {
@@ -54,7 +55,7 @@ describe('the request log', () => {
       const { app, lines } = appAt(level);
       await request(app).get('/broken').expect(503);
       expect(await lineWith(lines, 'request failed')).toMatchObject({ level: 50, req: { url: '/broken' }, res: { status: 503 } });
-      expect(lines).toHaveLength(1);
+      expect(lines()).toHaveLength(1);
     }
   });
 
@@ -64,7 +65,7 @@ describe('the request log', () => {
     // The failed request after it is logged: had the first one been, it would come first.
     await request(app).get('/broken').expect(503);
     await lineWith(lines, 'request failed');
-    expect(lines.map((l) => l.msg)).toEqual(['request failed']);
+    expect(lines().map((l) => l.msg)).toEqual(['request failed']);
   });
 
   it('writes a request whose client left before the answer as aborted, without a status', async () => {
@@ -81,7 +82,7 @@ describe('the request log', () => {
       const line = await lineWith(lines, 'request aborted');
       expect(line).toMatchObject({ level: 30, req: { method: 'GET', url: '/held' } });
       expect(line.res).toBeUndefined();
-      expect(lines.filter((l) => l.msg === 'request completed')).toEqual([]);
+      expect(lines().filter((l) => l.msg === 'request completed')).toEqual([]);
     } finally {
       server.close();
     }
