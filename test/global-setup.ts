@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { maintenanceUrl, migrateDeploy, migrationNames } from '../src/db/migrate';
+import { buildForChildren } from './helpers/built';
 import { TEST_DB_BASE, WORKER_DBS, workerDatabaseUrl } from './helpers/databases';
 
 /**
@@ -10,6 +11,7 @@ import { TEST_DB_BASE, WORKER_DBS, workerDatabaseUrl } from './helpers/databases
  * a file copy: milliseconds). The template is rebuilt only when the migrations change.
  */
 export default async function globalSetup(): Promise<void> {
+  buildForChildren();
   const admin = new Client({ connectionString: maintenanceUrl(TEST_DB_BASE) });
   await admin.connect();
   try {

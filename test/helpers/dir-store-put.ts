@@ -1,5 +1,5 @@
 /**
- * `node --import tsx test/helpers/dir-store-put.ts ROOT [--bytes] KEY...`: stores one object per key
+ * `node <this file, compiled by built.ts> ROOT [--bytes] KEY...`: stores one object per key
  * in the directory store at ROOT, one after the other (`object <i>`: a spooled file, or with
  * `--bytes` bytes from memory), and prints the spooled files' paths as JSON (empty for `--bytes`,
  * whose spool files the store names). Run under strace by test/results/dir-store-durability.test.ts,

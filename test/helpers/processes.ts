@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { freePort } from '../../scripts/lib/local-services';
+import { builtScript } from './built';
 
 export { freePort };
 
@@ -15,7 +16,7 @@ export interface Proc {
 }
 
 /**
- * Starts the service (src/main.ts, as `npm start` does) as a real process with `env` on top of the
+ * Starts the service (src/main.ts, compiled; `npm start` runs the same code through tsx) as a real process with `env` on top of the
  * parent's environment minus any upstream settings, and waits until it logs `ready`.
  */
 export async function startProcess(env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Proc> {
@@ -36,9 +37,8 @@ export async function startSimulatorProcess(env: Record<string, string>): Promis
 /** Runs `script` with `env` on top of the parent's environment minus the variables `drop` matches, until its output matches `ready`. */
 async function startScript(script: string, env: Record<string, string>, drop: RegExp, ready: RegExp, timeoutMs: number): Promise<Proc> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !drop.test(k)));
-  // One process (tsx as a loader, not its CLI, which would run the script in a child that
-  // survives a SIGKILL of its parent).
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  // One process running the script's compiled JavaScript (test/helpers/built.ts), as `node` runs it.
+  const child = spawn(process.execPath, [builtScript(script)], {
     cwd: ROOT,
     env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import request from 'supertest';
 import { startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
+import { builtScript } from '../helpers/built';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '../..');
@@ -28,7 +29,7 @@ afterAll(async () => {
 const cli = async (...args: string[]) => {
   const env = { ...process.env, ...h.env, STORAGE_DIR: storageDir, LOG_LEVEL: 'silent' };
   try {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/cli.ts', ...args], { cwd: ROOT, env });
+    const { stdout } = await run(process.execPath, [builtScript('src/cli/cli.ts'), ...args], { cwd: ROOT, env });
     return { code: 0, out: stdout };
   } catch (err) {
     const e = err as { code: number; stdout: string };

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { blobKey } from '../../src/results/blob-store';
+import { builtScript } from '../helpers/built';
 
 /**
  * The directory store syncs each object to the disk (its bytes, then its name) before reporting it
@@ -28,9 +29,7 @@ function tracePuts(store: string, keys: string[], fromMemory = false): { calls: 
       '-o',
       log,
       process.execPath,
-      '--import',
-      'tsx',
-      'test/helpers/dir-store-put.ts',
+      builtScript('test/helpers/dir-store-put.ts'),
       store,
       ...(fromMemory ? ['--bytes'] : []),
       ...keys,

@@ -11,6 +11,7 @@ import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { startHarness, UPSTREAM_KEY, type Harness } from '../helpers/harness';
 import { eventually } from '../helpers/invariants';
 import { freePort, startProcess } from '../helpers/processes';
+import { builtScript } from '../helpers/built';
 
 /**
  * What someone holding a copy of the database (and not the secrets key) can do with it: nothing.
@@ -221,7 +222,7 @@ describe('keys rotate-secret', () => {
     const sign = (secret: string) => jwt.sign({ iss: t.access_key, exp: now() + 600, nbf: now() - 5 }, secret);
     expect((await list(sign(t.secret_key))).status).toBe(200);
     const env = { ...process.env, DATABASE_URL: h.env.DATABASE_URL, SECRETS_KEY: h.env.SECRETS_KEY, LOG_LEVEL: 'silent' };
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/cli.ts', 'keys', 'rotate-secret', t.id], {
+    const { stdout } = await run(process.execPath, [builtScript('src/cli/cli.ts'), 'keys', 'rotate-secret', t.id], {
       cwd: ROOT,
       env,
     });
@@ -231,7 +232,7 @@ describe('keys rotate-secret', () => {
     expect(printed.secret_key).not.toBe(t.secret_key);
     await eventually('the old secret is refused', async () => (await list(sign(t.secret_key))).status === 401, 5000);
     expect((await list(sign(printed.secret_key))).status).toBe(200);
-    const missing = await run(process.execPath, ['--import', 'tsx', 'src/cli/cli.ts', 'keys', 'rotate-secret', randomUUID()], {
+    const missing = await run(process.execPath, [builtScript('src/cli/cli.ts'), 'keys', 'rotate-secret', randomUUID()], {
       cwd: ROOT,
       env,
     }).catch((e: { code: number }) => e);
