@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import express, { Router, type RequestHandler } from 'express';
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../db/client';
@@ -6,6 +7,7 @@ import { pathId } from './request-input';
 import type { AccountClients } from '../accounts/account-clients';
 import { kindOf } from '../kinds/registry';
 import { UpstreamTask } from '../kinds/upstream-task';
+import type { KlingClient } from '../kling/kling-client';
 import { UpstreamError } from '../kling/upstream-errors';
 import { pathOfNul } from '../lib/text';
 import { metrics } from '../observability/metrics';
@@ -66,13 +68,13 @@ export function callbacksRouter(deps: CallbackDeps): Router {
     const nul = pathOfNul(body.data);
     if (nul !== null) metrics.callbacks.inc({ outcome: 'invalid' });
     if (nul !== null) throw invalidParameter(`body: ${nul || 'task'}: must not contain the NUL character (\\u0000)`);
-    const update = await confirmedUpdate(deps, task, body.data);
+    const { task: known, update } = await confirmedUpdate(deps, task, body.data);
     // The upstream confirmed a callback that beat the submission's answer, and is further on than it
     // says (it was sent `processing` and has succeeded since): its step goes first, so the client is
     // told of every status the upstream reported, in order.
     const step = update === body.data ? null : earlierStep(body.data, update);
-    if (step) await applyUpstreamUpdate(deps.store, task.id, step, 'callback', task);
-    const outcome = await applyUpstreamUpdate(deps.store, task.id, update, 'callback', step ? undefined : task);
+    if (step) await applyUpstreamUpdate(deps.store, task.id, step, 'callback', known);
+    const outcome = await applyUpstreamUpdate(deps.store, task.id, update, 'callback', step ? undefined : known);
     metrics.callbacks.inc({ outcome: outcome.applied ? 'applied' : outcome.reason });
     const fields = {
       task_id: task.id,
@@ -141,35 +143,71 @@ function checkToken(deps: CallbackDeps): RequestHandler {
 }
 
 /**
- * What of a callback is applied. A task that already has its upstream id gets the callback as sent
- * (the status machine refuses another task_id). One without (the callback beat the submission's
- * answer) is asked about upstream by its external_task_id, and only the upstream's own answer is
- * applied, once its task_id is the callback's: a forged callback cannot give a task a result.
+ * What of a callback is applied, and to the task as last read. A task that already has its upstream
+ * id gets the callback as sent (the status machine refuses another task_id). One without (the
+ * callback beat the submission's answer) is asked about upstream by its external_task_id, and only
+ * the upstream's own answer is applied, once its task_id is the callback's: a forged callback cannot
+ * give a task a result. When the upstream cannot confirm it (it does not find the task by that id,
+ * or cannot be asked now) and a submission is under way, the callback waits a moment for the
+ * submission to record the upstream's id and is then applied as sent; only then is it refused (503).
  */
-async function confirmedUpdate(deps: CallbackDeps, task: ReadTask, claimed: UpstreamTask): Promise<UpstreamTask> {
-  if (task.upstreamTaskId) return claimed;
-  const unconfirmed = (why: string) => {
-    metrics.callbacks.inc({ outcome: 'unconfirmed' });
-    return new AppError('unavailable', `the upstream does not confirm this task yet (${why}); retry later`, { 'retry-after': '1' });
-  };
-  if (!deps.clients) throw unconfirmed('no upstream to ask in this process');
-  let found: UpstreamTask | null;
-  try {
-    // The account the task was placed on: no other one knows it.
-    const kling = await deps.clients.clientFor(task.accountId).catch((err: Error) => {
-      throw unconfirmed(err.message);
-    });
-    found = await kling.findByExternalId(kindOf(task.kind).path, task.id);
-  } catch (err) {
-    if (err instanceof UpstreamError) throw unconfirmed(err.message);
-    throw err;
-  }
-  if (!found) throw unconfirmed('not found upstream');
-  if (found.task_id !== claimed.task_id) {
+async function confirmedUpdate(
+  deps: CallbackDeps,
+  task: ReadTask,
+  claimed: UpstreamTask,
+): Promise<{ task: ReadTask; update: UpstreamTask }> {
+  if (task.upstreamTaskId) return { task, update: claimed };
+  const asked = await askUpstream(deps, task);
+  if (typeof asked !== 'string') {
+    if (asked.task_id === claimed.task_id) return { task, update: asked };
     metrics.callbacks.inc({ outcome: 'task_mismatch' });
     throw invalidParameter('task_id: does not match the upstream task of this callback URL');
   }
-  return found;
+  const submitted = await awaitSubmission(deps.db, task);
+  if (submitted) return { task: submitted, update: claimed };
+  metrics.callbacks.inc({ outcome: 'unconfirmed' });
+  throw new AppError('unavailable', `the upstream does not confirm this task yet (${asked}); retry later`, { 'retry-after': '1' });
+}
+
+/** The upstream's own view of a task (by its external_task_id, on the account it was placed on), or why there is none. */
+async function askUpstream(deps: CallbackDeps, task: ReadTask): Promise<UpstreamTask | string> {
+  if (!deps.clients) return 'no upstream to ask in this process';
+  let kling: KlingClient;
+  try {
+    // The account the task was placed on: no other one knows it.
+    kling = await deps.clients.clientFor(task.accountId);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  try {
+    return (await kling.findByExternalId(kindOf(task.kind).path, task.id)) ?? 'not found upstream';
+  } catch (err) {
+    if (err instanceof UpstreamError) return err.message;
+    throw err;
+  }
+}
+
+/**
+ * Pauses between reads of a task whose submission is under way: 775 ms in all. The upstream can
+ * call back before its answer to the create has reached the worker (an upstream that finishes at
+ * once), which records it a moment later.
+ */
+const SUBMISSION_PAUSES_MS = [25, 50, 100, 200, 400];
+
+/**
+ * The task once its submission has recorded the upstream's id, when a submission was under way for
+ * it (a `queued` task with an attempt counted); null when none was, or none recorded an id in time
+ * (the worker died, or its answer was lost).
+ */
+async function awaitSubmission(db: Db, task: ReadTask): Promise<ReadTask | null> {
+  if (task.state !== 'queued' || task.submitAttempts === 0) return null;
+  for (const pause of SUBMISSION_PAUSES_MS) {
+    await sleep(pause);
+    const now = await readTask(db, task.id);
+    if (now?.upstreamTaskId) return now;
+    if (!now || now.state !== 'queued') return null;
+  }
+  return null;
 }
 
 /**

@@ -16,8 +16,9 @@ export interface Proc {
 }
 
 /**
- * Starts the service (src/main.ts, compiled; `npm start` runs the same code through tsx) as a real process with `env` on top of the
- * parent's environment minus any upstream settings, and waits until it logs `ready`.
+ * Starts the service (src/main.ts compiled; `npm start` runs the same code through tsx) as a real
+ * process with `env` on top of the parent's environment minus any upstream settings, and waits
+ * until it logs `ready`.
  */
 export async function startProcess(env: Record<string, string>, ready: RegExp, timeoutMs = 30_000): Promise<Proc> {
   // Readiness is read from the log, so it must not be silent.
