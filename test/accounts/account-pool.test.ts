@@ -136,8 +136,8 @@ describe('placement on several accounts', () => {
     expect(b.sim.createdCount()).toBeGreaterThan(0);
     for (const x of [a, b]) {
       const known = new Set([...x.sim.tasks.values()].flatMap((u) => [u.task_id, u.external_task_id]));
-      // A task is asked for by its upstream id in the path, or by its external_task_id in the query (a
-      // submission run again, e.g. once its job's lock lapsed on a loaded machine, looks for it first).
+      // A task is asked for by an id in the path (its upstream id or its external_task_id), or by
+      // its external_task_id in the query (a lookup's second form), which is then the id to check.
       const asked = x.sim.received
         .filter((r) => r.method === 'GET' && r.path.startsWith('/v1/'))
         .map((r) => (typeof r.query.external_task_id === 'string' ? r.query.external_task_id : r.path.split('/').pop()!));
