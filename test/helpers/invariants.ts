@@ -1,10 +1,16 @@
 import type { Db } from '../../src/db/client';
+import type { KlingSimulator } from '../../src/simulator/kling-simulator';
 import type { MaintenanceJobName } from '../../src/queues/catalogue';
 import { slotsInUse } from '../../src/tasks/task-slots';
 import type { Harness } from './harness';
 import type { Receiver } from './receiver';
 
 const RANK: Record<string, number> = { submitted: 1, processing: 2, succeed: 3, failed: 3 };
+
+/** The upstream's lookups of our task `id` by its external_task_id: in the path (`.../{id}`), or in the query. */
+export function lookupsByExternalId(sim: KlingSimulator, id: string): number {
+  return sim.received.filter((r) => r.method === 'GET' && (r.path.endsWith(`/${id}`) || r.query.external_task_id === id)).length;
+}
 
 /** Polls `check` until it returns true (bounded; throws with `what` when it never does). */
 export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {

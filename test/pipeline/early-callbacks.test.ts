@@ -2,7 +2,7 @@ import request from 'supertest';
 import { counted } from '../helpers/metrics';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
-import { expectAllSettled, eventually } from '../helpers/invariants';
+import { expectAllSettled, eventually, lookupsByExternalId } from '../helpers/invariants';
 import { startReceiver, type Receiver } from '../helpers/receiver';
 import { metrics } from '../../src/observability/metrics';
 
@@ -36,10 +36,6 @@ async function createTask(): Promise<string> {
   return res.body.data.task_id;
 }
 
-/** The upstream's lookups of a task by its external_task_id (in the path, or in the query). */
-const lookupsOf = (id: string) =>
-  h.sim.received.filter((r) => r.method === 'GET' && (r.path.endsWith(`/${id}`) || r.query.external_task_id === id)).length;
-
 /** Kling's answer to a task it does not know, for every lookup from now on (an upstream that cannot be asked by external_task_id). */
 function lookupsFindNothing(): void {
   h.sim.faults.queryErrors.push(...Array.from({ length: 100 }, () => ({ http: 404, code: 1203, message: 'task not found' })));
@@ -59,7 +55,7 @@ describe('a callback that beats the answer to the create, for a task the upstrea
     const id = await createTask();
     // The first callback came and asked the upstream (in the path, then the query), which knew
     // nothing: it now waits for the submission. (The simulator sends a task's callbacks in turn.)
-    await eventually('the first callback asked the upstream', async () => lookupsOf(id) >= 2);
+    await eventually('the first callback asked the upstream', async () => lookupsByExternalId(h.sim, id) >= 2);
     h.sim.faults.hangAfterCreate = false;
     await expectAllSettled(h, [id], rx);
     await h.sim.settle();
