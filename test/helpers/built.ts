@@ -13,16 +13,12 @@ const ROOT = path.resolve(__dirname, '..', '..');
  */
 export const BUILD_DIR = path.join(ROOT, 'node_modules', '.cache', 'kt-test-build');
 
-/** What the compiled code finds beside itself by path (its __dirname): linked to the real files. */
-const LINKED = [
-  'package.json',
-  'prisma',
-  'prisma.config.ts',
-  'console',
-  'scripts/prisma.cjs',
-  'scripts/unref-long-timers.cjs',
-  'src/kinds/video/assets',
-];
+/**
+ * What the compiled code finds beside itself by path (its __dirname): linked to the real files. A
+ * linked script runs from its real place (Node resolves the link), so what it reads beside itself
+ * (prisma.cjs: its preload, prisma.config.ts) needs no link of its own.
+ */
+const LINKED = ['prisma', 'console', 'scripts/prisma.cjs', 'src/kinds/video/assets'];
 
 /** Compiles src/, workers/, scripts/ and test/helpers/ into BUILD_DIR (well under a second). */
 export function buildForChildren(): void {
