@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { ROOT } from './config';
+import { EXIT_WITH_PARENT } from '../lib/local-services';
 
 /**
  * Child processes of the benchmark: started with `node --import tsx <script>` (tsx as a loader,
  * so the pid we hold is the process doing the work and its /proc entry is the one to read), and
- * killed on every way out of the driver.
+ * killed on every way out of the driver; a driver killed with SIGKILL leaves none for long
+ * (EXIT_WITH_PARENT).
  */
 export interface Child {
   name: string;
@@ -49,7 +51,7 @@ export function startNode(
   env: Record<string, string>,
   o: { ipc?: boolean; nodeFlags?: string[] } = {},
 ): Child {
-  const proc = spawn(process.execPath, [...(o.nodeFlags ?? []), '--import', 'tsx', script, ...args], {
+  const proc = spawn(process.execPath, [...EXIT_WITH_PARENT, ...(o.nodeFlags ?? []), '--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env: { ...baseEnv(), ...env },
     stdio: o.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,15 @@
 import net from 'node:net';
+import path from 'node:path';
 import { Client } from 'pg';
 
-/** Small helpers shared by the benchmark, the soak and the tests: local ports and one-off Postgres connections. */
+/** Small helpers shared by the benchmark, the soak and the tests: local ports, one-off Postgres connections, child processes. */
+
+/**
+ * `node` arguments, before the script, that end a child process once the process that started it
+ * is gone (exit-with-parent.cjs): for the service and simulator processes the benchmark, the soak
+ * and the tests start, which a driver killed with SIGKILL would otherwise leave running.
+ */
+export const EXIT_WITH_PARENT = ['--require', path.join(__dirname, 'exit-with-parent.cjs')];
 
 /** A TCP port free on 127.0.0.1 right now (the caller binds it next). */
 export async function freePort(): Promise<number> {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { track } from './cleanup';
+import { EXIT_WITH_PARENT } from '../lib/local-services';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const READY = { api: /"msg":"API listening"/, worker: /"msg":"workers started"/ };
@@ -87,7 +88,7 @@ export class ServiceProcess {
   private async startOnce(): Promise<boolean> {
     const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KLING_') && !k.startsWith('npm_')));
     const child = track(
-      spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      spawn(process.execPath, [...EXIT_WITH_PARENT, '--import', 'tsx', 'src/main.ts'], {
         cwd: ROOT,
         env: { ...base, ...this.env, ROLE: this.role },
         stdio: ['ignore', 'pipe', 'pipe'],

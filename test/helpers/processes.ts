@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freePort } from '../../scripts/lib/local-services';
+import { EXIT_WITH_PARENT, freePort } from '../../scripts/lib/local-services';
 import { builtScript } from './built';
 
 export { freePort };
@@ -38,8 +38,9 @@ export async function startSimulatorProcess(env: Record<string, string>): Promis
 /** Runs `script` with `env` on top of the parent's environment minus the variables `drop` matches, until its output matches `ready`. */
 async function startScript(script: string, env: Record<string, string>, drop: RegExp, ready: RegExp, timeoutMs: number): Promise<Proc> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !drop.test(k)));
-  // One process running the script's compiled JavaScript (test/helpers/built.ts), as `node` runs it.
-  const child = spawn(process.execPath, [builtScript(script)], {
+  // One process running the script's compiled JavaScript (test/helpers/built.ts), as `node` runs it;
+  // it ends by itself if this jest worker is killed without the chance to kill it.
+  const child = spawn(process.execPath, [...EXIT_WITH_PARENT, builtScript(script)], {
     cwd: ROOT,
     env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
