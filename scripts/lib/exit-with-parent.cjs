@@ -1,6 +1,6 @@
 'use strict';
 /**
- * Preloaded (`node --require`) into the service and simulator processes that the test suite, the
+ * Preloaded (`node --require`) into the long-lived Node processes that the test suite, the
  * benchmark and the soak start: ends the process once the process that started it is gone. Those
  * drivers kill their children on the way out, but one killed with SIGKILL cannot, and Node has no
  * parent-death signal. A service process left behind would go on taking jobs from the queues and

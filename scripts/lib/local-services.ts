@@ -6,8 +6,8 @@ import { Client } from 'pg';
 
 /**
  * `node` arguments, before the script, that end a child process once the process that started it
- * is gone (exit-with-parent.cjs): for the service and simulator processes the benchmark, the soak
- * and the tests start, which a driver killed with SIGKILL would otherwise leave running.
+ * is gone (exit-with-parent.cjs): for the long-lived processes the benchmark, the soak and the
+ * tests start, which a driver killed with SIGKILL would otherwise leave running.
  */
 export const EXIT_WITH_PARENT = ['--require', path.join(__dirname, 'exit-with-parent.cjs')];
 

@@ -29,6 +29,7 @@ async function driverWithChild(childArgs: string[]): Promise<{ driver: ChildProc
   return { driver, child: Number(line.trim()) };
 }
 
+// Whatever the test's outcome, neither process outlives it.
 const started: number[] = [];
 afterAll(() => {
   for (const pid of started) if (running(pid)) process.kill(pid, 'SIGKILL');
@@ -36,7 +37,7 @@ afterAll(() => {
 
 test('a child started with EXIT_WITH_PARENT runs while its parent does and ends once the parent is killed with SIGKILL', async () => {
   const { driver, child } = await driverWithChild([...EXIT_WITH_PARENT, '-e', 'setInterval(() => {}, 60_000)']);
-  started.push(child);
+  started.push(driver.pid!, child);
   // Past two of its checks of the parent, it still runs.
   await new Promise((r) => setTimeout(r, 2500));
   expect(running(child)).toBe(true);
