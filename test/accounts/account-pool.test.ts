@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import request from 'supertest';
 import { addAccount } from '../../src/accounts/account-repository';
 import { createKlingSimulator, type KlingSimulator } from '../../src/simulator/kling-simulator';
@@ -7,8 +5,7 @@ import { slotsInUse } from '../../src/tasks/task-slots';
 import { bearer } from '../helpers/fixtures';
 import { startHarness, type Harness } from '../helpers/harness';
 import { eventually, slotsHeldByTasks } from '../helpers/invariants';
-import { startSimulatorProcess, workerProcesses } from '../helpers/processes';
-import { builtScript } from '../helpers/built';
+import { runCli, startSimulatorProcess, workerProcesses } from '../helpers/processes';
 
 /**
  * The upstream account pool with real processes: the API runs in the test process, the workers are
@@ -17,7 +14,6 @@ import { builtScript } from '../helpers/built';
  */
 jest.setTimeout(120_000);
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const ADMIN_TOKEN = 'admin-token-of-the-account-tests';
 
 interface SimAccount {
@@ -77,18 +73,7 @@ const posts = (a: SimAccount) => a.sim.received.filter((r) => r.method === 'POST
 const refusals = (a: SimAccount) => posts(a).length - a.sim.createdCount();
 
 /** `npm run cli -- ARGS` as an operator runs it, against the test's database. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [builtScript('src/cli/cli.ts'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: h.env.DATABASE_URL, SECRETS_KEY: h.env.SECRETS_KEY, LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cli = (args: string[]) => runCli(args, { DATABASE_URL: h.env.DATABASE_URL, SECRETS_KEY: h.env.SECRETS_KEY });
 
 /** Every task ended `succeed`, each with exactly one upstream task, on the account recorded on it; no slot held. */
 async function expectAllSucceededOnTheirAccounts(ids: string[]): Promise<void> {

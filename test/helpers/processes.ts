@@ -60,6 +60,23 @@ async function startScript(script: string, env: Record<string, string>, drop: Re
   return asProc(child, () => out, exited);
 }
 
+/**
+ * `npm run cli -- ARGS` as an operator runs it (src/cli/cli.ts compiled), with `env` on top of the
+ * parent's environment and its logs silenced; resolves once it has exited and its output is read.
+ */
+export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [builtScript('src/cli/cli.ts'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+}
+
 /** Worker processes (ROLE=worker) of the service `env()` describes, each killed with SIGKILL by `killAll`. */
 export function workerProcesses(env: () => Record<string, string>) {
   const procs: Proc[] = [];

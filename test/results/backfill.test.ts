@@ -1,17 +1,13 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import request from 'supertest';
 import { startHarness, type Harness } from '../helpers/harness';
 import { bearer } from '../helpers/fixtures';
-import { builtScript } from '../helpers/built';
+import { runCli } from '../helpers/processes';
 
-const run = promisify(execFile);
-const ROOT = path.resolve(__dirname, '../..');
-// Each CLI run is a process of its own (tsx compiling the CLI): several of them outlast jest's default under load.
+// Each CLI run is a process of its own: several of them outlast jest's default under load.
 jest.setTimeout(120_000);
 
 const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-backfill-'));
@@ -27,14 +23,8 @@ afterAll(async () => {
 });
 
 const cli = async (...args: string[]) => {
-  const env = { ...process.env, ...h.env, STORAGE_DIR: storageDir, LOG_LEVEL: 'silent' };
-  try {
-    const { stdout } = await run(process.execPath, [builtScript('src/cli/cli.ts'), ...args], { cwd: ROOT, env });
-    return { code: 0, out: stdout };
-  } catch (err) {
-    const e = err as { code: number; stdout: string };
-    return { code: e.code, out: e.stdout };
-  }
+  const { code, stdout } = await runCli(args, { ...h.env, STORAGE_DIR: storageDir });
+  return { code, out: stdout };
 };
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

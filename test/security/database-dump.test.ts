@@ -1,7 +1,4 @@
-import { execFile } from 'node:child_process';
 import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
 import { callbackPath } from '../../src/callbacks/callback-token';
@@ -10,8 +7,7 @@ import { resealLegacySecrets } from '../../src/tenants/tenants.service';
 import { bearer, insertQueuedTask } from '../helpers/fixtures';
 import { startHarness, UPSTREAM_KEY, type Harness } from '../helpers/harness';
 import { eventually, lookupsByExternalId } from '../helpers/invariants';
-import { freePort, startProcess } from '../helpers/processes';
-import { builtScript } from '../helpers/built';
+import { freePort, runCli, startProcess } from '../helpers/processes';
 
 /**
  * What someone holding a copy of the database (and not the secrets key) can do with it: nothing.
@@ -19,8 +15,6 @@ import { builtScript } from '../helpers/built';
  * callback for a task without an upstream id is checked with the upstream before it counts.
  */
 jest.setTimeout(60_000);
-const run = promisify(execFile);
-const ROOT = path.resolve(__dirname, '..', '..');
 const now = () => Math.floor(Date.now() / 1000);
 
 let h: Harness;
@@ -221,22 +215,16 @@ describe('keys rotate-secret', () => {
     const t = await h.newTenant();
     const sign = (secret: string) => jwt.sign({ iss: t.access_key, exp: now() + 600, nbf: now() - 5 }, secret);
     expect((await list(sign(t.secret_key))).status).toBe(200);
-    const env = { ...process.env, DATABASE_URL: h.env.DATABASE_URL, SECRETS_KEY: h.env.SECRETS_KEY, LOG_LEVEL: 'silent' };
-    const { stdout } = await run(process.execPath, [builtScript('src/cli/cli.ts'), 'keys', 'rotate-secret', t.id], {
-      cwd: ROOT,
-      env,
-    });
+    const env = { DATABASE_URL: h.env.DATABASE_URL, SECRETS_KEY: h.env.SECRETS_KEY };
+    const { code, stdout } = await runCli(['keys', 'rotate-secret', t.id], env);
+    expect(code).toBe(0);
     const printed = JSON.parse(stdout);
     expect(Object.keys(printed).sort()).toEqual(['access_key', 'id', 'secret_key']);
     expect(printed).toMatchObject({ id: t.id, access_key: t.access_key });
     expect(printed.secret_key).not.toBe(t.secret_key);
     await eventually('the old secret is refused', async () => (await list(sign(t.secret_key))).status === 401, 5000);
     expect((await list(sign(printed.secret_key))).status).toBe(200);
-    const missing = await run(process.execPath, [builtScript('src/cli/cli.ts'), 'keys', 'rotate-secret', randomUUID()], {
-      cwd: ROOT,
-      env,
-    }).catch((e: { code: number }) => e);
-    expect((missing as { code: number }).code).toBe(2);
+    expect((await runCli(['keys', 'rotate-secret', randomUUID()], env)).code).toBe(2);
   });
 });
 
